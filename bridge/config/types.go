@@ -1,0 +1,249 @@
+// Package config is the user-facing contract of ssebridge: the YAML file's
+// structure, its defaults and its validation.
+//
+// Every key a user can write is a field here with a yaml tag. Defaults live
+// in one place (defaults.go); Validate reports every problem at once, each
+// with the file, line and key it concerns.
+package config
+
+import (
+	"time"
+)
+
+// Config is a whole ssebridge configuration file.
+type Config struct {
+	// DataDir holds checkpoints and the embedded JetStream store.
+	DataDir string `yaml:"data_dir"`
+	// ShutdownTimeout bounds graceful shutdown (drain in-flight events,
+	// write checkpoints, close subscribers).
+	ShutdownTimeout Duration   `yaml:"shutdown_timeout"`
+	HTTP            HTTP       `yaml:"http"`
+	NATS            NATS       `yaml:"nats"`
+	Kafka           Kafka      `yaml:"kafka"`
+	Log             Log        `yaml:"log"`
+	Pipelines       []Pipeline `yaml:"pipelines"`
+	Streams         []Stream   `yaml:"streams"`
+
+	// File is the path the configuration was loaded from ("" when built in
+	// code); errors name it.
+	File string `yaml:"-"`
+}
+
+// HTTP configures the server for reverse streams, /metrics, /healthz and /readyz.
+type HTTP struct {
+	Addr string `yaml:"addr"`
+	// MaxSubscribers caps SSE subscribers across all streams (0: no cap).
+	MaxSubscribers int `yaml:"max_subscribers"`
+}
+
+// NATS configures the NATS connection shared by sinks and streams.
+type NATS struct {
+	// URL of an external server; mutually exclusive with Embedded.
+	URL string `yaml:"url"`
+	// Embedded runs a NATS server with JetStream in process, storing in DataDir.
+	Embedded bool `yaml:"embedded"`
+	// Listen exposes the embedded server's client port (e.g.
+	// "127.0.0.1:4222") so other tools can connect; "" keeps it in-process.
+	Listen    string `yaml:"listen"`
+	CredsFile string `yaml:"creds_file"`
+	NKeyFile  string `yaml:"nkey_file"`
+	Token     string `yaml:"token"`
+	User      string `yaml:"user"`
+	Password  string `yaml:"password"`
+	TLS       *TLS   `yaml:"tls"`
+}
+
+// Configured reports whether the file set up a NATS connection at all.
+func (n NATS) Configured() bool { return n.URL != "" || n.Embedded }
+
+// Kafka configures the Kafka cluster shared by sinks and streams.
+type Kafka struct {
+	Brokers  []string `yaml:"brokers"`
+	ClientID string   `yaml:"client_id"`
+	SASL     *SASL    `yaml:"sasl"`
+	TLS      *TLS     `yaml:"tls"`
+}
+
+// Configured reports whether the file set up a Kafka cluster at all.
+func (k Kafka) Configured() bool { return len(k.Brokers) > 0 }
+
+// SASL is Kafka SASL authentication.
+type SASL struct {
+	// Mechanism is plain, scram-sha-256 or scram-sha-512.
+	Mechanism string `yaml:"mechanism"`
+	Username  string `yaml:"username"`
+	Password  string `yaml:"password"`
+}
+
+// TLS holds client TLS options.
+type TLS struct {
+	CAFile             string `yaml:"ca_file"`
+	CertFile           string `yaml:"cert_file"`
+	KeyFile            string `yaml:"key_file"`
+	ServerName         string `yaml:"server_name"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// Log configures structured logging.
+type Log struct {
+	// Format is text or json.
+	Format string `yaml:"format"`
+	// Level is debug, info, warn or error.
+	Level string `yaml:"level"`
+}
+
+// Pipeline moves one SSE feed into one sink.
+type Pipeline struct {
+	Name   string `yaml:"name"`
+	Source Source `yaml:"source"`
+	Sink   Sink   `yaml:"sink"`
+}
+
+// Source is the upstream SSE feed of a pipeline.
+type Source struct {
+	URL     string            `yaml:"url"`
+	Method  string            `yaml:"method"`
+	Headers map[string]string `yaml:"headers"`
+	// Body is sent with every (re)connection.
+	Body string `yaml:"body"`
+	// Events, when set, forwards only these event types.
+	Events      []string `yaml:"events"`
+	Retry       Retry    `yaml:"retry"`
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	TLS         *TLS     `yaml:"tls"`
+	// MaxEventSize in bytes; a larger event is counted and skipped.
+	MaxEventSize int `yaml:"max_event_size"`
+	// QueueSize bounds the events buffered between socket and sink.
+	QueueSize int `yaml:"queue_size"`
+}
+
+// Retry bounds the reconnection delay.
+type Retry struct {
+	Initial Duration `yaml:"initial"`
+	Max     Duration `yaml:"max"`
+}
+
+// Sink names exactly one broker destination.
+type Sink struct {
+	NATS  *NATSSink  `yaml:"nats"`
+	Kafka *KafkaSink `yaml:"kafka"`
+}
+
+// Kind is the registered sink driver name this sink selects ("" if none).
+func (s Sink) Kind() string {
+	switch {
+	case s.NATS != nil:
+		return "nats"
+	case s.Kafka != nil:
+		return "kafka"
+	}
+	return ""
+}
+
+// NATSSink publishes to NATS core or JetStream.
+type NATSSink struct {
+	// Subject is a template: {pipeline}, {event}, {id}, {data.PATH}.
+	Subject string `yaml:"subject"`
+	// FallbackSubject receives events whose subject cannot be rendered;
+	// without it they are counted as failed and logged.
+	FallbackSubject string `yaml:"fallback_subject"`
+	JetStream       bool   `yaml:"jetstream"`
+	// Stream, with JetStream, is created when absent.
+	Stream *StreamSpec `yaml:"stream"`
+	// MaxInFlight bounds unacknowledged async publishes.
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// StreamSpec describes a JetStream stream to create if absent.
+type StreamSpec struct {
+	Name     string   `yaml:"name"`
+	Subjects []string `yaml:"subjects"`
+	MaxAge   Duration `yaml:"max_age"`
+	MaxBytes int64    `yaml:"max_bytes"`
+	Replicas int      `yaml:"replicas"`
+}
+
+// KafkaSink produces to a Kafka topic.
+type KafkaSink struct {
+	// Topic is a template like NATSSink.Subject.
+	Topic         string `yaml:"topic"`
+	FallbackTopic string `yaml:"fallback_topic"`
+	// Key is a template; without it every event of the pipeline goes to one
+	// partition, which keeps upstream order.
+	Key string `yaml:"key"`
+	// RequiredAcks is all, one or none.
+	RequiredAcks string   `yaml:"required_acks"`
+	BatchTimeout Duration `yaml:"batch_timeout"`
+	BatchSize    int      `yaml:"batch_size"`
+	// Compression is none, gzip, snappy, lz4 or zstd.
+	Compression string     `yaml:"compression"`
+	CreateTopic *TopicSpec `yaml:"create_topic"`
+}
+
+// TopicSpec describes a Kafka topic to create if absent.
+type TopicSpec struct {
+	Partitions        int `yaml:"partitions"`
+	ReplicationFactor int `yaml:"replication_factor"`
+}
+
+// Stream serves a queue topic as an SSE endpoint.
+type Stream struct {
+	Path  string       `yaml:"path"`
+	NATS  *NATSStream  `yaml:"nats"`
+	Kafka *KafkaStream `yaml:"kafka"`
+	// Heartbeat is the interval of keep-alive comments.
+	Heartbeat Duration `yaml:"heartbeat"`
+	// MaxPending is how far a subscriber may fall behind before it is cut off.
+	MaxPending int `yaml:"max_pending"`
+	// MaxSubscribers caps this stream's subscribers (0: no cap).
+	MaxSubscribers int   `yaml:"max_subscribers"`
+	Auth           *Auth `yaml:"auth"`
+	CORS           *CORS `yaml:"cors"`
+}
+
+// NATSStream reads a NATS subject, or a JetStream stream when JetStream is set.
+type NATSStream struct {
+	Subject   string             `yaml:"subject"`
+	JetStream *JetStreamSelector `yaml:"jetstream"`
+}
+
+// JetStreamSelector names the JetStream stream that holds the subject.
+type JetStreamSelector struct {
+	Stream string `yaml:"stream"`
+}
+
+// KafkaStream reads a Kafka topic.
+type KafkaStream struct {
+	Topic string `yaml:"topic"`
+	// Start is latest (default) or earliest for subscribers with no Last-Event-ID.
+	Start string `yaml:"start"`
+}
+
+// Auth restricts who may subscribe.
+type Auth struct {
+	BearerTokens []string `yaml:"bearer_tokens"`
+	JWT          *JWT     `yaml:"jwt"`
+	// Cookie is the name of a cookie that may carry the token.
+	Cookie string `yaml:"cookie"`
+}
+
+// JWT validates bearer tokens as JSON Web Tokens.
+type JWT struct {
+	HS256Secret        string `yaml:"hs256_secret"`
+	RS256PublicKeyFile string `yaml:"rs256_public_key_file"`
+	Audience           string `yaml:"audience"`
+	// Claim lists the stream paths the token may read.
+	Claim string `yaml:"claim"`
+}
+
+// CORS answers cross-origin requests and preflights.
+type CORS struct {
+	AllowedOrigins   []string `yaml:"allowed_origins"`
+	AllowCredentials bool     `yaml:"allow_credentials"`
+}
+
+// Duration is a time.Duration written in YAML as "90s", "1m30s".
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }

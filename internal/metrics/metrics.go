@@ -1,0 +1,74 @@
+// Package metrics holds every Prometheus collector ssebridge exports, so the
+// names live in one place and follow one convention (ssebridge_..._total,
+// base units).
+//
+// Collectors are registered on Registry, not on the global default one, so a
+// test can read exactly what ssebridge exported. Labels are pipeline or
+// stream names from the configuration, a bounded set.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Registry is what /metrics serves.
+var Registry = prometheus.NewRegistry()
+
+func counter(name, help string, labels ...string) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "ssebridge", Name: name, Help: help}, labels)
+	Registry.MustRegister(c)
+	return c
+}
+
+func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
+	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssebridge", Name: name, Help: help}, labels)
+	Registry.MustRegister(g)
+	return g
+}
+
+func histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "ssebridge", Name: name, Help: help, Buckets: buckets}, labels)
+	Registry.MustRegister(h)
+	return h
+}
+
+// Latency buckets from 0.5 ms to ~16 s: a live feed is judged in milliseconds.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0005, 2, 16)
+
+// Pipeline (source side) metrics, labelled by pipeline.
+var (
+	EventsReceived  = counter("pipeline_events_received_total", "Events dispatched by the SSE decoder.", "pipeline")
+	EventsForwarded = counter("pipeline_events_forwarded_total", "Events acknowledged by the sink's broker.", "pipeline")
+	EventsFiltered  = counter("pipeline_events_filtered_total", "Events skipped by the pipeline's event type filter.", "pipeline")
+	EventsFailed    = counter("pipeline_events_failed_total", "Events that could not be decoded or routed (oversized, unroutable).", "pipeline", "reason")
+	BytesReceived   = counter("pipeline_received_bytes_total", "Bytes read from the upstream SSE connection.", "pipeline")
+	Reconnects      = counter("pipeline_reconnects_total", "Upstream reconnections, by reason.", "pipeline", "reason")
+	// ConnectionState is 1 for the pipeline's current state and 0 for the others.
+	ConnectionState = gauge("pipeline_connection_state", "1 for the pipeline's current connection state.", "pipeline", "state")
+	// CheckpointTimestamp is when the checkpoint last advanced (Unix seconds);
+	// age is time() minus it.
+	CheckpointTimestamp = gauge("pipeline_checkpoint_timestamp_seconds", "When the pipeline's checkpoint last advanced, Unix time.", "pipeline")
+	EndToEndLag         = histogram("pipeline_lag_seconds", "From event received to broker acknowledgement.", latencyBuckets, "pipeline")
+)
+
+// Sink metrics, labelled by pipeline and sink kind.
+var (
+	SinkPublished = counter("sink_published_total", "Messages acknowledged by the broker.", "pipeline", "sink")
+	SinkFailed    = counter("sink_failed_total", "Publish attempts that failed.", "pipeline", "sink")
+	SinkLatency   = histogram("sink_publish_seconds", "Time from publish to broker acknowledgement of a batch.", latencyBuckets, "pipeline", "sink")
+)
+
+// Reverse stream metrics, labelled by stream path.
+var (
+	Subscribers         = gauge("stream_subscribers", "Connected SSE subscribers.", "stream")
+	StreamEventsSent    = counter("stream_events_sent_total", "Events written to SSE subscribers.", "stream")
+	SlowSubscriberDrops = counter("stream_slow_subscriber_disconnects_total", "Subscribers cut off for falling behind max_pending.", "stream")
+	AuthFailures        = counter("stream_auth_failures_total", "Requests refused by access control, by HTTP status.", "stream", "status")
+	ResumeTooOld        = counter("stream_resume_expired_total", "Resumes whose Last-Event-ID was older than the broker retains.", "stream")
+	SubscribersRejected = counter("stream_subscribers_rejected_total", "Subscriptions refused by max_subscribers.", "stream")
+)
+
+func init() {
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+}
