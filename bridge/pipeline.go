@@ -1,0 +1,273 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/sinks"
+)
+
+// Pipeline states the bridge itself reports, besides the source worker's own
+// (connecting, connected, backoff, ...).
+const (
+	// StateStarting: the sink or worker is being set up.
+	StateStarting = "starting"
+	// StateStandby: another replica holds the lease.
+	StateStandby = "standby"
+	// StateFailed: setting up failed; the bridge retries with backoff.
+	StateFailed = "failed"
+	// StateStopped: the upstream server ended the feed (HTTP 204) or the
+	// pipeline was stopped.
+	StateStopped = "stopped"
+)
+
+// worker is what the bridge needs from a source worker (sources.Worker).
+type worker interface {
+	Run(ctx context.Context) error
+	Status() PipelineStatus
+}
+
+// PipelineStatus is one pipeline's state as /api/status and /readyz report it.
+type PipelineStatus struct {
+	Name        string    `json:"name"`
+	State       string    `json:"state"`
+	Ready       bool      `json:"ready"`
+	Sink        string    `json:"sink"`
+	URL         string    `json:"url"`
+	LastEventID string    `json:"last_event_id"`
+	Received    uint64    `json:"received"`
+	Forwarded   uint64    `json:"forwarded"`
+	Filtered    uint64    `json:"filtered"`
+	Failed      uint64    `json:"failed"`
+	Reconnects  uint64    `json:"reconnects"`
+	LastError   string    `json:"last_error,omitempty"`
+	Since       time.Time `json:"since,omitzero"`
+}
+
+// pipeline supervises one configured pipeline: it holds the lease, opens the
+// sink, runs the worker, and retries set-up failures with backoff.
+type pipeline struct {
+	name   string
+	cfg    config.Pipeline
+	b      *Bridge
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu      sync.Mutex
+	w       worker
+	state   string
+	lastErr string
+	last    PipelineStatus // the last worker's status, kept when it stops
+	since   time.Time
+}
+
+// startPipeline starts p under the run context. Callers hold reloadMu.
+func (b *Bridge) startPipeline(pc config.Pipeline) {
+	ctx, cancel := context.WithCancel(b.runCtx)
+	p := &pipeline{
+		name:   pc.Name,
+		cfg:    pc,
+		b:      b,
+		log:    b.log.With("pipeline", pc.Name),
+		cancel: cancel,
+		done:   make(chan struct{}),
+		state:  StateStarting,
+		since:  time.Now(),
+	}
+	b.mu.Lock()
+	b.pipelines[pc.Name] = p
+	b.mu.Unlock()
+	go p.supervise(ctx)
+}
+
+// stopPipeline stops and forgets a pipeline, waiting for its drain within
+// shutdown_timeout. Callers hold reloadMu.
+func (b *Bridge) stopPipeline(name string) {
+	b.mu.Lock()
+	p := b.pipelines[name]
+	delete(b.pipelines, name)
+	timeout := b.cfg.ShutdownTimeout.D()
+	b.mu.Unlock()
+	if p == nil {
+		return
+	}
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	p.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := p.wait(ctx); err != nil {
+		p.log.Error("pipeline did not stop in time", "err", err)
+	}
+}
+
+func (p *pipeline) stop() { p.cancel() }
+
+func (p *pipeline) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain: %w", ctx.Err())
+	}
+}
+
+func (p *pipeline) setState(state string, err error) {
+	p.mu.Lock()
+	changed := state != p.state
+	p.state = state
+	if err != nil {
+		p.lastErr = err.Error()
+	}
+	if changed {
+		p.since = time.Now()
+	}
+	p.mu.Unlock()
+}
+
+// supervise runs the pipeline until ctx is done or the server ends the feed.
+func (p *pipeline) supervise(ctx context.Context) {
+	defer close(p.done)
+	bo := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(time.Second),
+		backoff.WithMaxInterval(30*time.Second),
+		backoff.WithMaxElapsedTime(0),
+	)
+	for {
+		ran, err := p.runOnce(ctx)
+		if ctx.Err() != nil {
+			p.setState(StateStopped, nil)
+			p.log.Info("pipeline stopped")
+			return
+		}
+		if isServerStopped(err) {
+			p.setState(StateStopped, err)
+			p.log.Warn("pipeline stopped by the upstream server", "err", err)
+			return
+		}
+		if ran {
+			bo.Reset()
+		}
+		delay := bo.NextBackOff()
+		p.setState(StateFailed, err)
+		p.log.Error("pipeline failed, retrying", "err", err, "in", delay.String())
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			p.setState(StateStopped, nil)
+			p.log.Info("pipeline stopped")
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// errLeaseLost ends a run whose lease was taken away.
+var errLeaseLost = errors.New("lease lost")
+
+// runOnce acquires the lease, opens the sink, runs a worker until it returns
+// and closes the sink. ran reports whether the worker started.
+func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
+	p.setState(standbyOrStarting(p.b.leaser), nil)
+	lost, release, err := p.b.leaser.Acquire(ctx, p.name)
+	if err != nil {
+		return false, fmt.Errorf("lease: %w", err)
+	}
+	defer release()
+	p.setState(StateStarting, nil)
+
+	p.b.mu.RLock()
+	deps := sinks.Deps{NATS: p.b.nc, Kafka: p.b.cfg.Kafka, Logger: p.log}
+	store := p.b.store
+	p.b.mu.RUnlock()
+	sink, err := sinks.Open(ctx, deps, p.name, p.cfg.Sink)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if cerr := sink.Close(); cerr != nil {
+			p.log.Warn("closing sink", "err", cerr)
+		}
+	}()
+	w, err := newWorker(p.cfg, sink, store, p.log)
+	if err != nil {
+		return false, err
+	}
+
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var lostIt bool
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		select {
+		case <-lost: // a nil channel blocks forever: never lost
+			lostIt = true
+			p.log.Warn("pipeline lease lost, stopping")
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	p.mu.Lock()
+	p.w = w
+	p.mu.Unlock()
+	p.log.Info("pipeline started", "url", redactURL(p.cfg.Source.URL), "sink", p.cfg.Sink.Kind())
+	err = w.Run(wctx)
+	cancel()
+	<-watchDone
+	p.mu.Lock()
+	p.last = w.Status()
+	p.w = nil
+	p.mu.Unlock()
+	if lostIt && ctx.Err() == nil {
+		return true, errLeaseLost
+	}
+	if err == nil && ctx.Err() == nil {
+		err = errors.New("worker returned without error before being stopped")
+	}
+	return true, err
+}
+
+// standbyOrStarting is the state shown while waiting for a lease: a lease
+// that is always granted is not worth a "standby" flicker.
+func standbyOrStarting(l Leaser) string {
+	if _, ok := l.(LocalLeaser); ok {
+		return StateStarting
+	}
+	return StateStandby
+}
+
+// status snapshots the pipeline.
+func (p *pipeline) status() PipelineStatus {
+	p.mu.Lock()
+	w, state, lastErr, last, since := p.w, p.state, p.lastErr, p.last, p.since
+	p.mu.Unlock()
+	st := last
+	if w != nil {
+		st = w.Status()
+	} else {
+		st.State = state
+		if st.LastError == "" {
+			st.LastError = lastErr
+		}
+		st.Since = since
+	}
+	if w != nil && state == StateFailed {
+		st.LastError = lastErr
+	}
+	st.Name = p.name
+	st.Sink = p.cfg.Sink.Kind()
+	st.URL = redactURL(p.cfg.Source.URL)
+	st.Ready = stateReady(st.State)
+	return st
+}

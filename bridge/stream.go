@@ -1,0 +1,161 @@
+package bridge
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/metrics"
+)
+
+// streamServer is what the bridge needs from a reverse stream server
+// (streams.Server) serving one path.
+type streamServer interface {
+	http.Handler
+	Shutdown(ctx context.Context) error
+	// Subscribers is the number of connected subscribers.
+	Subscribers() int
+}
+
+// StreamStatus is one reverse stream's state as /api/status reports it.
+type StreamStatus struct {
+	Path        string `json:"path"`
+	Source      string `json:"source"`
+	Subscribers int    `json:"subscribers"`
+	Error       string `json:"error,omitempty"`
+}
+
+// stream is one configured reverse stream. Each path gets its own server so
+// that reloading one stream never disconnects another's subscribers.
+type stream struct {
+	cfg config.Stream
+	b   *Bridge
+
+	mu  sync.Mutex
+	srv streamServer
+	err error
+}
+
+// startStream creates the stream's server. A failure (the JetStream stream
+// a pipeline creates may not exist yet) is kept and retried on the next
+// request, so start order between pipelines and streams does not matter.
+// Callers hold reloadMu.
+func (b *Bridge) startStream(sc config.Stream) {
+	s := &stream{cfg: sc, b: b}
+	if _, err := s.server(); err != nil {
+		b.log.Warn("stream not available yet, retrying on first request", "stream", sc.Path, "err", err)
+	} else {
+		b.log.Info("stream started", "stream", sc.Path, "source", streamSource(sc))
+	}
+	b.mu.Lock()
+	b.streams[sc.Path] = s
+	b.mu.Unlock()
+}
+
+// stopStream removes a stream and disconnects its subscribers. Callers hold
+// reloadMu.
+func (b *Bridge) stopStream(path string) {
+	b.mu.Lock()
+	s := b.streams[path]
+	delete(b.streams, path)
+	timeout := b.cfg.ShutdownTimeout.D()
+	b.mu.Unlock()
+	if s == nil {
+		return
+	}
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := s.shutdown(ctx); err != nil {
+		b.log.Warn("stream shutdown", "stream", path, "err", err)
+	}
+	b.log.Info("stream stopped", "stream", path)
+}
+
+func (s *stream) server() (streamServer, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv != nil {
+		return s.srv, nil
+	}
+	srv, err := newStreamServer(s.b, s.cfg)
+	if err != nil {
+		s.err = err
+		return nil, err
+	}
+	s.srv, s.err = srv, nil
+	return srv, nil
+}
+
+func (s *stream) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	srv := s.srv
+	s.mu.Unlock()
+	if srv == nil {
+		return nil
+	}
+	return srv.Shutdown(ctx)
+}
+
+func (s *stream) status() StreamStatus {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := StreamStatus{Path: s.cfg.Path, Source: streamSource(s.cfg)}
+	if s.srv != nil {
+		st.Subscribers = s.srv.Subscribers()
+	} else if s.err != nil {
+		st.Error = s.err.Error()
+	}
+	return st
+}
+
+func streamSource(sc config.Stream) string {
+	switch {
+	case sc.NATS != nil && sc.NATS.JetStream != nil:
+		return "jetstream " + sc.NATS.JetStream.Stream + " " + sc.NATS.Subject
+	case sc.NATS != nil:
+		return "nats " + sc.NATS.Subject
+	case sc.Kafka != nil:
+		return "kafka " + sc.Kafka.Topic
+	}
+	return ""
+}
+
+// streamRouter dispatches stream paths to their servers and enforces
+// http.max_subscribers across all of them.
+type streamRouter struct {
+	b      *Bridge
+	active atomic.Int64
+}
+
+// lookup returns the stream for an exact path.
+func (r *streamRouter) lookup(path string) *stream {
+	r.b.mu.RLock()
+	defer r.b.mu.RUnlock()
+	return r.b.streams[path]
+}
+
+func (r *streamRouter) serve(w http.ResponseWriter, req *http.Request, s *stream) {
+	srv, err := s.server()
+	if err != nil {
+		http.Error(w, fmt.Sprintf("stream %s unavailable: %v", s.cfg.Path, err), http.StatusServiceUnavailable)
+		return
+	}
+	r.b.mu.RLock()
+	limit := r.b.cfg.HTTP.MaxSubscribers
+	r.b.mu.RUnlock()
+	n := r.active.Add(1)
+	defer r.active.Add(-1)
+	if limit > 0 && n > int64(limit) && req.Method == http.MethodGet {
+		metrics.SubscribersRejected.WithLabelValues(s.cfg.Path).Inc()
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
+		return
+	}
+	srv.ServeHTTP(w, req)
+}
