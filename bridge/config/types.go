@@ -27,6 +27,12 @@ type Config struct {
 	// File is the path the configuration was loaded from ("" when built in
 	// code); errors name it.
 	File string `yaml:"-"`
+
+	// lines maps dotted keys ("pipelines[0].source.url") to the line they
+	// were read from, so that Validate can point at them. Compare Pipeline
+	// and Stream values, not whole Configs: lines differ between two loads
+	// of equivalent files.
+	lines map[string]int
 }
 
 // HTTP configures the server for reverse streams, /metrics, /healthz and /readyz.

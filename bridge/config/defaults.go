@@ -1,0 +1,129 @@
+package config
+
+import (
+	"net/http"
+	"time"
+)
+
+// Defaults. These constants are the one place a default lives: SetDefaults
+// applies them, config.example.yaml documents them and other packages refer
+// to them instead of repeating a number.
+const (
+	DefaultDataDir         = "./data"
+	DefaultHTTPAddr        = "127.0.0.1:8080"
+	DefaultShutdownTimeout = 10 * time.Second
+	DefaultLogFormat       = LogFormatText
+	DefaultLogLevel        = LogLevelInfo
+
+	DefaultSourceMethod = http.MethodGet
+	DefaultRetryInitial = time.Second
+	DefaultRetryMax     = 60 * time.Second
+	// DefaultIdleTimeout is how long a feed may stay silent (comments and
+	// heartbeats count as traffic) before the connection is recycled.
+	DefaultIdleTimeout  = 90 * time.Second
+	DefaultMaxEventSize = 4 << 20 // 4 MiB
+	DefaultQueueSize    = 1024
+
+	DefaultNATSMaxInFlight = 256
+
+	DefaultKafkaRequiredAcks = RequiredAcksAll
+	DefaultKafkaBatchTimeout = 5 * time.Millisecond
+	DefaultKafkaBatchSize    = 100
+	DefaultKafkaCompression  = CompressionNone
+
+	DefaultStreamHeartbeat  = 15 * time.Second
+	DefaultStreamMaxPending = 1024
+	DefaultKafkaStart       = KafkaStartLatest
+)
+
+// Enumerated values.
+const (
+	LogFormatText = "text"
+	LogFormatJSON = "json"
+
+	LogLevelDebug = "debug"
+	LogLevelInfo  = "info"
+	LogLevelWarn  = "warn"
+	LogLevelError = "error"
+
+	RequiredAcksAll  = "all"
+	RequiredAcksOne  = "one"
+	RequiredAcksNone = "none"
+
+	CompressionNone   = "none"
+	CompressionGzip   = "gzip"
+	CompressionSnappy = "snappy"
+	CompressionLZ4    = "lz4"
+	CompressionZstd   = "zstd"
+
+	SASLPlain       = "plain"
+	SASLScramSHA256 = "scram-sha-256"
+	SASLScramSHA512 = "scram-sha-512"
+
+	KafkaStartLatest   = "latest"
+	KafkaStartEarliest = "earliest"
+)
+
+// SetDefaults fills every unset (zero) field that has a default. Load calls
+// it; code that builds a Config by hand calls it before Validate or before
+// handing the Config to the bridge. It is idempotent.
+func (c *Config) SetDefaults() {
+	setString(&c.DataDir, DefaultDataDir)
+	setDuration(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	setString(&c.HTTP.Addr, DefaultHTTPAddr)
+	setString(&c.Log.Format, DefaultLogFormat)
+	setString(&c.Log.Level, DefaultLogLevel)
+	for i := range c.Pipelines {
+		c.Pipelines[i].SetDefaults()
+	}
+	for i := range c.Streams {
+		c.Streams[i].SetDefaults()
+	}
+}
+
+// SetDefaults fills the pipeline's unset fields.
+func (p *Pipeline) SetDefaults() {
+	s := &p.Source
+	setString(&s.Method, DefaultSourceMethod)
+	setDuration(&s.Retry.Initial, DefaultRetryInitial)
+	setDuration(&s.Retry.Max, DefaultRetryMax)
+	setDuration(&s.IdleTimeout, DefaultIdleTimeout)
+	setInt(&s.MaxEventSize, DefaultMaxEventSize)
+	setInt(&s.QueueSize, DefaultQueueSize)
+	if n := p.Sink.NATS; n != nil {
+		setInt(&n.MaxInFlight, DefaultNATSMaxInFlight)
+	}
+	if k := p.Sink.Kafka; k != nil {
+		setString(&k.RequiredAcks, DefaultKafkaRequiredAcks)
+		setDuration(&k.BatchTimeout, DefaultKafkaBatchTimeout)
+		setInt(&k.BatchSize, DefaultKafkaBatchSize)
+		setString(&k.Compression, DefaultKafkaCompression)
+	}
+}
+
+// SetDefaults fills the stream's unset fields.
+func (s *Stream) SetDefaults() {
+	setDuration(&s.Heartbeat, DefaultStreamHeartbeat)
+	setInt(&s.MaxPending, DefaultStreamMaxPending)
+	if k := s.Kafka; k != nil {
+		setString(&k.Start, DefaultKafkaStart)
+	}
+}
+
+func setString(p *string, def string) {
+	if *p == "" {
+		*p = def
+	}
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+func setDuration(p *Duration, def time.Duration) {
+	if *p == 0 {
+		*p = Duration(def)
+	}
+}

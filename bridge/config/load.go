@@ -1,0 +1,439 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, expands, decodes, defaults and validates the file at path.
+// A file that cannot be read gives the os error, wrapped; a wrong file gives
+// Errors (errors.Is(err, ErrInvalid)) listing every problem at once.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse is Load for bytes already in memory; file is used in error messages
+// only.
+//
+// ${VAR} and ${VAR:-default} are expanded from the environment inside scalar
+// values of the parsed document, never in the raw text: line numbers stay
+// true and a variable's value cannot add keys or change the document's
+// structure. $$ is a literal dollar.
+func Parse(file string, data []byte) (*Config, error) {
+	return parse(file, data, os.LookupEnv)
+}
+
+func parse(file string, data []byte, lookup func(string) (string, bool)) (*Config, error) {
+	d := &decoder{
+		file:     file,
+		lookup:   lookup,
+		lines:    map[string]int{},
+		expanded: map[*yaml.Node]bool{},
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, Errors{syntaxError(file, err)}
+	}
+	cfg := &Config{}
+	if len(doc.Content) > 0 {
+		root := doc.Content[0]
+		d.lines[""] = root.Line
+		if !d.check(root, reflect.TypeFor[Config](), "") {
+			return nil, d.errs
+		}
+		if err := root.Decode(cfg); err != nil {
+			// check left only values the decoder accepts; reaching this is a
+			// bug here, but the user still deserves a located message.
+			d.errs = append(d.errs, &Error{File: file, Line: root.Line, Key: "yaml", Msg: err.Error()})
+			return nil, d.errs
+		}
+	}
+	cfg.File = file
+	cfg.lines = d.lines
+	cfg.SetDefaults()
+
+	errs := d.errs
+	if err := cfg.Validate(); err != nil {
+		var verrs Errors
+		errors.As(err, &verrs)
+	next:
+		for _, e := range verrs {
+			if d.covered(e.Key) {
+				continue
+			}
+			for _, c := range e.causes {
+				if d.covered(c) {
+					continue next
+				}
+			}
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
+		return nil, errs
+	}
+	return cfg, nil
+}
+
+var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns yaml.v3's "yaml: line N: msg" into an Error at line N.
+func syntaxError(file string, err error) *Error {
+	e := &Error{File: file, Line: 1, Key: "yaml", Msg: err.Error()}
+	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = m[2]
+	} else {
+		e.Msg = strings.TrimPrefix(e.Msg, "yaml: ")
+	}
+	return e
+}
+
+// decoder checks a yaml.Node tree against the Config types before the real
+// decode, because yaml.v3 neither names keys in its errors nor rejects
+// unknown keys when decoding a Node. Values it rejects are replaced by null
+// so that the real decode succeeds and validation can still look at the rest.
+type decoder struct {
+	file     string
+	lookup   func(string) (string, bool)
+	errs     Errors
+	lines    map[string]int
+	expanded map[*yaml.Node]bool
+	// bad holds keys already reported; validation's "required" and similar
+	// complaints about them (or below them) would only repeat the problem.
+	bad []string
+}
+
+func (d *decoder) errorf(line int, key, format string, args ...any) {
+	d.errs = append(d.errs, &Error{File: d.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+	d.bad = append(d.bad, key)
+}
+
+func (d *decoder) covered(key string) bool {
+	for _, b := range d.bad {
+		if key == b || strings.HasPrefix(key, b+".") || strings.HasPrefix(key, b+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	durationType = reflect.TypeFor[Duration]()
+	nullNode     = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
+)
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	}
+	return "a single value"
+}
+
+// check validates n against t and reports problems under key. It returns
+// false when the caller must replace n by null.
+func (d *decoder) check(n *yaml.Node, t reflect.Type, key string) bool {
+	if n.Kind == yaml.AliasNode {
+		if n.Alias == nil {
+			d.errorf(n.Line, key, "unknown alias")
+			return false
+		}
+		n = n.Alias
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if isNull(n) {
+		return true
+	}
+	if t == durationType {
+		return d.checkDuration(n, key)
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		return d.checkStruct(n, t, key)
+	case reflect.Slice:
+		return d.checkSlice(n, t, key)
+	case reflect.Map:
+		return d.checkMap(n, t, key)
+	case reflect.String:
+		if !d.scalar(n, key, "a string") {
+			return false
+		}
+		if !d.expand(n, key) {
+			return false
+		}
+		if d.expanded[n] {
+			// Whatever the variable held is text, never null or a number.
+			n.Tag, n.Style = "!!str", 0
+		}
+		return true
+	case reflect.Int, reflect.Int64:
+		return d.checkNumber(n, t, key, "an integer")
+	case reflect.Bool:
+		return d.checkNumber(n, t, key, "true or false")
+	}
+	d.errorf(n.Line, key, "internal error: cannot check %s", t)
+	return false
+}
+
+func (d *decoder) scalar(n *yaml.Node, key, want string) bool {
+	if n.Kind != yaml.ScalarNode {
+		d.errorf(n.Line, key, "must be %s, not %s", want, kindName(n))
+		return false
+	}
+	return true
+}
+
+// expand applies environment expansion to the scalar n once (an anchored
+// node may be reached through several aliases).
+func (d *decoder) expand(n *yaml.Node, key string) bool {
+	if _, done := d.expanded[n]; done {
+		return true
+	}
+	v, changed, err := expand(n.Value, d.lookup)
+	if err != nil {
+		d.errorf(n.Line, key, "%v", err)
+		return false
+	}
+	d.expanded[n] = changed
+	if changed {
+		n.Value = v
+	}
+	return true
+}
+
+// shown is how a message quotes a value: literally when it was written in
+// the file, not at all when it came from the environment.
+func (d *decoder) shown(n *yaml.Node) string {
+	if d.expanded[n] {
+		return "the value from the environment"
+	}
+	return strconv.Quote(n.Value)
+}
+
+func (d *decoder) checkDuration(n *yaml.Node, key string) bool {
+	if !d.scalar(n, key, "a duration like 90s or 1m30s") || !d.expand(n, key) {
+		return false
+	}
+	if d.expanded[n] && n.Value == "" {
+		n.Tag, n.Style = "!!null", 0
+		return true
+	}
+	if _, err := time.ParseDuration(n.Value); err != nil {
+		d.errorf(n.Line, key, "must be a duration like 90s or 1m30s, got %s", d.shown(n))
+		return false
+	}
+	return true
+}
+
+func (d *decoder) checkNumber(n *yaml.Node, t reflect.Type, key, want string) bool {
+	if !d.scalar(n, key, want) || !d.expand(n, key) {
+		return false
+	}
+	if d.expanded[n] {
+		// Let "${PORT}" become an integer: resolve the expanded text as an
+		// unquoted scalar. It stays a single scalar whatever it contains.
+		n.Tag, n.Style = "", 0
+	}
+	if err := n.Decode(reflect.New(t).Interface()); err != nil {
+		d.errorf(n.Line, key, "must be %s, got %s", want, d.shown(n))
+		return false
+	}
+	return true
+}
+
+func (d *decoder) checkSlice(n *yaml.Node, t reflect.Type, key string) bool {
+	if n.Kind == yaml.ScalarNode && t.Elem().Kind() == reflect.String {
+		// A single value stands for a comma-separated list, which is what an
+		// environment variable can carry: brokers: ${KAFKA_BROKERS}.
+		if !d.expand(n, key) {
+			return false
+		}
+		seq := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: n.Line, Column: n.Column}
+		for _, part := range strings.Split(n.Value, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				seq.Content = append(seq.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: part, Line: n.Line, Column: n.Column})
+			}
+		}
+		// The new items are already expanded: do not expand them again.
+		for _, item := range seq.Content {
+			d.expanded[item] = d.expanded[n]
+		}
+		for i, item := range seq.Content {
+			d.lines[fmt.Sprintf("%s[%d]", key, i)] = item.Line
+		}
+		*n = *seq
+		return true
+	}
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n.Line, key, "must be a list, not %s", kindName(n))
+		return false
+	}
+	for i, item := range n.Content {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		d.lines[k] = item.Line
+		if !d.check(item, t.Elem(), k) {
+			n.Content[i] = nullNode
+		}
+	}
+	return true
+}
+
+func (d *decoder) checkMap(n *yaml.Node, t reflect.Type, key string) bool {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n.Line, key, "must be a mapping, not %s", kindName(n))
+		return false
+	}
+	seen := map[string]int{}
+	kept := n.Content[:0:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Kind != yaml.ScalarNode {
+			d.errorf(k.Line, key, "keys must be plain names, not %s", kindName(k))
+			continue
+		}
+		sub := key + "." + k.Value
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k.Line, sub, "duplicate key (first at line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.lines[sub] = k.Line
+		if !d.check(v, t.Elem(), sub) {
+			v = nullNode
+		}
+		kept = append(kept, k, v)
+	}
+	n.Content = kept
+	return true
+}
+
+func (d *decoder) checkStruct(n *yaml.Node, t reflect.Type, key string) bool {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n.Line, key, "must be a mapping, not %s", kindName(n))
+		return false
+	}
+	fields := yamlFields(t)
+	seen := map[string]int{}
+	kept := n.Content[:0:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		sub := join(key, k.Value)
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			d.errorf(k.Line, key, "keys must be plain names, not %s", kindName(k))
+			continue
+		case k.ShortTag() == "!!merge":
+			d.errorf(k.Line, sub, "merge keys (<<) are not supported; write the keys out")
+			continue
+		}
+		f, ok := fields[k.Value]
+		if !ok {
+			msg := "unknown key"
+			if s := suggest(k.Value, fields); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+				// The "required" complaint about the key meant here would
+				// repeat this one.
+				d.bad = append(d.bad, join(key, s))
+			}
+			d.errorf(k.Line, sub, "%s", msg)
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k.Line, sub, "duplicate key (first at line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.lines[sub] = k.Line
+		if !d.check(v, f.Type, sub) {
+			v = nullNode
+		}
+		kept = append(kept, k, v)
+	}
+	n.Content = kept
+	return true
+}
+
+func join(key, name string) string {
+	if key == "" {
+		return name
+	}
+	return key + "." + name
+}
+
+// yamlFields maps the yaml names of t's fields to the fields.
+func yamlFields(t reflect.Type) map[string]reflect.StructField {
+	m := map[string]reflect.StructField{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name == "-" {
+			continue
+		}
+		if name == "" {
+			name = strings.ToLower(f.Name)
+		}
+		m[name] = f
+	}
+	return m
+}
+
+// suggest returns the known key closest to a misspelt one, or "".
+func suggest(name string, fields map[string]reflect.StructField) string {
+	best, bestDist := "", 3
+	lower := strings.ToLower(strings.ReplaceAll(name, "-", "_"))
+	for f := range fields {
+		if f == lower {
+			return f
+		}
+		if dist := levenshtein(lower, f); dist < bestDist || dist == bestDist && f < best {
+			best, bestDist = f, dist
+		}
+	}
+	return best
+}
+
+func levenshtein(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

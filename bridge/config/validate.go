@@ -1,0 +1,567 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Validate reports every problem in c at once as Errors, or returns nil.
+//
+// It works on a Config read by Load (problems carry file and line) as well
+// as on one built in code (problems carry only the key). A zero value where
+// a default exists is accepted as "use the default", so Validate may run
+// before or after SetDefaults. Validate does not modify c.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.top()
+	for i := range c.Pipelines {
+		v.pipeline(i, &c.Pipelines[i])
+	}
+	v.uniquePipelines()
+	for i := range c.Streams {
+		v.stream(i, &c.Streams[i])
+	}
+	v.uniqueStreams()
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+// Line returns the line key was read from, or the line of its nearest
+// enclosing key when key itself was not written (a missing required key is
+// reported where its parent is). It returns 0 for a Config built in code.
+func (c *Config) Line(key string) int {
+	if c.lines == nil {
+		return 0
+	}
+	for {
+		if l, ok := c.lines[key]; ok {
+			return l
+		}
+		if key == "" {
+			return 0
+		}
+		i := strings.LastIndexAny(key, ".[")
+		if i < 0 {
+			key = ""
+		} else {
+			key = key[:i]
+		}
+	}
+}
+
+// Errorf builds an Error located at key, for problems found after loading
+// (a sink that cannot start, say) that should point at the file like
+// validation problems do.
+func (c *Config) Errorf(key, format string, args ...any) *Error {
+	return &Error{File: c.File, Line: c.Line(key), Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(key, format string, args ...any) {
+	v.errs = append(v.errs, v.c.Errorf(key, format, args...))
+}
+
+// followf is errorf for a problem that may only follow from one already
+// reported at one of causes.
+func (v *validator) followf(causes []string, key, format string, args ...any) {
+	e := v.c.Errorf(key, format, args...)
+	e.causes = causes
+	v.errs = append(v.errs, e)
+}
+
+var (
+	natsCauses  = []string{"nats", "nats.url", "nats.embedded"}
+	kafkaCauses = []string{"kafka", "kafka.brokers"}
+)
+
+func (v *validator) nonNegative(key string, n int64) {
+	if n < 0 {
+		v.errorf(key, "must not be negative")
+	}
+}
+
+func (v *validator) duration(key string, d Duration) {
+	if d < 0 {
+		v.errorf(key, "must not be negative")
+	}
+}
+
+func (v *validator) oneOf(key, value string, allowed ...string) {
+	if value == "" {
+		return // the default applies
+	}
+	for _, a := range allowed {
+		if value == a {
+			return
+		}
+	}
+	v.errorf(key, "must be one of %s, got %q", strings.Join(allowed, ", "), value)
+}
+
+func (v *validator) hostPort(key, addr string) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || strings.ContainsAny(host, " /") {
+		v.errorf(key, "must be HOST:PORT, got %q", addr)
+		return
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		v.errorf(key, "port must be a number from 0 to 65535, got %q", port)
+	}
+}
+
+func (v *validator) tls(key string, t *TLS) {
+	if t == nil {
+		return
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		v.errorf(key, "cert_file and key_file go together")
+	}
+}
+
+func (v *validator) top() {
+	c := v.c
+	v.duration("shutdown_timeout", c.ShutdownTimeout)
+	if c.HTTP.Addr != "" {
+		v.hostPort("http.addr", c.HTTP.Addr)
+	}
+	v.nonNegative("http.max_subscribers", int64(c.HTTP.MaxSubscribers))
+	v.oneOf("log.format", c.Log.Format, LogFormatText, LogFormatJSON)
+	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
+
+	n := c.NATS
+	if n.URL != "" && n.Embedded {
+		v.errorf("nats.url", "cannot be used together with embedded: true; choose one")
+	}
+	if n.URL != "" {
+		v.natsURL("nats.url", n.URL)
+	}
+	if n.Listen != "" {
+		if !n.Embedded {
+			v.errorf("nats.listen", "only applies to the embedded server (embedded: true)")
+		}
+		v.hostPort("nats.listen", n.Listen)
+	}
+	if n.CredsFile != "" && n.NKeyFile != "" {
+		v.errorf("nats.nkey_file", "cannot be used together with creds_file; choose one")
+	}
+	if n.Password != "" && n.User == "" {
+		v.errorf("nats.password", "needs user")
+	}
+	if n.Token != "" && n.User != "" {
+		v.errorf("nats.token", "cannot be used together with user; choose one")
+	}
+	v.tls("nats.tls", n.TLS)
+
+	k := c.Kafka
+	for i, b := range k.Brokers {
+		key := fmt.Sprintf("kafka.brokers[%d]", i)
+		if b == "" {
+			v.errorf(key, "must not be empty")
+			continue
+		}
+		v.hostPort(key, b)
+	}
+	if s := k.SASL; s != nil {
+		if s.Mechanism == "" {
+			v.errorf("kafka.sasl.mechanism", "required (plain, scram-sha-256 or scram-sha-512)")
+		}
+		v.oneOf("kafka.sasl.mechanism", s.Mechanism, SASLPlain, SASLScramSHA256, SASLScramSHA512)
+		if s.Username == "" {
+			v.errorf("kafka.sasl.username", "required")
+		}
+		if s.Password == "" {
+			v.errorf("kafka.sasl.password", "required")
+		}
+	}
+	v.tls("kafka.tls", k.TLS)
+
+	if len(c.Pipelines) == 0 && len(c.Streams) == 0 {
+		v.errorf("pipelines", "no pipelines and no streams: nothing to run")
+	}
+}
+
+func (v *validator) natsURL(key, list string) {
+	for _, raw := range strings.Split(list, ",") {
+		raw = strings.TrimSpace(raw)
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			// The text is not echoed: a URL may carry a password.
+			v.errorf(key, "must be a URL like nats://127.0.0.1:4222")
+			continue
+		}
+		switch u.Scheme {
+		case "nats", "tls", "ws", "wss":
+		default:
+			v.errorf(key, "scheme must be nats, tls, ws or wss, got %q", u.Scheme)
+		}
+	}
+}
+
+var (
+	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	placeholder  = regexp.MustCompile(`\{[^{}]*\}`)
+	kafkaTopicRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	dataPathRE   = regexp.MustCompile(`^data(\.[A-Za-z0-9_-]+)+$`)
+)
+
+func (v *validator) pipeline(i int, p *Pipeline) {
+	key := fmt.Sprintf("pipelines[%d]", i)
+	switch {
+	case p.Name == "":
+		v.errorf(key+".name", "required")
+	case !nameRE.MatchString(p.Name) || len(p.Name) > 100:
+		v.errorf(key+".name", "must be letters, digits, '.', '_' or '-' (at most 100), got %q", p.Name)
+	}
+	v.source(key+".source", &p.Source)
+	v.sink(key+".sink", &p.Sink)
+}
+
+func (v *validator) source(key string, s *Source) {
+	if s.URL == "" {
+		v.errorf(key+".url", "required")
+	} else if u, err := url.Parse(s.URL); err != nil {
+		// The text is not echoed: a URL may carry a password or token.
+		v.errorf(key+".url", "must be an http:// or https:// URL")
+	} else if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		v.errorf(key+".url", "must be an http:// or https:// URL, got %q", u.Redacted())
+	}
+	if s.Method != "" && !isToken(s.Method) {
+		v.errorf(key+".method", "must be an HTTP method like GET or POST, got %q", s.Method)
+	}
+	for name, value := range s.Headers {
+		hk := key + ".headers." + name
+		if !isToken(name) {
+			v.errorf(hk, "not a valid header name")
+		}
+		if strings.ContainsAny(value, "\r\n\x00") {
+			v.errorf(hk, "header values cannot contain line breaks")
+		}
+	}
+	for j, e := range s.Events {
+		if e == "" || strings.ContainsAny(e, "\r\n") {
+			v.errorf(fmt.Sprintf("%s.events[%d]", key, j), "must be a non-empty event type on one line")
+		}
+	}
+	v.duration(key+".retry.initial", s.Retry.Initial)
+	v.duration(key+".retry.max", s.Retry.Max)
+	initial, maxDelay := orDefault(s.Retry.Initial, DefaultRetryInitial), orDefault(s.Retry.Max, DefaultRetryMax)
+	if s.Retry.Initial >= 0 && s.Retry.Max >= 0 && initial > maxDelay {
+		v.errorf(key+".retry.max", "must not be less than retry.initial (%s)", initial)
+	}
+	v.duration(key+".idle_timeout", s.IdleTimeout)
+	v.tls(key+".tls", s.TLS)
+	v.nonNegative(key+".max_event_size", int64(s.MaxEventSize))
+	v.nonNegative(key+".queue_size", int64(s.QueueSize))
+}
+
+func orDefault(d Duration, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d.D()
+}
+
+func (v *validator) sink(key string, s *Sink) {
+	switch {
+	case s.NATS == nil && s.Kafka == nil:
+		v.errorf(key, "needs exactly one of nats or kafka")
+		return
+	case s.NATS != nil && s.Kafka != nil:
+		v.errorf(key, "has both nats and kafka; a pipeline has exactly one sink")
+		return
+	}
+	if n := s.NATS; n != nil {
+		nk := key + ".nats"
+		if !v.c.NATS.Configured() {
+			v.followf(natsCauses, nk, "NATS is not configured: set nats.url or nats.embedded")
+		}
+		if n.Subject == "" {
+			v.errorf(nk+".subject", "required")
+		} else {
+			v.natsPublishSubject(nk+".subject", n.Subject)
+		}
+		if n.FallbackSubject != "" {
+			v.natsPublishSubject(nk+".fallback_subject", n.FallbackSubject)
+		}
+		v.nonNegative(nk+".max_in_flight", int64(n.MaxInFlight))
+		if st := n.Stream; st != nil {
+			sk := nk + ".stream"
+			if !n.JetStream {
+				v.errorf(sk, "needs jetstream: true")
+			}
+			v.jetStreamName(sk+".name", st.Name)
+			for j, subj := range st.Subjects {
+				v.natsSubscribeSubject(fmt.Sprintf("%s.subjects[%d]", sk, j), subj)
+			}
+			v.duration(sk+".max_age", st.MaxAge)
+			v.nonNegative(sk+".max_bytes", st.MaxBytes)
+			if st.Replicas < 0 || st.Replicas > 5 {
+				v.errorf(sk+".replicas", "must be from 1 to 5 (0: 1)")
+			}
+		}
+	}
+	if k := s.Kafka; k != nil {
+		kk := key + ".kafka"
+		if !v.c.Kafka.Configured() {
+			v.followf(kafkaCauses, kk, "Kafka is not configured: set kafka.brokers")
+		}
+		if k.Topic == "" {
+			v.errorf(kk+".topic", "required")
+		} else {
+			v.kafkaTopic(kk+".topic", k.Topic, true)
+		}
+		if k.FallbackTopic != "" {
+			v.kafkaTopic(kk+".fallback_topic", k.FallbackTopic, true)
+		}
+		if k.Key != "" {
+			if err := checkTemplate(k.Key); err != nil {
+				v.errorf(kk+".key", "%v", err)
+			}
+		}
+		v.oneOf(kk+".required_acks", k.RequiredAcks, RequiredAcksAll, RequiredAcksOne, RequiredAcksNone)
+		v.duration(kk+".batch_timeout", k.BatchTimeout)
+		v.nonNegative(kk+".batch_size", int64(k.BatchSize))
+		v.oneOf(kk+".compression", k.Compression, CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd)
+		if t := k.CreateTopic; t != nil {
+			v.nonNegative(kk+".create_topic.partitions", int64(t.Partitions))
+			v.nonNegative(kk+".create_topic.replication_factor", int64(t.ReplicationFactor))
+		}
+	}
+}
+
+// checkTemplate accepts text with {pipeline}, {event}, {id} and {data.PATH}
+// placeholders.
+func checkTemplate(s string) error {
+	rest := placeholder.ReplaceAllStringFunc(s, func(m string) string {
+		return "\x00"
+	})
+	if strings.ContainsAny(rest, "{}") {
+		return fmt.Errorf("unbalanced { } in %q", s)
+	}
+	for _, m := range placeholder.FindAllString(s, -1) {
+		name := m[1 : len(m)-1]
+		switch {
+		case name == "pipeline", name == "event", name == "id":
+		case dataPathRE.MatchString(name):
+		default:
+			return fmt.Errorf("unknown placeholder %s in %q (use {pipeline}, {event}, {id} or {data.FIELD})", m, s)
+		}
+	}
+	return nil
+}
+
+// fill replaces placeholders with a sample token so the rest of a template
+// can be checked like a literal name.
+func fill(s string) string { return placeholder.ReplaceAllString(s, "x") }
+
+func (v *validator) natsPublishSubject(key, s string) {
+	if err := checkTemplate(s); err != nil {
+		v.errorf(key, "%v", err)
+		return
+	}
+	for _, tok := range strings.Split(fill(s), ".") {
+		switch {
+		case tok == "":
+			v.errorf(key, "empty token in subject %q", s)
+			return
+		case tok == "*" || tok == ">":
+			v.errorf(key, "wildcards cannot be published to: %q", s)
+			return
+		case strings.ContainsAny(tok, " \t\r\n"):
+			v.errorf(key, "subjects cannot contain white space: %q", s)
+			return
+		}
+	}
+}
+
+func (v *validator) natsSubscribeSubject(key, s string) {
+	toks := strings.Split(s, ".")
+	for i, tok := range toks {
+		switch {
+		case tok == "":
+			v.errorf(key, "empty token in subject %q", s)
+			return
+		case tok == ">" && i != len(toks)-1:
+			v.errorf(key, "> must be the last token of %q", s)
+			return
+		case strings.ContainsAny(tok, " \t\r\n"):
+			v.errorf(key, "subjects cannot contain white space: %q", s)
+			return
+		}
+	}
+}
+
+func (v *validator) jetStreamName(key, name string) {
+	switch {
+	case name == "":
+		v.errorf(key, "required")
+	case strings.ContainsAny(name, ".*> \t\r\n/\\"):
+		v.errorf(key, "a JetStream stream name cannot contain '.', '*', '>', '/', '\\' or white space: %q", name)
+	}
+}
+
+func (v *validator) kafkaTopic(key, t string, template bool) {
+	if template {
+		if err := checkTemplate(t); err != nil {
+			v.errorf(key, "%v", err)
+			return
+		}
+		t = fill(t)
+	}
+	if !kafkaTopicRE.MatchString(t) || len(t) > 249 || t == "." || t == ".." {
+		v.errorf(key, "a Kafka topic is 1 to 249 letters, digits, '.', '_' or '-': %q", t)
+	}
+}
+
+// reservedPaths are served by ssebridge itself.
+var reservedPaths = []string{"/", "/metrics", "/healthz", "/readyz", "/api"}
+
+func (v *validator) stream(i int, s *Stream) {
+	key := fmt.Sprintf("streams[%d]", i)
+	p := s.Path
+	switch {
+	case p == "":
+		v.errorf(key+".path", "required")
+	case !strings.HasPrefix(p, "/"):
+		v.errorf(key+".path", "must start with /, got %q", p)
+	case strings.ContainsAny(p, "?#{} \t\r\n") || path.Clean(p) != p:
+		v.errorf(key+".path", "must be a clean path like /sse/recentchange, got %q", p)
+	default:
+		for _, r := range reservedPaths {
+			if p == r || r != "/" && strings.HasPrefix(p, r+"/") {
+				v.errorf(key+".path", "%s is served by ssebridge itself", r)
+				break
+			}
+		}
+	}
+	switch {
+	case s.NATS == nil && s.Kafka == nil:
+		v.errorf(key, "needs exactly one of nats or kafka")
+	case s.NATS != nil && s.Kafka != nil:
+		v.errorf(key, "has both nats and kafka; a stream reads exactly one")
+	case s.NATS != nil:
+		nk := key + ".nats"
+		if !v.c.NATS.Configured() {
+			v.followf(natsCauses, nk, "NATS is not configured: set nats.url or nats.embedded")
+		}
+		if s.NATS.Subject == "" {
+			v.errorf(nk+".subject", "required")
+		} else {
+			v.natsSubscribeSubject(nk+".subject", s.NATS.Subject)
+		}
+		if js := s.NATS.JetStream; js != nil {
+			v.jetStreamName(nk+".jetstream.stream", js.Stream)
+		}
+	case s.Kafka != nil:
+		kk := key + ".kafka"
+		if !v.c.Kafka.Configured() {
+			v.followf(kafkaCauses, kk, "Kafka is not configured: set kafka.brokers")
+		}
+		if s.Kafka.Topic == "" {
+			v.errorf(kk+".topic", "required")
+		} else {
+			v.kafkaTopic(kk+".topic", s.Kafka.Topic, false)
+		}
+		v.oneOf(kk+".start", s.Kafka.Start, KafkaStartLatest, KafkaStartEarliest)
+	}
+	v.duration(key+".heartbeat", s.Heartbeat)
+	v.nonNegative(key+".max_pending", int64(s.MaxPending))
+	v.nonNegative(key+".max_subscribers", int64(s.MaxSubscribers))
+	if a := s.Auth; a != nil {
+		ak := key + ".auth"
+		if len(a.BearerTokens) == 0 && a.JWT == nil {
+			v.errorf(ak, "needs bearer_tokens or jwt")
+		}
+		for j, t := range a.BearerTokens {
+			if t == "" {
+				v.errorf(fmt.Sprintf("%s.bearer_tokens[%d]", ak, j), "must not be empty")
+			}
+		}
+		if j := a.JWT; j != nil && (j.HS256Secret == "") == (j.RS256PublicKeyFile == "") {
+			v.errorf(ak+".jwt", "needs exactly one of hs256_secret or rs256_public_key_file")
+		}
+	}
+	if c := s.CORS; c != nil {
+		ck := key + ".cors"
+		if len(c.AllowedOrigins) == 0 {
+			v.errorf(ck+".allowed_origins", "required")
+		}
+		for j, o := range c.AllowedOrigins {
+			ok := fmt.Sprintf("%s.allowed_origins[%d]", ck, j)
+			if o == "*" {
+				if c.AllowCredentials {
+					v.errorf(ok, `"*" cannot be combined with allow_credentials: browsers refuse it`)
+				}
+				continue
+			}
+			if u, err := url.Parse(o); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || (u.Path != "" && u.Path != "/") {
+				v.errorf(ok, "must be * or an origin like https://app.example.com, got %q", o)
+			}
+		}
+	}
+}
+
+func (v *validator) uniquePipelines() {
+	first := map[string]int{}
+	for i, p := range v.c.Pipelines {
+		if p.Name == "" {
+			continue
+		}
+		if j, dup := first[p.Name]; dup {
+			v.errorf(fmt.Sprintf("pipelines[%d].name", i), "duplicate pipeline name %q (also pipelines[%d]%s)", p.Name, j, v.at(fmt.Sprintf("pipelines[%d].name", j)))
+			continue
+		}
+		first[p.Name] = i
+	}
+}
+
+func (v *validator) uniqueStreams() {
+	first := map[string]int{}
+	for i, s := range v.c.Streams {
+		if s.Path == "" {
+			continue
+		}
+		if j, dup := first[s.Path]; dup {
+			v.errorf(fmt.Sprintf("streams[%d].path", i), "duplicate stream path %q (also streams[%d]%s)", s.Path, j, v.at(fmt.Sprintf("streams[%d].path", j)))
+			continue
+		}
+		first[s.Path] = i
+	}
+}
+
+// at names the line of key for a cross-reference, or "" without lines.
+func (v *validator) at(key string) string {
+	if l := v.c.Line(key); l > 0 {
+		return fmt.Sprintf(" at line %d", l)
+	}
+	return ""
+}
+
+// isToken reports whether s is an RFC 9110 token (header names, methods).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
