@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strings"
 )
@@ -115,8 +116,10 @@ func redactAttr(a slog.Attr) slog.Attr {
 		switch x := v.Any().(type) {
 		case map[string]string:
 			return slog.Any(a.Key, redactMap(x))
-		case map[string][]string: // http.Header's underlying type
+		case map[string][]string:
 			return slog.Any(a.Key, redactMultiMap(x))
+		case http.Header:
+			return slog.Any(a.Key, http.Header(redactMultiMap(x)))
 		case *url.URL:
 			if x != nil {
 				return slog.String(a.Key, RedactURL(x.String()))
