@@ -1,0 +1,80 @@
+package streams
+
+import (
+	"fmt"
+	"strings"
+)
+
+// NATS subjects are dot-separated tokens; "*" matches exactly one token and
+// ">" (last token only) matches one or more. These helpers implement just
+// enough of that grammar to narrow a stream to part of its subject space.
+
+// validPattern reports why s is not a usable subscription subject, or nil.
+func validPattern(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty subject")
+	}
+	if strings.ContainsAny(s, " \t\r\n") {
+		return fmt.Errorf("subject %q contains whitespace", s)
+	}
+	toks := strings.Split(s, ".")
+	for i, t := range toks {
+		switch {
+		case t == "":
+			return fmt.Errorf("subject %q has an empty token", s)
+		case t == ">" && i != len(toks)-1:
+			return fmt.Errorf("subject %q: \">\" must be the last token", s)
+		case len(t) > 1 && strings.ContainsAny(t, "*>"):
+			return fmt.Errorf("subject %q: wildcards must be whole tokens", s)
+		}
+	}
+	return nil
+}
+
+// subjectWithin reports whether every subject matched by pattern sub is also
+// matched by pattern outer, i.e. whether sub narrows outer.
+func subjectWithin(sub, outer string) bool {
+	s := strings.Split(sub, ".")
+	o := strings.Split(outer, ".")
+	for i, ot := range o {
+		if ot == ">" {
+			// ">" needs at least one more token, which sub has if it
+			// has any token left (">" and "*" included).
+			return len(s) > i
+		}
+		if i >= len(s) {
+			return false
+		}
+		st := s[i]
+		switch {
+		case ot == "*":
+			if st == ">" {
+				return false // ">" spans several tokens, "*" only one
+			}
+		case st != ot:
+			return false
+		}
+	}
+	return len(s) == len(o)
+}
+
+// subjectMatches reports whether the literal subject subj matches pattern.
+func subjectMatches(pattern, subj string) bool {
+	for {
+		pt, prest, pmore := strings.Cut(pattern, ".")
+		st, srest, smore := strings.Cut(subj, ".")
+		switch pt {
+		case ">":
+			return true
+		case "*":
+		default:
+			if pt != st {
+				return false
+			}
+		}
+		if !pmore || !smore {
+			return pmore == smore
+		}
+		pattern, subj = prest, srest
+	}
+}

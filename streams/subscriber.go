@@ -1,0 +1,146 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ssebridge/ssebridge/sse"
+)
+
+// errSlow is why a subscriber that fell behind max_pending was cut off.
+var errSlow = errors.New("subscriber fell behind max_pending events")
+
+// errCutOff ends a handler whose subscriber was cut off.
+var errCutOff = errors.New("subscriber cut off")
+
+// message is one queue message on its way to a subscriber. Data is shared
+// read-only between the subscribers of a core NATS subject.
+type message struct {
+	subject string
+	typ     string
+	data    []byte
+	// seq is the JetStream stream sequence.
+	seq uint64
+	// partition and offset locate a Kafka message.
+	partition int
+	offset    int64
+}
+
+func (m *message) eventType() string {
+	if m.typ == "" {
+		return sse.DefaultType
+	}
+	return m.typ
+}
+
+// cursor turns the messages a subscriber has been given into the id of the
+// last one, which the client sends back as Last-Event-ID.
+type cursor interface {
+	// advance accounts m as delivered (or deliberately skipped).
+	advance(m *message)
+	// id is the resume token for the position after the last advance.
+	id() string
+}
+
+// feed is a subscriber's live broker subscription.
+type feed struct {
+	cur  cursor
+	stop func() // idempotent; returns once nothing more will be offered
+}
+
+// newFeed wraps stop so that it runs once.
+func newFeed(cur cursor, stop func()) feed {
+	var once sync.Once
+	return feed{cur: cur, stop: func() { once.Do(stop) }}
+}
+
+// backend is one kind of broker behind a stream.
+type backend interface {
+	// kind is "nats", "jetstream" or "kafka".
+	kind() string
+	// subscribe positions a feed for req and returns once the broker-side
+	// subscription is in place: every message published afterwards (or
+	// after the requested position) will be offered to sub. Errors wrap
+	// ErrInvalidLastEventID, ErrForeignLastEventID, ErrBadRequest or
+	// ErrUnavailable.
+	subscribe(ctx context.Context, sub *subscriber, req *request) (feed, error)
+	// close releases what the backend shares between subscribers, after
+	// every feed has stopped.
+	close()
+}
+
+// subscriber is the bounded buffer between a broker subscription (which
+// must never block) and an HTTP response (which may).
+type subscriber struct {
+	ch   chan message
+	done chan struct{} // closed when cut off
+	rc   *http.ResponseController
+
+	mu  sync.Mutex
+	err error // why it was cut off
+}
+
+func newSubscriber(maxPending int, rc *http.ResponseController) *subscriber {
+	return &subscriber{
+		ch:   make(chan message, maxPending),
+		done: make(chan struct{}),
+		rc:   rc,
+	}
+}
+
+// offer hands m over without ever blocking the broker side; a subscriber
+// whose buffer is full is cut off instead of slowing everyone down.
+func (s *subscriber) offer(m message) {
+	select {
+	case s.ch <- m:
+	default:
+		s.cut(errSlow)
+	}
+}
+
+// cut ends the subscription for err (the first reason wins). A handler
+// blocked writing to a client that stopped reading is woken by an expired
+// write deadline, so the cut takes effect at once.
+func (s *subscriber) cut(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return
+	}
+	s.err = err
+	close(s.done)
+	if s.rc != nil {
+		_ = s.rc.SetWriteDeadline(time.Now())
+	}
+}
+
+// fail cuts the subscription because the broker side broke; the client
+// reconnects with its Last-Event-ID.
+func (s *subscriber) fail(err error) { s.cut(fmt.Errorf("broker: %w", err)) }
+
+func (s *subscriber) reason() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// armWrite sets the deadline of the next write, unless the subscriber has
+// been cut off. Holding mu orders it with cut: a cut can never be undone by
+// a later deadline.
+func (s *subscriber) armWrite() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return false
+	}
+	if s.rc != nil {
+		// ErrNotSupported (e.g. a wrapped writer) leaves only the cut
+		// via done, which is checked between writes.
+		_ = s.rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+	}
+	return true
+}
