@@ -1,0 +1,398 @@
+// Package route renders the destination of a message (NATS subject, Kafka
+// topic, Kafka key) from a template, and validates what it rendered.
+//
+// A template mixes literal text with placeholders:
+//
+//	{pipeline}    the pipeline name
+//	{event}       the event type ("message" when the stream named none)
+//	{id}          the upstream event ID (missing when the event has none)
+//	{data.PATH}   a field of the event's JSON data, PATH dotted, e.g.
+//	              {data.meta.domain}; a numeric segment indexes an array
+//
+// Values are inserted verbatim: a data value "en.wikipedia.org" in the NATS
+// template "wiki.{data.meta.domain}" yields four subject tokens, which is
+// usually what one wants for hierarchical subjects. Strings, numbers (exactly
+// as written in the JSON) and booleans render plainly; null, an object, an
+// array, an absent field or data that is not JSON make Render fail with
+// ErrMissingField or ErrNotJSON, and the sink then uses its fallback or
+// counts the event as unroutable.
+//
+// Templates are compiled once when a sink opens; rendering allocates only
+// the result and, when a {data...} placeholder is used, one JSON decode per
+// message shared by every template rendered through the same Env.
+package route
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/ssebridge/ssebridge/sinks"
+)
+
+// Errors that callers branch on; Render and the validators wrap them with
+// the detail.
+var (
+	// ErrSyntax is a template that cannot be compiled.
+	ErrSyntax = errors.New("route: bad template")
+	// ErrMissingField is a placeholder with no value for this message: an
+	// event without ID for {id}, or a {data.PATH} that is absent, null or
+	// not a scalar.
+	ErrMissingField = errors.New("route: missing field")
+	// ErrNotJSON is a {data.PATH} placeholder applied to data that is not
+	// JSON.
+	ErrNotJSON = errors.New("route: data is not JSON")
+	// ErrInvalidSubject is a rendered string that is not a publishable NATS
+	// subject.
+	ErrInvalidSubject = errors.New("route: invalid NATS subject")
+	// ErrInvalidTopic is a rendered string that is not a legal Kafka topic.
+	ErrInvalidTopic = errors.New("route: invalid Kafka topic")
+)
+
+type kind uint8
+
+const (
+	literal kind = iota
+	pipeline
+	eventType
+	eventID
+	dataPath
+)
+
+type part struct {
+	kind kind
+	lit  string   // literal text
+	path []string // data path segments
+}
+
+// Template is a compiled destination template. It is immutable and safe for
+// concurrent use.
+type Template struct {
+	src      string
+	parts    []part
+	usesData bool
+}
+
+// Compile parses a template. An unknown placeholder, an unclosed or stray
+// brace, or an empty data path is an ErrSyntax error naming the offset.
+func Compile(src string) (*Template, error) {
+	t := &Template{src: src}
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			t.parts = append(t.parts, part{kind: literal, lit: lit.String()})
+			lit.Reset()
+		}
+	}
+	for i := 0; i < len(src); i++ {
+		switch c := src[i]; c {
+		case '}':
+			return nil, fmt.Errorf("%w %q: stray '}' at offset %d", ErrSyntax, src, i)
+		case '{':
+			end := strings.IndexByte(src[i:], '}')
+			if end < 0 {
+				return nil, fmt.Errorf("%w %q: unclosed '{' at offset %d", ErrSyntax, src, i)
+			}
+			name := src[i+1 : i+end]
+			p, err := parsePlaceholder(name)
+			if err != nil {
+				return nil, fmt.Errorf("%w %q: placeholder at offset %d: %v", ErrSyntax, src, i, err)
+			}
+			flush()
+			t.parts = append(t.parts, p)
+			t.usesData = t.usesData || p.kind == dataPath
+			i += end
+		default:
+			lit.WriteByte(c)
+		}
+	}
+	flush()
+	return t, nil
+}
+
+// MustCompile is Compile that panics on error, for templates in code.
+func MustCompile(src string) *Template {
+	t, err := Compile(src)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+func parsePlaceholder(name string) (part, error) {
+	switch name {
+	case "pipeline":
+		return part{kind: pipeline}, nil
+	case "event":
+		return part{kind: eventType}, nil
+	case "id":
+		return part{kind: eventID}, nil
+	}
+	rest, ok := strings.CutPrefix(name, "data.")
+	if !ok {
+		return part{}, fmt.Errorf("unknown placeholder {%s} (want {pipeline}, {event}, {id} or {data.PATH})", name)
+	}
+	segs := strings.Split(rest, ".")
+	for _, s := range segs {
+		if s == "" || strings.ContainsAny(s, "{") {
+			return part{}, fmt.Errorf("bad data path %q", rest)
+		}
+	}
+	return part{kind: dataPath, path: segs}, nil
+}
+
+// String returns the template's source.
+func (t *Template) String() string { return t.src }
+
+// Static reports whether the template has no placeholder, so that a sink
+// can validate its destination once at open time.
+func (t *Template) Static() bool {
+	for _, p := range t.parts {
+		if p.kind != literal {
+			return false
+		}
+	}
+	return true
+}
+
+// UsesData reports whether rendering needs the event's JSON data.
+func (t *Template) UsesData() bool { return t.usesData }
+
+// Env is one message prepared for rendering: its JSON data is decoded at
+// most once however many templates render it. An Env is not safe for
+// concurrent use.
+type Env struct {
+	msg    *sinks.Message
+	parsed bool
+	data   any
+	err    error
+}
+
+// NewEnv prepares m for rendering.
+func NewEnv(m *sinks.Message) *Env { return &Env{msg: m} }
+
+// Reset points e at another message, reusing it.
+func (e *Env) Reset(m *sinks.Message) { *e = Env{msg: m} }
+
+func (e *Env) json() (any, error) {
+	if !e.parsed {
+		e.parsed = true
+		dec := json.NewDecoder(bytes.NewReader(e.msg.Event.Data))
+		// Numbers keep their JSON spelling: an ID like
+		// 12345678901234567890 must not become 1.2345678901234567e+19.
+		dec.UseNumber()
+		if err := dec.Decode(&e.data); err != nil {
+			e.err = fmt.Errorf("%w: %v", ErrNotJSON, err)
+		} else if _, err := dec.Token(); err == nil {
+			e.err = fmt.Errorf("%w: trailing data after the JSON value", ErrNotJSON)
+		}
+	}
+	return e.data, e.err
+}
+
+// Render renders the template for m.
+func (t *Template) Render(m *sinks.Message) (string, error) {
+	return t.RenderEnv(NewEnv(m))
+}
+
+// RenderEnv renders the template for the message of e.
+func (t *Template) RenderEnv(e *Env) (string, error) {
+	if len(t.parts) == 1 && t.parts[0].kind == literal {
+		return t.parts[0].lit, nil
+	}
+	var b strings.Builder
+	for _, p := range t.parts {
+		switch p.kind {
+		case literal:
+			b.WriteString(p.lit)
+		case pipeline:
+			b.WriteString(e.msg.Pipeline)
+		case eventType:
+			b.WriteString(e.msg.Event.Type)
+		case eventID:
+			if e.msg.Event.ID == "" {
+				return "", fmt.Errorf("%w: {id}: the event has no ID", ErrMissingField)
+			}
+			b.WriteString(e.msg.Event.ID)
+		case dataPath:
+			v, err := e.json()
+			if err != nil {
+				return "", err
+			}
+			s, err := lookup(v, p.path)
+			if err != nil {
+				return "", err
+			}
+			b.WriteString(s)
+		}
+	}
+	return b.String(), nil
+}
+
+func lookup(v any, path []string) (string, error) {
+	for i, seg := range path {
+		switch x := v.(type) {
+		case map[string]any:
+			var ok bool
+			if v, ok = x[seg]; !ok {
+				return "", fmt.Errorf("%w: {data.%s}: no field %q", ErrMissingField, strings.Join(path, "."), seg)
+			}
+		case []any:
+			n, err := strconv.Atoi(seg)
+			if err != nil || n < 0 || n >= len(x) {
+				return "", fmt.Errorf("%w: {data.%s}: no element %q in an array of %d", ErrMissingField, strings.Join(path, "."), seg, len(x))
+			}
+			v = x[n]
+		default:
+			return "", fmt.Errorf("%w: {data.%s}: %q is not an object", ErrMissingField, strings.Join(path, "."), strings.Join(path[:i], "."))
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case json.Number:
+		return x.String(), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case nil:
+		return "", fmt.Errorf("%w: {data.%s} is null", ErrMissingField, strings.Join(path, "."))
+	default:
+		return "", fmt.Errorf("%w: {data.%s} is not a string, number or boolean", ErrMissingField, strings.Join(path, "."))
+	}
+}
+
+// ValidSubject reports whether s can be published to: non-empty, no
+// whitespace or control characters, no empty token, no wildcard token.
+func ValidSubject(s string) error {
+	if s == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidSubject)
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return fmt.Errorf("%w %q: whitespace or control character at offset %d", ErrInvalidSubject, s, i)
+		}
+	}
+	for tok := range strings.SplitSeq(s, ".") {
+		switch tok {
+		case "":
+			return fmt.Errorf("%w %q: empty token", ErrInvalidSubject, s)
+		case "*", ">":
+			return fmt.Errorf("%w %q: wildcard %q cannot be published to", ErrInvalidSubject, s, tok)
+		}
+	}
+	return nil
+}
+
+// MaxTopicLen is Kafka's limit on a topic name.
+const MaxTopicLen = 249
+
+// ValidTopic reports whether s is a legal Kafka topic name: 1 to 249 of
+// [a-zA-Z0-9._-], and not "." or "..".
+func ValidTopic(s string) error {
+	switch {
+	case s == "":
+		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+	case len(s) > MaxTopicLen:
+		return fmt.Errorf("%w: %d characters, more than %d", ErrInvalidTopic, len(s), MaxTopicLen)
+	case s == "." || s == "..":
+		return fmt.Errorf("%w %q", ErrInvalidTopic, s)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("%w %q: character %q at offset %d (allowed: letters, digits, '.', '_', '-')", ErrInvalidTopic, s, c, i)
+		}
+	}
+	return nil
+}
+
+// Router turns a message into a destination: the template, validated, or
+// else the fallback.
+type Router struct {
+	primary  *Template
+	fallback *Template // nil: none
+	validate func(string) error
+}
+
+// Decision is where a message goes.
+type Decision struct {
+	// Dest is the rendered, validated destination.
+	Dest string
+	// FellBack is the reason the primary template was not used, nil when it
+	// was.
+	FellBack error
+}
+
+// ErrUnroutable is returned by Route when neither the template nor the
+// fallback gives a valid destination.
+var ErrUnroutable = errors.New("route: unroutable")
+
+// NewRouter compiles the template and the optional fallback (""), checking
+// static ones with validate right away so a typo fails at startup.
+func NewRouter(tmpl, fallback string, validate func(string) error) (*Router, error) {
+	if tmpl == "" {
+		return nil, fmt.Errorf("%w: empty template", ErrSyntax)
+	}
+	r := &Router{validate: validate}
+	var err error
+	if r.primary, err = Compile(tmpl); err != nil {
+		return nil, err
+	}
+	if r.primary.Static() {
+		if err := validate(tmpl); err != nil {
+			return nil, err
+		}
+	}
+	if fallback != "" {
+		if r.fallback, err = Compile(fallback); err != nil {
+			return nil, fmt.Errorf("fallback: %w", err)
+		}
+		if r.fallback.Static() {
+			if err := validate(fallback); err != nil {
+				return nil, fmt.Errorf("fallback: %w", err)
+			}
+		}
+	}
+	return r, nil
+}
+
+// NewSubjectRouter is NewRouter for NATS subjects.
+func NewSubjectRouter(tmpl, fallback string) (*Router, error) {
+	return NewRouter(tmpl, fallback, ValidSubject)
+}
+
+// NewTopicRouter is NewRouter for Kafka topics.
+func NewTopicRouter(tmpl, fallback string) (*Router, error) {
+	return NewRouter(tmpl, fallback, ValidTopic)
+}
+
+// Route decides the destination of the message of e. The error wraps
+// ErrUnroutable and the reason(s).
+func (r *Router) Route(e *Env) (Decision, error) {
+	dest, err := r.try(r.primary, e)
+	if err == nil {
+		return Decision{Dest: dest}, nil
+	}
+	if r.fallback == nil {
+		return Decision{}, fmt.Errorf("%w: template %q: %w", ErrUnroutable, r.primary, err)
+	}
+	fb, ferr := r.try(r.fallback, e)
+	if ferr != nil {
+		return Decision{}, fmt.Errorf("%w: template %q: %w; fallback %q: %w", ErrUnroutable, r.primary, err, r.fallback, ferr)
+	}
+	return Decision{Dest: fb, FellBack: err}, nil
+}
+
+func (r *Router) try(t *Template, e *Env) (string, error) {
+	s, err := t.RenderEnv(e)
+	if err != nil {
+		return "", err
+	}
+	if err := r.validate(s); err != nil {
+		return "", err
+	}
+	return s, nil
+}
