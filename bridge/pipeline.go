@@ -48,7 +48,11 @@ type PipelineStatus struct {
 	Failed      uint64    `json:"failed"`
 	Reconnects  uint64    `json:"reconnects"`
 	LastError   string    `json:"last_error,omitempty"`
-	Since       time.Time `json:"since,omitzero"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Since is when the current connection (or bridge state) began.
+	Since time.Time `json:"since,omitzero"`
+	// NextRetryAt is when a pipeline in backoff reconnects.
+	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
 }
 
 // pipeline supervises one configured pipeline: it holds the lease, opens the
@@ -154,6 +158,11 @@ func (p *pipeline) supervise(ctx context.Context) {
 			p.log.Warn("pipeline stopped by the upstream server", "err", err)
 			return
 		}
+		if errors.Is(err, errLeaseLost) {
+			// Another replica runs it now: wait for the lease again.
+			bo.Reset()
+			continue
+		}
 		if ran {
 			bo.Reset()
 		}
@@ -189,7 +198,13 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 	p.b.mu.RLock()
 	deps := sinks.Deps{NATS: p.b.nc, Kafka: p.b.cfg.Kafka, Logger: p.log}
 	store := p.b.store
+	// The worker gets most of the budget; the sink, NATS drain and server
+	// stop need the rest.
+	shutdownTimeout := p.b.cfg.ShutdownTimeout.D() * 3 / 4
 	p.b.mu.RUnlock()
+	if shutdownTimeout <= 0 {
+		shutdownTimeout = DefaultShutdownTimeout
+	}
 	sink, err := sinks.Open(ctx, deps, p.name, p.cfg.Sink)
 	if err != nil {
 		return false, err
@@ -199,7 +214,7 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 			p.log.Warn("closing sink", "err", cerr)
 		}
 	}()
-	w, err := newWorker(p.cfg, sink, store, p.log)
+	w, err := newWorker(p.cfg, sink, store, p.log, shutdownTimeout)
 	if err != nil {
 		return false, err
 	}
@@ -268,6 +283,6 @@ func (p *pipeline) status() PipelineStatus {
 	st.Name = p.name
 	st.Sink = p.cfg.Sink.Kind()
 	st.URL = redactURL(p.cfg.Source.URL)
-	st.Ready = stateReady(st.State)
+	st.Ready = stateReady(st)
 	return st
 }

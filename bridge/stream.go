@@ -149,13 +149,15 @@ func (r *streamRouter) serve(w http.ResponseWriter, req *http.Request, s *stream
 	r.b.mu.RLock()
 	limit := r.b.cfg.HTTP.MaxSubscribers
 	r.b.mu.RUnlock()
-	n := r.active.Add(1)
-	defer r.active.Add(-1)
-	if limit > 0 && n > int64(limit) && req.Method == http.MethodGet {
-		metrics.SubscribersRejected.WithLabelValues(s.cfg.Path).Inc()
-		w.Header().Set("Retry-After", "5")
-		http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
-		return
+	if req.Method == http.MethodGet {
+		n := r.active.Add(1)
+		defer r.active.Add(-1)
+		if limit > 0 && n > int64(limit) {
+			metrics.SubscribersRejected.WithLabelValues(s.cfg.Path).Inc()
+			w.Header().Set("Retry-After", "5")
+			http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	srv.ServeHTTP(w, req)
 }

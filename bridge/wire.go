@@ -2,8 +2,8 @@ package bridge
 
 import (
 	"errors"
-	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -12,32 +12,100 @@ import (
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/logging"
 	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sources"
+	"github.com/ssebridge/ssebridge/streams"
 )
 
 // This file adapts the packages the runtime assembles (sources, streams,
 // natsconn, the file checkpoint store) to the small interfaces above.
 
-// errNotWired marks a part whose package has not landed yet.
-var errNotWired = errors.New("not available in this build")
+// sourceWorker adapts sources.Worker to worker.
+type sourceWorker struct{ *sources.Worker }
 
-func newWorker(p config.Pipeline, sink sinks.Sink, store checkpoint.Store, log *slog.Logger) (worker, error) {
-	return nil, fmt.Errorf("source worker: %w", errNotWired)
+func (w sourceWorker) Status() PipelineStatus {
+	st := w.Worker.Status()
+	ps := PipelineStatus{
+		State:       st.State.String(),
+		LastEventID: st.LastEventID,
+		Received:    st.Received,
+		Forwarded:   st.Forwarded,
+		Filtered:    st.Filtered,
+		Failed:      st.Failed,
+		Reconnects:  st.Reconnects,
+		LastError:   st.LastError,
+		Since:       st.ConnectedSince,
+	}
+	if !st.LastErrorAt.IsZero() {
+		ps.LastErrorAt = st.LastErrorAt
+	}
+	if st.State == sources.StateBackoff {
+		ps.NextRetryAt = st.NextRetryAt
+	}
+	return ps
 }
 
-func isServerStopped(err error) bool { return false }
+func newWorker(p config.Pipeline, sink sinks.Sink, store checkpoint.Store, log *slog.Logger, shutdownTimeout time.Duration) (worker, error) {
+	sc, err := sources.ConfigFromPipeline(p)
+	if err != nil {
+		return nil, err
+	}
+	sc.Logger = log
+	sc.ShutdownTimeout = shutdownTimeout
+	var prev sources.State = -1
+	sc.OnState = func(s sources.State) {
+		// One line per state change, never per event.
+		if s != prev {
+			log.Info("pipeline state", "state", s.String())
+			prev = s
+		}
+	}
+	w, err := sources.New(sc, sink, store)
+	if err != nil {
+		return nil, err
+	}
+	return sourceWorker{w}, nil
+}
+
+// isServerStopped: the feed answered 204, asking clients to stop.
+func isServerStopped(err error) bool { return errors.Is(err, sources.ErrServerStopped) }
 
 // stateReady: a pipeline is ready when it is connected or waiting out its
-// backoff (a reconnect in progress is normal life for an SSE feed).
-func stateReady(state string) bool {
-	switch state {
-	case "connected", "backoff", "reconnecting", "connecting", StateStandby:
+// backoff; connecting again after a drop is part of that cycle, while a
+// first connection that has not answered yet, a paused sink, a failed set
+// up or a stopped feed are not ready.
+func stateReady(st PipelineStatus) bool {
+	switch st.State {
+	case "connected", "backoff", StateStandby:
 		return true
+	case "connecting":
+		return st.Reconnects > 0
 	}
 	return false
 }
 
+// oneStream adapts a streams.Server serving a single path.
+type oneStream struct{ *streams.Server }
+
+func (s oneStream) Subscribers() int {
+	n := 0
+	for _, st := range s.Stats() {
+		n += st.Subscribers
+	}
+	return n
+}
+
+// newStreamServer gives each path its own streams.Server, so a reload can
+// replace one stream without disconnecting the subscribers of another. The
+// global http.max_subscribers cap is therefore enforced by streamRouter.
 func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
-	return nil, fmt.Errorf("reverse stream: %w", errNotWired)
+	b.mu.RLock()
+	deps := streams.Deps{NATS: b.nc, Kafka: b.cfg.Kafka, Logger: b.log.With("stream", sc.Path)}
+	b.mu.RUnlock()
+	srv, err := streams.New([]config.Stream{sc}, deps)
+	if err != nil {
+		return nil, err
+	}
+	return oneStream{srv}, nil
 }
 
 func connectExternalNATS(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) {
@@ -50,8 +118,10 @@ func connectExternalNATS(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) 
 	return nats.Connect(cfg.URL, opts...)
 }
 
+// openCheckpointStore is the default store: a file per pipeline in
+// data_dir/checkpoints.
 func openCheckpointStore(dataDir string) (checkpoint.Store, error) {
-	return nil, nil // until checkpoint.NewFileStore lands
+	return checkpoint.NewFileStore(filepath.Join(dataDir, "checkpoints"))
 }
 
 func redactURL(u string) string { return logging.RedactURL(u) }
