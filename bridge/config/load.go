@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -45,9 +46,10 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Errors{syntaxError(file, err)}
+		return nil, Errors{syntaxError(file, data, err)}
 	}
 	cfg := &Config{}
+	d.lines[""] = 1 // an empty file's problems are still located
 	if len(doc.Content) > 0 {
 		root := doc.Content[0]
 		d.lines[""] = root.Line
@@ -91,15 +93,37 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
+// parserErrors are the yaml.v3 messages raised by its parser rather than
+// its scanner: for those it reports a 0-based line (the scanner's are
+// 1-based), so they need one added.
+var parserErrors = []string{
+	"did not find expected key",
+	"did not find expected node content",
+	"did not find expected '-' indicator",
+	"did not find expected ',' or ']'",
+	"did not find expected ',' or '}'",
+	"did not find expected <document start>",
+}
+
 // syntaxError turns yaml.v3's "yaml: line N: msg" into an Error at line N.
-func syntaxError(file string, err error) *Error {
+func syntaxError(file string, data []byte, err error) *Error {
 	e := &Error{File: file, Line: 1, Key: "yaml", Msg: err.Error()}
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		e.Line, _ = strconv.Atoi(m[1])
-		e.Msg = m[2]
-	} else {
+	m := yamlLineRE.FindStringSubmatch(err.Error())
+	if m == nil {
 		e.Msg = strings.TrimPrefix(e.Msg, "yaml: ")
+		return e
 	}
+	e.Line, _ = strconv.Atoi(m[1])
+	e.Msg = m[2]
+	for _, p := range parserErrors {
+		if strings.HasPrefix(e.Msg, p) {
+			e.Line++
+			break
+		}
+	}
+	// An error at the end of the input points past the last line.
+	last := bytes.Count(bytes.TrimRight(data, "\n"), []byte("\n")) + 1
+	e.Line = max(1, min(e.Line, last))
 	return e
 }
 
@@ -347,6 +371,9 @@ func (d *decoder) checkStruct(n *yaml.Node, t reflect.Type, key string) bool {
 			continue
 		case k.ShortTag() == "!!merge":
 			d.errorf(k.Line, sub, "merge keys (<<) are not supported; write the keys out")
+			// Without the merged keys the mapping is incomplete: complaints
+			// about what it lacks would be noise.
+			d.bad = append(d.bad, key)
 			continue
 		}
 		f, ok := fields[k.Value]
