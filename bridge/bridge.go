@@ -473,8 +473,9 @@ func restartFields(a, b *config.Config) []string {
 	if !reflect.DeepEqual(a.Kafka, b.Kafka) {
 		out = append(out, "kafka")
 	}
-	if !reflect.DeepEqual(a.Log, b.Log) {
-		out = append(out, "log")
+	// log.level is applied by the caller through its slog.LevelVar.
+	if a.Log.Format != b.Log.Format {
+		out = append(out, "log.format")
 	}
 	return out
 }
