@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -292,4 +293,38 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 		return c.GetValue()
 	}
 	return pb.GetGauge().GetValue()
+}
+
+// probe returns the status of a GET without reading the body, so it also
+// works on a stream (whose body never ends).
+func probe(t *testing.T, url string) int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	cancel()
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// clientSubs counts the subscriptions the test's NATS connection (the one
+// the streams server uses) holds on the server.
+func (e *natsEnv) clientSubs(t *testing.T) int {
+	t.Helper()
+	cid, err := e.nc.GetClientID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cz, err := e.broker.Server().Connz(&server.ConnzOptions{CID: cid, Subscriptions: true})
+	if err != nil || len(cz.Conns) != 1 {
+		t.Fatalf("connz for cid %d: %v (%d conns)", cid, err, len(cz.Conns))
+	}
+	return int(cz.Conns[0].NumSubs)
 }

@@ -54,6 +54,10 @@ const (
 // forever, even when no new event arrives to overflow its buffer.
 const writeTimeout = 30 * time.Second
 
+// subscribeTimeout bounds setting up a subscription with the broker, so a
+// broker that does not answer yields a 503 rather than a hanging request.
+const subscribeTimeout = 15 * time.Second
+
 // Errors a subscription request can fail with. They are wrapped with the
 // precise reason, which is also the body of the HTTP error answer.
 var (
@@ -468,7 +472,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	path := st.cfg.Path
 	rc := http.NewResponseController(w)
 	sub := newSubscriber(st.maxPending, rc)
-	f, err := st.backend.subscribe(r.Context(), sub, req)
+	sctx, cancel := context.WithTimeout(r.Context(), subscribeTimeout)
+	f, err := st.backend.subscribe(sctx, sub, req)
+	cancel()
 	if err != nil {
 		code := statusOf(err)
 		if code >= 500 {
