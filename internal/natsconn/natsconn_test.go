@@ -1,0 +1,178 @@
+package natsconn
+
+import (
+	"bytes"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+	"go.uber.org/goleak"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/testbroker"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuf is a log sink that handlers may write to from nats.go's goroutines.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// noRetry makes a refused first connection an error, so authentication
+// failures are visible synchronously.
+var noRetry = nats.RetryOnFailedConnect(false)
+
+func roundTrip(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	sub, err := nc.SubscribeSync("rt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.Publish("rt", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.NextMsg(10 * time.Second); err != nil {
+		t.Fatalf("round trip: %v", err)
+	}
+}
+
+func TestAuthMethods(t *testing.T) {
+	t.Run("token", func(t *testing.T) {
+		b := testbroker.StartNATS(t, func(o *server.Options) { o.Authorization = "s3cret" })
+		nc, err := Connect(config.NATS{URL: b.URL(), Token: "s3cret"}, "test", nil, noRetry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		roundTrip(t, nc)
+		if _, err := Connect(config.NATS{URL: b.URL(), Token: "wrong"}, "test", nil, noRetry); err == nil {
+			t.Fatal("wrong token accepted")
+		}
+	})
+	t.Run("user/password", func(t *testing.T) {
+		b := testbroker.StartNATS(t, func(o *server.Options) { o.Username, o.Password = "bridge", "pw" })
+		nc, err := Connect(config.NATS{URL: b.URL(), User: "bridge", Password: "pw"}, "test", nil, noRetry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		roundTrip(t, nc)
+		_, err = Connect(config.NATS{URL: b.URL(), User: "bridge", Password: "no"}, "test", nil, noRetry)
+		if err == nil || !strings.Contains(err.Error(), "nats connect") {
+			t.Fatalf("wrong password: err = %v", err)
+		}
+	})
+	t.Run("nkey", func(t *testing.T) {
+		kp, err := nkeys.CreateUser()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, _ := kp.PublicKey()
+		seed, _ := kp.Seed()
+		seedFile := filepath.Join(t.TempDir(), "user.nk")
+		if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		b := testbroker.StartNATS(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
+		nc, err := Connect(config.NATS{URL: b.URL(), NKeyFile: seedFile}, "test", nil, noRetry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		roundTrip(t, nc)
+		if _, err := Connect(config.NATS{URL: b.URL()}, "test", nil, noRetry); err == nil {
+			t.Fatal("connection without nkey accepted")
+		}
+		if _, err := Connect(config.NATS{URL: b.URL(), NKeyFile: filepath.Join(t.TempDir(), "absent")}, "test", nil); err == nil || !strings.Contains(err.Error(), "nkey_file") {
+			t.Fatalf("missing seed file: err = %v", err)
+		}
+	})
+}
+
+func TestConfigErrors(t *testing.T) {
+	if _, err := Connect(config.NATS{}, "t", nil); !errors.Is(err, ErrNoURL) {
+		t.Fatalf("no url: %v", err)
+	}
+	if _, err := Options(config.NATS{Token: "a", User: "u"}, "t", nil); !errors.Is(err, ErrAuthConflict) {
+		t.Fatalf("two auth methods: %v", err)
+	}
+	if _, err := Options(config.NATS{TLS: &config.TLS{CAFile: "/nonexistent/ca.pem"}}, "t", nil); err == nil || !strings.Contains(err.Error(), "ca_file") {
+		t.Fatalf("bad TLS: %v", err)
+	}
+	opts, err := Options(config.NATS{TLS: &config.TLS{InsecureSkipVerify: true}}, "t", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var o nats.Options
+	for _, fn := range opts {
+		if err := fn(&o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !o.Secure || o.TLSConfig == nil || !o.TLSConfig.InsecureSkipVerify || o.MaxReconnect != -1 || !o.RetryOnFailedConnect {
+		t.Fatalf("options not applied: secure=%v tls=%v maxReconnect=%d retry=%v", o.Secure, o.TLSConfig, o.MaxReconnect, o.RetryOnFailedConnect)
+	}
+}
+
+// TestReconnectsAndLogs restarts the server twice and expects the same
+// connection to come back each time, with the drop and the return logged.
+func TestReconnectsAndLogs(t *testing.T) {
+	b := testbroker.StartNATS(t)
+	var logs syncBuf
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	nc, err := Connect(config.NATS{URL: b.URL()}, "test", log, nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for i := 1; i <= 2; i++ {
+		b.Restart(t)
+		deadline := time.Now().Add(30 * time.Second)
+		for strings.Count(logs.String(), "nats reconnected") < i {
+			if time.Now().After(deadline) {
+				t.Fatalf("restart %d: reconnection not logged; logs:\n%s", i, logs.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		roundTrip(t, nc)
+	}
+	if !strings.Contains(logs.String(), "nats disconnected") {
+		t.Fatalf("disconnect not logged:\n%s", logs.String())
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://u:p@h:4222":             "nats://REDACTED@h:4222",
+		"nats://tok@h:4222,nats://h2:1": "nats://REDACTED@h:4222,nats://h2:1",
+		"nats://h:4222":                 "nats://h:4222",
+		"tls://u:p@h/x":                 "tls://REDACTED@h/x",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
