@@ -55,4 +55,5 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
+	fmt.Fprintln(w, "\nRun 'ssebridge <command> -h' for a command's flags.")
 }

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// threeMistakes has an unknown key, a bad duration and a sink naming a
+// broker that is not configured.
+const threeMistakes = `nats:
+  url: nats://127.0.0.1:4222
+pipelines:
+  - name: wiki
+    source:
+      url: https://stream.wikimedia.org/v2/stream/recentchange
+      idle_timeout: 90
+    sink:
+      kafka: {topic: wiki}
+streams:
+  - path: /sse/wiki
+    nats: {subject: "wiki.>"}
+    heartbeet: 15s
+`
+
+// cliFiles writes the test configurations and returns their paths.
+func cliFiles(t *testing.T) (bad, good string) {
+	t.Helper()
+	dir := t.TempDir()
+	bad = filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(threeMistakes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good, err := filepath.Abs("../../config.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bad, good
+}
+
+func wantThreeMistakes(t *testing.T, bad, stderr string) {
+	t.Helper()
+	want := bad + `:7: pipelines[0].source.idle_timeout: must be a duration like 90s or 1m30s, got "90"
+` + bad + `:9: pipelines[0].sink.kafka: Kafka is not configured: set kafka.brokers
+` + bad + `:13: streams[0].heartbeet: unknown key (did you mean heartbeat?)
+`
+	if stderr != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", stderr, want)
+	}
+}
+
+func TestDispatch(t *testing.T) {
+	bad, good := cliFiles(t)
+	tests := []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string // exact, unless "" and stdoutHas set
+		stdoutHas  string
+		stderrHas  string
+		emptyError bool
+	}{
+		{name: "validate ok", args: []string{"validate", "-config", good}, code: 0, stdout: "ok\n", emptyError: true},
+		{name: "validate double dash flag", args: []string{"validate", "--config=" + good}, code: 0, stdout: "ok\n", emptyError: true},
+		{name: "validate problems", args: []string{"validate", "-config", bad}, code: 1, stderrHas: bad + ":7: "},
+		{name: "validate missing file", args: []string{"validate", "-config", bad + ".nope"}, code: 1, stderrHas: "no such file"},
+		{name: "validate without -config", args: []string{"validate"}, code: 2, stderrHas: "-config is required"},
+		{name: "validate unknown flag", args: []string{"validate", "-conf", good}, code: 2, stderrHas: "flag provided but not defined: -conf"},
+		{name: "validate stray argument", args: []string{"validate", "-config", good, "extra"}, code: 2, stderrHas: `unexpected argument "extra"`},
+		{name: "validate help", args: []string{"validate", "-h"}, code: 0, stderrHas: "usage: ssebridge validate -config FILE"},
+		{name: "version", args: []string{"version"}, code: 0, stdoutHas: "ssebridge dev " + runtime.Version(), emptyError: true},
+		{name: "version argument", args: []string{"version", "-x"}, code: 2, stderrHas: "usage: ssebridge version"},
+		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderrHas: `unknown command "frobnicate"`},
+		{name: "unknown command shows usage", args: []string{"-config"}, code: 2, stderrHas: "usage: ssebridge <command>"},
+		{name: "no command", args: nil, code: 2, stderrHas: "usage: ssebridge <command>"},
+		{name: "help", args: []string{"help"}, code: 0, stdoutHas: "validate  check a configuration file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := dispatch(tt.args, &stdout, &stderr)
+			if code != tt.code {
+				t.Errorf("exit code %d, want %d (stderr %q)", code, tt.code, stderr.String())
+			}
+			if tt.stdout != "" && stdout.String() != tt.stdout {
+				t.Errorf("stdout %q, want %q", stdout.String(), tt.stdout)
+			}
+			if !strings.Contains(stdout.String(), tt.stdoutHas) {
+				t.Errorf("stdout %q does not contain %q", stdout.String(), tt.stdoutHas)
+			}
+			if !strings.Contains(stderr.String(), tt.stderrHas) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.stderrHas)
+			}
+			if tt.emptyError && stderr.Len() > 0 {
+				t.Errorf("unexpected stderr %q", stderr.String())
+			}
+		})
+	}
+
+	var stdout, stderr bytes.Buffer
+	if code := dispatch([]string{"validate", "-config", bad}, &stdout, &stderr); code != 1 || stdout.Len() != 0 {
+		t.Fatalf("validate bad: code %d, stdout %q", code, stdout.String())
+	}
+	wantThreeMistakes(t, bad, stderr.String())
+}
+
+// TestBinary checks what a user sees from a real build: exit statuses and
+// the version set with -ldflags.
+func TestBinary(t *testing.T) {
+	bad, good := cliFiles(t)
+	bin := filepath.Join(t.TempDir(), "ssebridge")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	run := func(args ...string) (code int, stdout, stderr string) {
+		t.Helper()
+		var o, e bytes.Buffer
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = &o, &e
+		err := cmd.Run()
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &exit):
+			code = exit.ExitCode()
+		default:
+			t.Fatalf("%v: %v", args, err)
+		}
+		return code, o.String(), e.String()
+	}
+
+	if code, out, _ := run("version"); code != 0 || !strings.HasPrefix(out, "ssebridge v9.8.7-test "+runtime.Version()) {
+		t.Errorf("version: %d %q", code, out)
+	}
+	if code, out, _ := run("validate", "-config", good); code != 0 || out != "ok\n" {
+		t.Errorf("validate good: %d %q", code, out)
+	}
+	code, out, errOut := run("validate", "-config", bad)
+	if code != 1 || out != "" {
+		t.Errorf("validate bad: %d %q", code, out)
+	}
+	wantThreeMistakes(t, bad, errOut)
+	if code, _, errOut := run("nope"); code != 2 || !strings.Contains(errOut, "usage:") {
+		t.Errorf("unknown command: %d %q", code, errOut)
+	}
+	if code, _, errOut := run("validate", "-bogus"); code != 2 || !strings.Contains(errOut, "-bogus") {
+		t.Errorf("unknown flag: %d %q", code, errOut)
+	}
+}
