@@ -706,3 +706,18 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// The loader accepts exactly the placeholders sinks/route renders, so a
+// file that validates never fails to compile its templates at startup.
+func TestCheckTemplate(t *testing.T) {
+	for _, ok := range []string{"wiki", "wiki.{event}", "{pipeline}.{id}", "w.{data.meta.domain}", "{data.$schema}", "{data.items.0}"} {
+		if err := checkTemplate(ok); err != nil {
+			t.Errorf("checkTemplate(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"{type}", "{data.}", "{data}", "{data..x}", "a{", "a}", "{{id}}", "{ID}"} {
+		if err := checkTemplate(bad); err == nil {
+			t.Errorf("checkTemplate(%q) accepted", bad)
+		}
+	}
+}

@@ -213,7 +213,7 @@ var (
 	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 	placeholder  = regexp.MustCompile(`\{[^{}]*\}`)
 	kafkaTopicRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	dataPathRE   = regexp.MustCompile(`^data(\.[A-Za-z0-9_-]+)+$`)
+	dataPathRE   = regexp.MustCompile(`^data(\.[^.{}]+)+$`) // as sinks/route accepts
 )
 
 func (v *validator) pipeline(i int, p *Pipeline) {
