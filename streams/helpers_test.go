@@ -280,7 +280,6 @@ func datas(evs []sse.Event) []string {
 	return out
 }
 
-
 // metricValue reads a counter or gauge child, e.g.
 // metricValue(metrics.ResumeTooOld.WithLabelValues(path)).
 func metricValue(t *testing.T, m prometheus.Metric) float64 {

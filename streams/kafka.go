@@ -115,22 +115,10 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 	start := make(position, len(parts))
 	switch {
 	case resume != nil:
-		expired := false
-		for _, p := range parts {
-			off, ok := resume[p]
-			switch {
-			case !ok:
-				// A partition added after the token was issued holds
-				// only messages newer than the token.
-				off = first[p]
-			case off > last[p]:
-				return feed{}, fmt.Errorf("%w: offset %d of partition %d is beyond its end (%d); was topic %q recreated?",
-					ErrInvalidLastEventID, off, p, last[p], b.topic)
-			case off < first[p]:
-				expired = true
-				off = first[p]
-			}
-			start[p] = off
+		var expired bool
+		start, expired, err = resumeFrom(resume, parts, first, last)
+		if err != nil {
+			return feed{}, fmt.Errorf("%w; was topic %q recreated?", err, b.topic)
 		}
 		if expired {
 			metrics.ResumeTooOld.WithLabelValues(b.path).Inc()
@@ -205,6 +193,31 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 		cancel()
 		wg.Wait()
 	}), nil
+}
+
+// resumeFrom turns a resume token into a start offset per partition, given
+// each partition's first retained and next (end) offset. expired reports
+// that some partition had already dropped the token's position, so it
+// starts at its earliest retained offset; a position beyond the end is an
+// error, since waiting for it could mean waiting forever.
+func resumeFrom(resume position, parts []int, first, last position) (start position, expired bool, err error) {
+	start = make(position, len(parts))
+	for _, p := range parts {
+		off, ok := resume[p]
+		switch {
+		case !ok:
+			// A partition added after the token was issued holds only
+			// messages newer than the token.
+			off = first[p]
+		case off > last[p]:
+			return nil, false, fmt.Errorf("%w: offset %d of partition %d is beyond its end (%d)", ErrInvalidLastEventID, off, p, last[p])
+		case off < first[p]:
+			expired = true
+			off = first[p]
+		}
+		start[p] = off
+	}
+	return start, expired, nil
 }
 
 func (b *kafkaBackend) partitions(ctx context.Context) ([]int, error) {
