@@ -157,15 +157,16 @@ type Kafka struct {
 	port    int
 	dataDir string
 	topics  map[string]int32
+	extra   []kfake.Opt
 	cluster *kfake.Cluster
 }
 
 // StartKafka starts a one-broker kfake cluster on 127.0.0.1 on a free port,
-// with topics created up front (name → partitions). It is closed when the
-// test ends.
-func StartKafka(t testing.TB, topics map[string]int32) *Kafka {
+// with topics created up front (name → partitions). extra options (SASL
+// users, TLS) apply to every start. It is closed when the test ends.
+func StartKafka(t testing.TB, topics map[string]int32, extra ...kfake.Opt) *Kafka {
 	t.Helper()
-	k := &Kafka{dataDir: t.TempDir(), topics: map[string]int32{}}
+	k := &Kafka{dataDir: t.TempDir(), topics: map[string]int32{}, extra: extra}
 	for name, p := range topics {
 		k.topics[name] = p
 	}
@@ -192,6 +193,7 @@ func (k *Kafka) start() error {
 	for p, names := range byParts {
 		opts = append(opts, kfake.SeedTopics(p, names...))
 	}
+	opts = append(opts, k.extra...)
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return fmt.Errorf("new cluster on port %d: %w", k.port, err)

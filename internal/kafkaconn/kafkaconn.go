@@ -1,0 +1,100 @@
+// Package kafkaconn builds kafka-go connection settings from the kafka block
+// of the configuration: client ID, SASL (PLAIN, SCRAM-SHA-256,
+// SCRAM-SHA-512) and TLS. Sinks use Transport for a kafka.Writer; reverse
+// streams use Dialer for a kafka.Reader.
+package kafkaconn
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/tlsconf"
+)
+
+// DefaultClientID is the client ID sent when the configuration names none;
+// it lets broker operators see which connections are the bridge's.
+const DefaultClientID = "ssebridge"
+
+// DialTimeout bounds one TCP (and TLS) connection attempt.
+const DialTimeout = 10 * time.Second
+
+// ErrNoBrokers is returned when the configuration lists no broker.
+var ErrNoBrokers = errors.New("kafkaconn: no brokers")
+
+// ErrMechanism is an unknown SASL mechanism.
+var ErrMechanism = errors.New("kafkaconn: unknown SASL mechanism")
+
+// Mechanism returns the kafka-go SASL mechanism s describes, nil when s is
+// nil.
+func Mechanism(s *config.SASL) (sasl.Mechanism, error) {
+	if s == nil {
+		return nil, nil
+	}
+	switch strings.ToLower(s.Mechanism) {
+	case config.SASLPlain:
+		return plain.Mechanism{Username: s.Username, Password: s.Password}, nil
+	case config.SASLScramSHA256:
+		return &Scram{Hash: SHA256, Username: s.Username, Password: s.Password}, nil
+	case config.SASLScramSHA512:
+		return &Scram{Hash: SHA512, Username: s.Username, Password: s.Password}, nil
+	}
+	return nil, fmt.Errorf("%w %q (want %s, %s or %s)", ErrMechanism, s.Mechanism, config.SASLPlain, config.SASLScramSHA256, config.SASLScramSHA512)
+}
+
+// settings are what Transport and Dialer share.
+func settings(cfg config.Kafka) (clientID string, mech sasl.Mechanism, tc *tls.Config, err error) {
+	if len(cfg.Brokers) == 0 {
+		return "", nil, nil, ErrNoBrokers
+	}
+	clientID = cfg.ClientID
+	if clientID == "" {
+		clientID = DefaultClientID
+	}
+	if mech, err = Mechanism(cfg.SASL); err != nil {
+		return "", nil, nil, err
+	}
+	if tc, err = tlsconf.Build(cfg.TLS); err != nil {
+		return "", nil, nil, fmt.Errorf("kafka: %w", err)
+	}
+	return clientID, mech, tc, nil
+}
+
+// Transport returns a kafka-go transport for a kafka.Writer (or a
+// kafka.Client). The caller owns it and calls CloseIdleConnections when
+// done: unlike kafka.DefaultTransport, its pooled connections then go away
+// with the writer instead of living for the life of the process.
+func Transport(cfg config.Kafka) (*kafka.Transport, error) {
+	clientID, mech, tc, err := settings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Transport{
+		DialTimeout: DialTimeout,
+		ClientID:    clientID,
+		SASL:        mech,
+		TLS:         tc,
+	}, nil
+}
+
+// Dialer returns a kafka-go dialer for a kafka.Reader or kafka.DialLeader.
+func Dialer(cfg config.Kafka) (*kafka.Dialer, error) {
+	clientID, mech, tc, err := settings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Dialer{
+		Timeout:       DialTimeout,
+		DualStack:     true,
+		ClientID:      clientID,
+		SASLMechanism: mech,
+		TLS:           tc,
+	}, nil
+}
