@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // env is a fixed environment so tests do not depend on the machine's.
@@ -358,6 +360,8 @@ streams:
     path: /t
 `, "7: streams[1].<<: merge keys (<<) are not supported"},
 		{"nothing to run", header, "1: pipelines: no pipelines and no streams"},
+		{"empty file", "", "1: pipelines: no pipelines and no streams"},
+		{"not a mapping", "- a\n- b\n", "1: (top level): must be a mapping"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -719,5 +723,23 @@ func TestCheckTemplate(t *testing.T) {
 		if err := checkTemplate(bad); err == nil {
 			t.Errorf("checkTemplate(%q) accepted", bad)
 		}
+	}
+}
+
+func TestDurationYAML(t *testing.T) {
+	out, err := yaml.Marshal(struct {
+		D Duration `yaml:"d"`
+	}{Duration(90 * time.Second)})
+	if err != nil || string(out) != "d: 1m30s\n" {
+		t.Fatalf("Marshal = %q, %v", out, err)
+	}
+	var back struct {
+		D Duration `yaml:"d"`
+	}
+	if err := yaml.Unmarshal(out, &back); err != nil || back.D.D() != 90*time.Second {
+		t.Fatalf("Unmarshal = %v, %v", back.D, err)
+	}
+	if err := yaml.Unmarshal([]byte("d: 90\n"), &back); err == nil {
+		t.Error("a bare number was accepted as a duration")
 	}
 }

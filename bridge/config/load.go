@@ -356,6 +356,10 @@ func (d *decoder) checkMap(n *yaml.Node, t reflect.Type, key string) bool {
 
 func (d *decoder) checkStruct(n *yaml.Node, t reflect.Type, key string) bool {
 	if n.Kind != yaml.MappingNode {
+		if key == "" {
+			d.errorf(n.Line, "(top level)", "must be a mapping of keys like pipelines: and streams:, not %s", kindName(n))
+			return false
+		}
 		d.errorf(n.Line, key, "must be a mapping, not %s", kindName(n))
 		return false
 	}
