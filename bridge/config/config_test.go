@@ -362,6 +362,8 @@ streams:
 		{"nothing to run", header, "1: pipelines: no pipelines and no streams"},
 		{"empty file", "", "1: pipelines: no pipelines and no streams"},
 		{"not a mapping", "- a\n- b\n", "1: (top level): must be a mapping"},
+		{"second document", header + "streams:\n  - {path: /s, nats: {subject: s}}\n---\nhttp: {addr: ':1'}\n", "7: yaml: a configuration is one YAML document"},
+		{"alias bomb", header + "pipelines: &p [{name: a, source: {url: 'http://x', events: &e [" + strings.Repeat("x,", 400) + "x]}, sink: {nats: {subject: s}}}" + strings.Repeat(", {name: a, source: {url: 'http://x', events: *e}}", 300) + "]\n", "5: pipelines[246].source.events[108]: the document is too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"regexp"
@@ -45,21 +46,32 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		expanded: map[*yaml.Node]bool{},
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, Errors{syntaxError(file, data, err)}
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		// A second document would be ignored silently: refuse it.
+		line := extra.Line
+		if err != nil {
+			return nil, Errors{syntaxError(file, data, err)}
+		}
+		return nil, Errors{{File: file, Line: max(line, 1), Key: "yaml", Msg: "a configuration is one YAML document; remove the --- separated ones after the first"}}
 	}
 	cfg := &Config{}
 	d.lines[""] = 1 // an empty file's problems are still located
 	if len(doc.Content) > 0 {
 		root := doc.Content[0]
 		d.lines[""] = root.Line
-		if !d.check(root, reflect.TypeFor[Config](), "") {
+		if !d.check(root, reflect.TypeFor[Config](), "") || d.visits >= maxVisits {
 			return nil, d.errs
 		}
 		if err := root.Decode(cfg); err != nil {
 			// check left only values the decoder accepts; reaching this is a
 			// bug here, but the user still deserves a located message.
-			d.errs = append(d.errs, &Error{File: file, Line: root.Line, Key: "yaml", Msg: err.Error()})
+			msg := strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", " ")
+			d.errs = append(d.errs, &Error{File: file, Line: root.Line, Key: "yaml", Msg: msg})
 			return nil, d.errs
 		}
 	}
@@ -137,6 +149,9 @@ type decoder struct {
 	errs     Errors
 	lines    map[string]int
 	expanded map[*yaml.Node]bool
+	// visits counts checked nodes: aliases can make a small file a huge
+	// tree, and a configuration never needs more than a few thousand.
+	visits int
 	// bad holds keys already reported; validation's "required" and similar
 	// complaints about them (or below them) would only repeat the problem.
 	bad []string
@@ -155,6 +170,9 @@ func (d *decoder) covered(key string) bool {
 	}
 	return false
 }
+
+// maxVisits bounds the values a document may expand to.
+const maxVisits = 100_000
 
 var (
 	durationType = reflect.TypeFor[Duration]()
@@ -178,6 +196,12 @@ func kindName(n *yaml.Node) string {
 // check validates n against t and reports problems under key. It returns
 // false when the caller must replace n by null.
 func (d *decoder) check(n *yaml.Node, t reflect.Type, key string) bool {
+	if d.visits++; d.visits == maxVisits {
+		d.errorf(n.Line, key, "the document is too large (more than %d values, counting aliases)", maxVisits)
+	}
+	if d.visits >= maxVisits {
+		return false
+	}
 	if n.Kind == yaml.AliasNode {
 		if n.Alias == nil {
 			d.errorf(n.Line, key, "unknown alias")
