@@ -23,6 +23,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge/checkpoint"
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
 )
 
@@ -224,7 +225,7 @@ func (b *Bridge) connect(cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("bridge: %w", err)
 		}
-		nc, err := ns.Connect(natsHandlers(b.log)...)
+		nc, err := ns.Connect(natsconn.Handlers(b.log)...)
 		if err != nil {
 			ns.Shutdown()
 			return fmt.Errorf("bridge: %w", err)
@@ -254,18 +255,6 @@ func (b *Bridge) connect(cfg *config.Config) error {
 		b.mu.Unlock()
 	}
 	return nil
-}
-
-// natsHandlers log connection state changes, once each.
-func natsHandlers(log *slog.Logger) []nats.Option {
-	return []nats.Option{
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "err", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-		}),
-	}
 }
 
 // shutdown runs the graceful stop sequence within shutdown_timeout.

@@ -11,6 +11,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge/checkpoint"
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/logging"
+	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
 	"github.com/ssebridge/ssebridge/streams"
@@ -108,14 +109,11 @@ func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 	return oneStream{srv}, nil
 }
 
+// connectExternalNATS dials nats.url; an unreachable server is not an
+// error (the connection comes up with the server and /readyz says 503
+// until then).
 func connectExternalNATS(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) {
-	opts := append(natsHandlers(log),
-		nats.Name("ssebridge"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.RetryOnFailedConnect(true),
-	)
-	return nats.Connect(cfg.URL, opts...)
+	return natsconn.Connect(cfg, "ssebridge", log)
 }
 
 // openCheckpointStore is the default store: a file per pipeline in
