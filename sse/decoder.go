@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -26,15 +27,17 @@ const (
 	// maxEmptyReads guards against readers returning 0, nil forever, as
 	// bufio does.
 	maxEmptyReads = 100
-	// combineMax is the largest data size whose allocation also carries a
-	// new event ID. Sharing one allocation keeps small events at one
-	// allocation each, but a retained ID string pins the data it was
-	// allocated with, so it is limited to small events.
-	combineMax = 4 << 10
 	// keepBufMax is the capacity above which scratch buffers are released
 	// after use, so one huge event does not pin memory for the life of the
 	// stream.
 	keepBufMax = 1 << 20
+	// slabSize is the chunk that the Data of small events and short ID
+	// and type strings are carved from, so a typical event costs a fraction
+	// of an allocation instead of one or two. The price is retention: a
+	// kept small Data or ID keeps at most one slab alive.
+	slabSize = 8 << 10
+	// slabMax is the largest piece carved from a slab.
+	slabMax = slabSize / 8
 )
 
 // utf8BOM is stripped once, at the very start of the stream.
@@ -57,11 +60,15 @@ type Decoder struct {
 
 	buf  []byte // fixed read buffer; buf[r:w] is unread
 	r, w int
-	// Line-end search caches (absolute indexes into buf, both >= r): there
-	// is no LF in buf[r:lfAt] and no CR in buf[r:crAt]. They keep streams
-	// that use only one kind of line end linear instead of rescanning the
-	// buffer for the other kind on every line.
+	// Line-end search caches (absolute indexes into buf): there is no LF
+	// in buf[r:lfAt] and no CR in buf[r:crAt]. They keep streams that use
+	// only one kind of line end linear instead of rescanning the buffer for
+	// the other kind on every line.
 	lfAt, crAt int
+	// UTF-8 validation cache (absolute indexes into buf): a buffered line
+	// ending at or before validTo is valid; lines ending before checkedTo
+	// lie in a region found invalid and are checked one by one.
+	validTo, checkedTo int
 
 	partial []byte // start of a line longer than the unread buffer
 	fixed   []byte // scratch for lines with invalid UTF-8
@@ -82,6 +89,7 @@ type Decoder struct {
 
 	lastID   string // last event ID as of the last blank line
 	lastType string // last non-default type, reused while unchanged
+	slab     []byte // backing for short strings; only ever appended to
 
 	onComment func(string)
 	onRetry   func(time.Duration)
@@ -91,6 +99,28 @@ type Decoder struct {
 // read past the event it returns.
 func NewDecoder(r io.Reader) *Decoder {
 	return &Decoder{rd: r, max: DefaultMaxEventSize}
+}
+
+// Reset makes d read a new stream from r, as after a reconnect: buffered
+// input and any partial event are discarded, a BOM is again stripped at
+// the start, and the read buffer is reused. The last event ID, the
+// maximum event size and the callbacks are kept.
+func (d *Decoder) Reset(r io.Reader) {
+	*d = Decoder{
+		rd:        r,
+		buf:       d.buf,
+		max:       d.max,
+		data:      trimBuf(d.data),
+		typBuf:    d.typBuf[:0],
+		idBuf:     d.idBuf[:0],
+		partial:   trimBuf(d.partial),
+		fixed:     trimBuf(d.fixed),
+		lastID:    d.lastID,
+		lastType:  d.lastType,
+		slab:      d.slab,
+		onComment: d.onComment,
+		onRetry:   d.onRetry,
+	}
 }
 
 // SetMaxEventSize sets the maximum size of one event: the bytes of all its
@@ -203,17 +233,27 @@ func (d *Decoder) readLine() ([]byte, error) {
 			if i := d.indexEOL(); i >= 0 {
 				line := b[:i]
 				d.skipLF = b[i] == '\r'
-				d.r += i + 1
 				if len(d.partial) > 0 {
+					d.r += i + 1
 					d.partial = append(d.partial, line...)
 					line = d.partial
 					d.partial = d.partial[:0]
+					d.size += len(line)
+					if d.size > d.max {
+						return nil, d.tooLarge(true)
+					}
+					return d.validUTF8(line), nil
 				}
+				valid := d.validLine(d.r + i)
+				d.r += i + 1
 				d.size += len(line)
 				if d.size > d.max {
 					return nil, d.tooLarge(true)
 				}
-				return d.validUTF8(line), nil
+				if !valid {
+					line = d.fixUTF8(line)
+				}
+				return line, nil
 			}
 			// No line end buffered: everything unread belongs to this line.
 			if d.size+len(d.partial)+len(b) > d.max {
@@ -224,7 +264,7 @@ func (d *Decoder) readLine() ([]byte, error) {
 			if len(b) > len(d.buf)/2 {
 				d.partial = append(d.partial, b...)
 				d.r, d.w = 0, 0
-				d.lfAt, d.crAt = 0, 0
+				d.resetCaches()
 			}
 		}
 		if err := d.fill(); err != nil {
@@ -234,32 +274,70 @@ func (d *Decoder) readLine() ([]byte, error) {
 }
 
 // indexEOL returns the index in buf[r:w] of the first CR or LF, or -1.
+// Each search runs to the end of the buffer when the byte is absent, so a
+// stream using only LF (or only CR) scans for the other byte once per
+// buffer, not once per line.
 func (d *Decoder) indexEOL() int {
 	if d.lfAt < d.r {
 		d.lfAt = d.r
 	}
-	if d.lfAt < d.w {
-		if j := bytes.IndexByte(d.buf[d.lfAt:d.w], '\n'); j >= 0 {
-			d.lfAt += j
+	if d.lfAt < d.w && d.buf[d.lfAt] != '\n' {
+		if j := bytes.IndexByte(d.buf[d.lfAt+1:d.w], '\n'); j >= 0 {
+			d.lfAt += j + 1
 		} else {
 			d.lfAt = d.w
 		}
 	}
-	// A CR only matters before the first LF.
 	if d.crAt < d.r {
 		d.crAt = d.r
 	}
-	if d.crAt < d.lfAt {
-		if j := bytes.IndexByte(d.buf[d.crAt:d.lfAt], '\r'); j >= 0 {
-			d.crAt += j
-			return d.crAt - d.r
+	if d.crAt < d.w && d.buf[d.crAt] != '\r' {
+		if j := bytes.IndexByte(d.buf[d.crAt+1:d.w], '\r'); j >= 0 {
+			d.crAt += j + 1
+		} else {
+			d.crAt = d.w
 		}
-		d.crAt = d.lfAt
 	}
-	if d.lfAt < d.w {
-		return d.lfAt - d.r
+	if e := min(d.lfAt, d.crAt); e < d.w {
+		return e - d.r
 	}
 	return -1
+}
+
+// validLine reports whether the buffered line ending at absolute index e
+// is valid UTF-8. It validates everything buffered up to the last line end
+// in one call, so the common valid stream costs one check per read, not
+// one per line.
+func (d *Decoder) validLine(e int) bool {
+	if e <= d.validTo {
+		return true
+	}
+	if e > d.checkedTo {
+		// indexEOL just ran, so lfAt and crAt say whether any LF or CR is
+		// buffered; LastIndexByte is a plain loop, worth skipping when the
+		// byte is absent.
+		b := d.buf[d.r:d.w]
+		last := -1
+		if d.lfAt < d.w {
+			last = bytes.LastIndexByte(b, '\n')
+		}
+		if d.crAt < d.w {
+			last = max(last, bytes.LastIndexByte(b, '\r'))
+		}
+		last += d.r
+		if utf8.Valid(d.buf[d.r:last]) {
+			d.validTo = last
+			return true
+		}
+		// Something in there is invalid: check line by line up to last.
+		d.checkedTo = last
+	}
+	return utf8.Valid(d.buf[d.r:e])
+}
+
+// resetCaches forgets what was learnt about buf, after it was emptied.
+func (d *Decoder) resetCaches() {
+	d.lfAt, d.crAt, d.validTo, d.checkedTo = 0, 0, 0, 0
 }
 
 // fill reads more input into buf, moving unread bytes to the front first.
@@ -271,6 +349,8 @@ func (d *Decoder) fill() error {
 		n := copy(d.buf, d.buf[d.r:d.w])
 		d.lfAt -= d.r
 		d.crAt -= d.r
+		d.validTo -= d.r
+		d.checkedTo -= d.r
 		d.r, d.w = 0, n
 	}
 	for range maxEmptyReads {
@@ -354,7 +434,7 @@ func (d *Decoder) skipEvent() error {
 			d.atLineStart = true
 		}
 		d.r, d.w = 0, 0
-		d.lfAt, d.crAt = 0, 0
+		d.resetCaches()
 		if err := d.fill(); err != nil {
 			return err
 		}
@@ -369,6 +449,11 @@ func (d *Decoder) validUTF8(line []byte) []byte {
 	if utf8.Valid(line) {
 		return line
 	}
+	return d.fixUTF8(line)
+}
+
+// fixUTF8 returns a copy of the invalid line with replacements made.
+func (d *Decoder) fixUTF8(line []byte) []byte {
 	d.fixed = appendValidUTF8(d.fixed[:0], line)
 	return d.fixed
 }
@@ -387,10 +472,21 @@ func (d *Decoder) processLine(line []byte) {
 	}
 	switch string(name) {
 	case "data":
-		d.data = append(d.data, value...)
-		d.data = append(d.data, '\n')
+		n := len(d.data)
+		m := n + len(value) + 1
+		if m > cap(d.data) {
+			d.data = slices.Grow(d.data, len(value)+1)
+		}
+		// Reslicing in place writes no pointer, so no GC write barrier.
+		d.data = d.data[:m]
+		copy(d.data[n:], value)
+		d.data[m-1] = '\n'
 	case "event":
-		d.typBuf = append(d.typBuf[:0], value...)
+		if len(value) > cap(d.typBuf) {
+			d.typBuf = make([]byte, 0, len(value))
+		}
+		d.typBuf = d.typBuf[:len(value)]
+		copy(d.typBuf, value)
 	case "id":
 		if bytes.IndexByte(value, 0) >= 0 {
 			return
@@ -399,7 +495,11 @@ func (d *Decoder) processLine(line []byte) {
 			d.idSet = false
 			return
 		}
-		d.idBuf = append(d.idBuf[:0], value...)
+		if len(value) > cap(d.idBuf) {
+			d.idBuf = make([]byte, 0, len(value))
+		}
+		d.idBuf = d.idBuf[:len(value)]
+		copy(d.idBuf, value)
 		d.idSet = true
 	case "retry":
 		if ms, ok := parseRetry(value); ok && d.onRetry != nil {
@@ -444,7 +544,7 @@ func (d *Decoder) dispatch() (Event, bool) {
 	d.size = 0
 	if len(d.data) == 0 {
 		if d.idSet {
-			d.lastID = string(d.idBuf)
+			d.lastID = d.makeString(d.idBuf)
 			d.idSet = false
 		}
 		d.typBuf = d.typBuf[:0]
@@ -452,22 +552,14 @@ func (d *Decoder) dispatch() (Event, bool) {
 	}
 	data := d.data[:len(d.data)-1] // drop the LF after the last line
 	var ev Event
-	n := len(data)
-	switch {
-	case d.idSet && n <= combineMax && len(d.idBuf) > 0:
-		// One allocation for both: the ID bytes follow the data and are
-		// never written again, and Data's capacity ends before them.
-		b := make([]byte, n+len(d.idBuf))
-		copy(b, data)
-		copy(b[n:], d.idBuf)
-		ev.Data = b[:n:n]
-		d.lastID = unsafe.String(&b[n], len(d.idBuf))
-	default:
-		ev.Data = make([]byte, n)
-		copy(ev.Data, data)
-		if d.idSet {
-			d.lastID = string(d.idBuf)
-		}
+	if len(data) <= slabMax {
+		ev.Data = d.carve(len(data))
+	} else {
+		ev.Data = make([]byte, len(data))
+	}
+	copy(ev.Data, data)
+	if d.idSet {
+		d.lastID = d.makeString(d.idBuf)
 	}
 	d.idSet = false
 	ev.ID = d.lastID
@@ -477,7 +569,7 @@ func (d *Decoder) dispatch() (Event, bool) {
 	case string(d.typBuf) == d.lastType:
 		ev.Type = d.lastType
 	default:
-		d.lastType = string(d.typBuf)
+		d.lastType = d.makeString(d.typBuf)
 		ev.Type = d.lastType
 	}
 	d.data = trimBuf(d.data)
@@ -489,4 +581,30 @@ func (d *Decoder) dispatch() (Event, bool) {
 		d.fixed = nil
 	}
 	return ev, true
+}
+
+// makeString returns b as a string, carved from the slab when short.
+func (d *Decoder) makeString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > slabMax {
+		return string(b)
+	}
+	m := d.carve(len(b))
+	copy(m, b)
+	// Sound because slab bytes, once handed out, are never written by
+	// the decoder again, and nobody else holds this piece.
+	return unsafe.String(&m[0], len(m))
+}
+
+// carve returns n bytes of fresh memory from the slab, with capacity n so
+// an append by the caller reallocates instead of running into a neighbour.
+func (d *Decoder) carve(n int) []byte {
+	if cap(d.slab)-len(d.slab) < n {
+		d.slab = make([]byte, 0, slabSize)
+	}
+	start := len(d.slab)
+	d.slab = d.slab[:start+n]
+	return d.slab[start : start+n : start+n]
 }

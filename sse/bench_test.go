@@ -1,0 +1,219 @@
+package sse
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"slices"
+	"testing"
+	"time"
+)
+
+// benchInput is one stream shape, decoded whole per benchmark iteration.
+type benchInput struct {
+	name   string
+	stream []byte
+	events int
+}
+
+var benchInputs = []benchInput{
+	smallEvents(1000),
+	largeEvents(20),
+	manyLineEvents(100),
+}
+
+// smallEvents is the common case: ~100 byte JSON events, each with a new id.
+func smallEvents(n int) (in benchInput) {
+	var b bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&b, "id: %d\nevent: update\ndata: {\"seq\":%d,\"user\":\"someone\",\"page\":\"Main_Page\",\"delta\":+42}\n\n", 1000000+i, i)
+	}
+	in.name, in.stream, in.events = "small", b.Bytes(), n
+	return in
+}
+
+// largeEvents carries 64 KiB of data in one line per event.
+func largeEvents(n int) (in benchInput) {
+	var b bytes.Buffer
+	data := strings.Repeat("abcdefghijklmnop", 64<<10/16)
+	for i := range n {
+		fmt.Fprintf(&b, "id: %d\ndata: %s\n\n", i, data)
+	}
+	in.name, in.stream, in.events = "large64k", b.Bytes(), n
+	return in
+}
+
+// manyLineEvents has 100 data lines of 60 bytes per event, with CRLF.
+func manyLineEvents(n int) (in benchInput) {
+	var b bytes.Buffer
+	line := strings.Repeat("x", 60)
+	for i := range n {
+		fmt.Fprintf(&b, "id: %d\r\n", i)
+		for range 100 {
+			fmt.Fprintf(&b, "data: %s\r\n", line)
+		}
+		b.WriteString("\r\n")
+	}
+	in.name, in.stream, in.events = "manylines", b.Bytes(), n
+	return in
+}
+
+func BenchmarkDecode(b *testing.B) {
+	for _, in := range benchInputs {
+		b.Run(in.name+"/decoder", func(b *testing.B) {
+			b.SetBytes(int64(len(in.stream)))
+			b.ReportAllocs()
+			r := bytes.NewReader(in.stream)
+			// One decoder, as one long-lived stream would have.
+			d := NewDecoder(r)
+			for b.Loop() {
+				r.Reset(in.stream)
+				d.Reset(r)
+				n := 0
+				for {
+					if _, err := d.Next(); err != nil {
+						break
+					}
+					n++
+				}
+				if n != in.events {
+					b.Fatalf("%d events, want %d", n, in.events)
+				}
+			}
+		})
+		b.Run(in.name+"/scanner", func(b *testing.B) {
+			b.SetBytes(int64(len(in.stream)))
+			b.ReportAllocs()
+			r := bytes.NewReader(in.stream)
+			buf := make([]byte, 64<<10) // reused, as by the decoder
+			for b.Loop() {
+				r.Reset(in.stream)
+				n := 0
+				naiveDecode(r, buf, func(Event) { n++ })
+				if n != in.events {
+					b.Fatalf("%d events, want %d", n, in.events)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkVsBaseline measures the speed-up over the naive parser with
+// both run alternately, op by op, so they see the same machine load: on a
+// shared machine separate benchmarks drift too much to compare. It reports
+// the ratio of the median op times as "x-baseline".
+func BenchmarkVsBaseline(b *testing.B) {
+	for _, in := range benchInputs {
+		b.Run(in.name, func(b *testing.B) {
+			b.SetBytes(int64(len(in.stream)))
+			r := bytes.NewReader(in.stream)
+			var dec, base []time.Duration
+			d := NewDecoder(r)
+			buf := make([]byte, 64<<10)
+			for b.Loop() {
+				r.Reset(in.stream)
+				t0 := time.Now()
+				d.Reset(r)
+				for {
+					if _, err := d.Next(); err != nil {
+						break
+					}
+				}
+				t1 := time.Now()
+				r.Reset(in.stream)
+				naiveDecode(r, buf, func(Event) {})
+				t2 := time.Now()
+				dec, base = append(dec, t1.Sub(t0)), append(base, t2.Sub(t1))
+			}
+			b.ReportMetric(float64(median(base))/float64(median(dec)), "x-baseline")
+		})
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	slices.Sort(d)
+	return d[len(d)/2]
+}
+
+// naiveDecode is the baseline: the parser most people write first, on
+// bufio.Scanner lines (LF and CRLF only) and string operations.
+func naiveDecode(r io.Reader, buf []byte, emit func(Event)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(buf, DefaultMaxEventSize)
+	var data strings.Builder
+	var hasData bool
+	id, typ := "", ""
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			if hasData {
+				t := typ
+				if t == "" {
+					t = DefaultType
+				}
+				emit(Event{ID: id, Type: t, Data: []byte(strings.TrimSuffix(data.String(), "\n"))})
+			}
+			data.Reset()
+			hasData, typ = false, ""
+			continue
+		}
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		name, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch name {
+		case "data":
+			data.WriteString(value)
+			data.WriteString("\n")
+			hasData = true
+		case "event":
+			typ = value
+		case "id":
+			if !strings.Contains(value, "\x00") {
+				id = value
+			}
+		}
+	}
+}
+
+func BenchmarkEncode(b *testing.B) {
+	ev := Event{ID: "1000000", Type: "update", Data: []byte(`{"seq":1,"user":"someone","page":"Main_Page","delta":+42}`)}
+	buf, _ := AppendEvent(nil, ev)
+	b.SetBytes(int64(len(buf)))
+	b.ReportAllocs()
+	var dst []byte
+	for b.Loop() {
+		dst, _ = AppendEvent(dst[:0], ev)
+	}
+}
+
+// TestDecodeAllocsPerEvent holds the allocation target: at most one
+// allocation per dispatched event (Data, which a new ID shares or takes
+// from a slab), none for unchanged types and nothing per line. It measures
+// the marginal cost of events, decoding each stream once and twice over,
+// so the decoder's one-off setup and buffer growth do not count.
+func TestDecodeAllocsPerEvent(t *testing.T) {
+	count := func(stream []byte) float64 {
+		r := bytes.NewReader(stream)
+		return testing.AllocsPerRun(5, func() {
+			r.Reset(stream)
+			d := NewDecoder(r)
+			for {
+				if _, err := d.Next(); err != nil {
+					break
+				}
+			}
+		})
+	}
+	for _, in := range benchInputs {
+		once := count(in.stream)
+		twice := count(append(append([]byte(nil), in.stream...), in.stream...))
+		if perEvent := (twice - once) / float64(in.events); perEvent > 1 {
+			t.Errorf("%s: %.3f allocations per event, want <= 1", in.name, perEvent)
+		}
+		t.Logf("%s: %v allocations for %d events, %v for twice as many", in.name, once, in.events, twice)
+	}
+}
