@@ -5,8 +5,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"strings"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
