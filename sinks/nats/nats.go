@@ -1,0 +1,397 @@
+// Package nats is the NATS sink driver, registered as "nats": core NATS
+// publish, or JetStream publish with acknowledgements when the sink block
+// says jetstream: true.
+//
+// Delivery: Write returns the number of leading messages the server
+// acknowledged. In core mode the acknowledgement is a PING/PONG round trip
+// after the batch (the server has then received every message before it);
+// in JetStream mode it is each message's PubAck, collected in order from a
+// window of at most max_in_flight asynchronous publishes.
+//
+// Deduplication: JetStream messages carry Nats-Msg-Id = pipeline + ":" +
+// event ID, so a batch replayed after a crash (the checkpoint lagging the
+// acks) is dropped by the stream's duplicate window instead of stored twice.
+// The SSE standard lets events without an id field inherit the previous ID;
+// such followers would share one Nats-Msg-Id and be discarded as
+// duplicates, so a message whose ID equals the previous message's gets no
+// Nats-Msg-Id (it may then be duplicated by a replay, never lost).
+package nats
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	gonats "github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sinks/route"
+)
+
+// Kind is the driver name and the sink label of the metrics.
+const Kind = "nats"
+
+// AckTimeout bounds the wait for one acknowledgement (the flush PONG or a
+// PubAck) when the caller's context has no earlier deadline; a server that
+// went away mid-batch must turn into an error the caller backs off from.
+const AckTimeout = 10 * time.Second
+
+// ErrNoConnection is returned by Open when the bridge has no NATS
+// connection configured.
+var ErrNoConnection = errors.New("nats sink: no NATS connection configured (set nats.url or nats.embedded)")
+
+func init() {
+	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
+		if cfg.NATS == nil {
+			return nil, errors.New("nats sink: no nats block")
+		}
+		return New(ctx, deps.NATS, pipeline, *cfg.NATS, deps.Logger)
+	})
+}
+
+// Sink publishes one pipeline's events to NATS.
+type Sink struct {
+	nc          *gonats.Conn
+	js          jetstream.JetStream // nil in core mode
+	pipeline    string
+	router      *route.Router
+	maxInFlight int
+	log         *slog.Logger
+
+	// lastID is the event ID of the last message acknowledged (or skipped),
+	// to spot IDs inherited by events without an id field.
+	lastID  string
+	started bool
+
+	published, failed, unroutable prometheus.Counter
+	latency                       prometheus.Observer
+}
+
+// New opens a NATS sink for pipeline on nc. With cfg.JetStream and
+// cfg.Stream it creates the stream when it does not exist.
+func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSSink, log *slog.Logger) (*Sink, error) {
+	if nc == nil {
+		return nil, ErrNoConnection
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r, err := route.NewSubjectRouter(cfg.Subject, cfg.FallbackSubject)
+	if err != nil {
+		return nil, fmt.Errorf("subject: %w", err)
+	}
+	s := &Sink{
+		nc:          nc,
+		pipeline:    pipeline,
+		router:      r,
+		maxInFlight: cfg.MaxInFlight,
+		log:         log.With("sink", Kind),
+		published:   metrics.SinkPublished.WithLabelValues(pipeline, Kind),
+		failed:      metrics.SinkFailed.WithLabelValues(pipeline, Kind),
+		latency:     metrics.SinkLatency.WithLabelValues(pipeline, Kind),
+		unroutable:  metrics.EventsFailed.WithLabelValues(pipeline, "unroutable"),
+	}
+	if s.maxInFlight <= 0 {
+		s.maxInFlight = config.DefaultNATSMaxInFlight
+	}
+	if !cfg.JetStream {
+		if cfg.Stream != nil {
+			return nil, errors.New("stream is set but jetstream is false")
+		}
+		return s, nil
+	}
+	s.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(s.maxInFlight),
+		jetstream.WithPublishAsyncTimeout(AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	if cfg.Stream != nil {
+		if err := ensureStream(ctx, s.js, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ensureStream creates the stream if it is absent. An existing stream is
+// left alone: its configuration belongs to whoever created it.
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg config.NATSSink) error {
+	spec := cfg.Stream
+	ctx, cancel := context.WithTimeout(ctx, AckTimeout)
+	defer cancel()
+	_, err := js.Stream(ctx, spec.Name)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %q: %w", spec.Name, err)
+	}
+	subjects := spec.Subjects
+	if len(subjects) == 0 {
+		if t := route.MustCompile(cfg.Subject); t.Static() {
+			subjects = []string{cfg.Subject}
+		} else {
+			return fmt.Errorf("stream %q: subjects must be listed when the subject is a template", spec.Name)
+		}
+	}
+	sc := jetstream.StreamConfig{
+		Name:     spec.Name,
+		Subjects: subjects,
+		MaxAge:   spec.MaxAge.D(),
+		MaxBytes: spec.MaxBytes,
+		Replicas: spec.Replicas,
+		Storage:  jetstream.FileStorage,
+	}
+	if sc.MaxBytes == 0 {
+		sc.MaxBytes = -1
+	}
+	if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("create stream %q: %w", spec.Name, err)
+	}
+	return nil
+}
+
+// Close releases the JetStream publisher's reply subscription; the
+// connection belongs to the bridge and stays open.
+func (s *Sink) Close() error {
+	if s.js != nil {
+		s.js.CleanupPublisher()
+	}
+	return nil
+}
+
+// Write publishes msgs in order; see the package documentation for what
+// counts as acknowledged.
+func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("nats sink: %w", err)
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	if !s.nc.IsConnected() {
+		s.failed.Add(1)
+		return 0, fmt.Errorf("%w: nats: %s", sinks.ErrNotConnected, s.nc.Status())
+	}
+	start := time.Now()
+	var n, acked int
+	var err error
+	if s.js == nil {
+		n, acked, err = s.writeCore(ctx, msgs)
+	} else {
+		n, acked, err = s.writeJetStream(ctx, msgs)
+	}
+	if acked > 0 {
+		s.published.Add(float64(acked))
+		s.latency.Observe(time.Since(start).Seconds())
+	}
+	if n > 0 {
+		s.lastID = msgs[n-1].Event.ID
+		s.started = true
+	}
+	if err != nil {
+		s.failed.Add(1)
+	}
+	return n, err
+}
+
+// outcome of preparing one message.
+type prepared struct {
+	msg  *gonats.Msg // nil: skip (unroutable, counted)
+	skip bool
+}
+
+// prepare routes msgs[i] and builds its NATS message, or decides to skip it.
+func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
+	m := &msgs[i]
+	env.Reset(m)
+	d, err := s.router.Route(env)
+	if err != nil {
+		s.unroutable.Add(1)
+		s.log.Warn("event unroutable, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "event", m.Event.Type, "err", err)
+		return prepared{skip: true}
+	}
+	if d.FellBack != nil {
+		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
+	}
+	nm := &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: Headers(m)}
+	if s.js != nil && m.Event.ID != "" {
+		prev, known := s.lastID, s.started
+		if i > 0 {
+			prev, known = msgs[i-1].Event.ID, true
+		}
+		if !known || prev != m.Event.ID {
+			nm.Header.Set(jetstream.MsgIDHeader, MsgID(m.Pipeline, m.Event.ID))
+		}
+	}
+	if size := len(nm.Data) + headerSize(nm.Header); int64(size) > s.nc.MaxPayload() {
+		s.unroutable.Add(1)
+		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
+			"bytes", size, "max_payload", s.nc.MaxPayload())
+		return prepared{skip: true}
+	}
+	return prepared{msg: nm}
+}
+
+// MsgID is the JetStream deduplication ID of an event.
+func MsgID(pipeline, eventID string) string { return pipeline + ":" + eventID }
+
+// Headers are the SSE headers of m (without Nats-Msg-Id).
+func Headers(m *sinks.Message) gonats.Header {
+	h := make(gonats.Header, 5)
+	if m.Event.ID != "" {
+		h[sinks.HeaderID] = []string{m.Event.ID}
+	}
+	h[sinks.HeaderEvent] = []string{m.Event.Type}
+	h[sinks.HeaderSource] = []string{m.Pipeline}
+	at := m.ReceivedAt
+	if at.IsZero() {
+		at = time.Now()
+	}
+	h[sinks.HeaderReceivedAt] = []string{at.Format(time.RFC3339Nano)}
+	return h
+}
+
+// headerSize is the encoded size of h ("NATS/1.0\r\n", "K: V\r\n"..., "\r\n").
+func headerSize(h gonats.Header) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// ackContext bounds a wait by AckTimeout unless ctx ends sooner.
+func ackContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, AckTimeout)
+}
+
+// connErr wraps err with sinks.ErrNotConnected when the connection is down
+// or the failure is the kind a broker restart causes, so the caller knows
+// to back off and retry rather than treat the batch as bad.
+func (s *Sink) connErr(what string, err error) error {
+	if !s.nc.IsConnected() || errors.Is(err, gonats.ErrConnectionClosed) || errors.Is(err, gonats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) ||
+		errors.Is(err, gonats.ErrConnectionReconnecting) || errors.Is(err, gonats.ErrDisconnected) {
+		return fmt.Errorf("%w: nats %s: %w", sinks.ErrNotConnected, what, err)
+	}
+	return fmt.Errorf("nats %s: %w", what, err)
+}
+
+// writeCore publishes the whole batch then waits for one PONG: NATS
+// processes a connection's commands in order, so the PONG proves the server
+// has every message before it. Nothing finer is known, so on failure n is 0
+// (plus leading skipped messages).
+func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked int, err error) {
+	env := route.NewEnv(nil)
+	leadingSkips, sent := 0, 0
+	for i := range msgs {
+		p := s.prepare(env, msgs, i)
+		if p.skip {
+			if sent == 0 {
+				leadingSkips++
+			}
+			continue
+		}
+		if err := s.nc.PublishMsg(p.msg); err != nil {
+			return leadingSkips, 0, s.connErr(fmt.Sprintf("publish %q", p.msg.Subject), err)
+		}
+		sent++
+	}
+	if sent == 0 {
+		return len(msgs), 0, nil
+	}
+	fctx, cancel := ackContext(ctx)
+	defer cancel()
+	if err := s.nc.FlushWithContext(fctx); err != nil {
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return leadingSkips, 0, s.connErr("flush", err)
+	}
+	return len(msgs), sent, nil
+}
+
+// writeJetStream keeps up to maxInFlight publishes outstanding and consumes
+// their acks strictly in order: n is the acknowledged prefix. A failure
+// stops the batch; publishes already in flight behind it may still land,
+// which the Nats-Msg-Id makes harmless when the caller retries.
+func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, acked int, err error) {
+	env := route.NewEnv(nil)
+	type slot struct {
+		fut  jetstream.PubAckFuture // nil: skipped
+		subj string
+	}
+	window := make([]slot, 0, min(s.maxInFlight, len(msgs)))
+	resolve := func() error {
+		head := window[0]
+		window = window[1:]
+		if head.fut == nil {
+			n++
+			return nil
+		}
+		timer := time.NewTimer(AckTimeout)
+		defer timer.Stop()
+		select {
+		case <-head.fut.Ok():
+			n++
+			acked++
+			return nil
+		case err := <-head.fut.Err():
+			return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), err)
+		case <-ctx.Done():
+			return fmt.Errorf("nats jetstream publish %q: waiting for ack: %w", head.subj, ctx.Err())
+		case <-timer.C:
+			return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), jetstream.ErrAsyncPublishTimeout)
+		}
+	}
+	for i := range msgs {
+		for len(window) >= s.maxInFlight {
+			if err := resolve(); err != nil {
+				return n, acked, err
+			}
+		}
+		p := s.prepare(env, msgs, i)
+		if p.skip {
+			window = append(window, slot{})
+			continue
+		}
+		fut, err := s.js.PublishMsgAsync(p.msg, jetstream.WithStallWait(AckTimeout))
+		if err != nil {
+			// Settle what is already in flight so n is as large as it can
+			// truthfully be, then report the failure.
+			for len(window) > 0 {
+				if rerr := resolve(); rerr != nil {
+					return n, acked, rerr
+				}
+			}
+			return n, acked, s.connErr(fmt.Sprintf("jetstream publish %q", p.msg.Subject), err)
+		}
+		window = append(window, slot{fut: fut, subj: p.msg.Subject})
+	}
+	for len(window) > 0 {
+		if err := resolve(); err != nil {
+			return n, acked, err
+		}
+	}
+	return n, acked, nil
+}
+
+// String describes the sink for logs.
+func (s *Sink) String() string {
+	mode := "core"
+	if s.js != nil {
+		mode = "jetstream, max_in_flight " + strconv.Itoa(s.maxInFlight)
+	}
+	return fmt.Sprintf("nats sink for %q (%s)", s.pipeline, mode)
+}
