@@ -1,0 +1,379 @@
+// Package kafka is the Kafka sink driver, registered as "kafka", built on
+// segmentio/kafka-go's Writer.
+//
+// Delivery: Write hands the batch to the writer and returns when every
+// partition batch is acknowledged with the configured required_acks (all
+// replicas by default). kafka-go reports a result per message, so on a
+// partial failure n is the exact acknowledged prefix.
+//
+// Ordering: without a key template every message of a pipeline is
+// partitioned by the pipeline name, so the whole feed lands in one
+// partition in upstream order (no key is written on the message). With a
+// key template, messages are spread by kafka.Hash of the rendered key:
+// consumers scale across partitions, and order holds only among events with
+// the same key. A key that cannot be rendered (missing field) falls back to
+// the pipeline partition rather than dropping the event.
+//
+// Latency: kafka-go's default BatchTimeout of one second would hold a live
+// feed back; batch_timeout defaults to a few milliseconds.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/compress"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
+	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sinks/route"
+)
+
+// Kind is the driver name and the sink label of the metrics.
+const Kind = "kafka"
+
+// MaxAttempts is how often kafka-go tries one batch before Write returns
+// the error; the source worker retries with its own backoff, so retrying
+// long inside the writer would only hide an outage.
+const MaxAttempts = 3
+
+// MaxMessageBytes bounds one message (value, key and headers), Kafka's
+// default max.message.bytes; a larger event is counted and skipped, since
+// retrying it could never succeed.
+const MaxMessageBytes = 1 << 20
+
+// ErrNoBrokers is returned by Open when the configuration names no Kafka
+// cluster.
+var ErrNoBrokers = errors.New("kafka sink: no kafka.brokers configured")
+
+func init() {
+	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
+		if cfg.Kafka == nil {
+			return nil, errors.New("kafka sink: no kafka block")
+		}
+		return New(ctx, deps.Kafka, pipeline, *cfg.Kafka, deps.Logger)
+	})
+}
+
+// Sink produces one pipeline's events to Kafka.
+type Sink struct {
+	w        *kafka.Writer
+	tr       *kafka.Transport
+	client   *kafka.Client
+	router   *route.Router
+	key      *route.Template // nil: partition by pipeline
+	pipeline string
+	create   *config.TopicSpec
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	created map[string]bool // topics known to exist (create_topic)
+
+	published, failed, unroutable prometheus.Counter
+	latency                       prometheus.Observer
+}
+
+// New opens a Kafka sink for pipeline on the cluster cluster.
+func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.KafkaSink, log *slog.Logger) (*Sink, error) {
+	if !cluster.Configured() {
+		return nil, ErrNoBrokers
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("sink", Kind)
+	r, err := route.NewTopicRouter(cfg.Topic, cfg.FallbackTopic)
+	if err != nil {
+		return nil, fmt.Errorf("topic: %w", err)
+	}
+	s := &Sink{
+		router:     r,
+		pipeline:   pipeline,
+		create:     cfg.CreateTopic,
+		log:        log,
+		created:    map[string]bool{},
+		published:  metrics.SinkPublished.WithLabelValues(pipeline, Kind),
+		failed:     metrics.SinkFailed.WithLabelValues(pipeline, Kind),
+		latency:    metrics.SinkLatency.WithLabelValues(pipeline, Kind),
+		unroutable: metrics.EventsFailed.WithLabelValues(pipeline, "unroutable"),
+	}
+	if cfg.Key != "" {
+		if s.key, err = route.Compile(cfg.Key); err != nil {
+			return nil, fmt.Errorf("key: %w", err)
+		}
+	}
+	acks, err := requiredAcks(cfg.RequiredAcks)
+	if err != nil {
+		return nil, err
+	}
+	codec, err := compression(cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	if s.tr, err = kafkaconn.Transport(cluster); err != nil {
+		return nil, err
+	}
+	addr := kafka.TCP(cluster.Brokers...)
+	s.client = &kafka.Client{Addr: addr, Transport: s.tr}
+	batchTimeout := cfg.BatchTimeout.D()
+	if batchTimeout <= 0 {
+		batchTimeout = config.DefaultKafkaBatchTimeout
+	}
+	batchSize := cfg.BatchSize
+	if batchSize <= 0 {
+		batchSize = config.DefaultKafkaBatchSize
+	}
+	s.w = &kafka.Writer{
+		Addr:                   addr,
+		Balancer:               &balancer{pipeline: []byte(pipeline)},
+		MaxAttempts:            MaxAttempts,
+		WriteBackoffMin:        20 * time.Millisecond,
+		WriteBackoffMax:        500 * time.Millisecond,
+		BatchSize:              batchSize,
+		BatchBytes:             MaxMessageBytes + 4096,
+		BatchTimeout:           batchTimeout,
+		RequiredAcks:           acks,
+		Compression:            codec,
+		AllowAutoTopicCreation: cfg.CreateTopic != nil,
+		Transport:              s.tr,
+		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
+			log.Warn("kafka writer: " + fmt.Sprintf(msg, args...))
+		}),
+	}
+	if t := route.MustCompile(cfg.Topic); t.Static() && cfg.CreateTopic != nil {
+		if err := s.ensureTopic(ctx, cfg.Topic); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func requiredAcks(s string) (kafka.RequiredAcks, error) {
+	switch s {
+	case "", config.RequiredAcksAll:
+		return kafka.RequireAll, nil
+	case config.RequiredAcksOne:
+		return kafka.RequireOne, nil
+	case config.RequiredAcksNone:
+		return kafka.RequireNone, nil
+	}
+	return 0, fmt.Errorf("required_acks %q: want all, one or none", s)
+}
+
+func compression(s string) (compress.Compression, error) {
+	switch s {
+	case "", config.CompressionNone:
+		return 0, nil
+	case config.CompressionGzip:
+		return kafka.Gzip, nil
+	case config.CompressionSnappy:
+		return kafka.Snappy, nil
+	case config.CompressionLZ4:
+		return kafka.Lz4, nil
+	case config.CompressionZstd:
+		return kafka.Zstd, nil
+	}
+	return 0, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", s)
+}
+
+// balancer partitions by the message key, or by the pipeline name when the
+// message has none, so a keyless pipeline stays in one partition.
+type balancer struct {
+	pipeline []byte
+	hash     kafka.Hash
+}
+
+// Balance implements kafka.Balancer.
+func (b *balancer) Balance(m kafka.Message, partitions ...int) int {
+	if m.Key == nil {
+		m.Key = b.pipeline
+	}
+	return b.hash.Balance(m, partitions...)
+}
+
+// ensureTopic creates topic with create_topic's partitions and replication
+// factor unless it is known to exist. Unset values (0) ask for the broker's
+// defaults.
+func (s *Sink) ensureTopic(ctx context.Context, topic string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.created[topic] {
+		return nil
+	}
+	tc := kafka.TopicConfig{Topic: topic, NumPartitions: -1, ReplicationFactor: -1}
+	if s.create.Partitions > 0 {
+		tc.NumPartitions = s.create.Partitions
+	}
+	if s.create.ReplicationFactor > 0 {
+		tc.ReplicationFactor = s.create.ReplicationFactor
+	}
+	resp, err := s.client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{tc}})
+	if err == nil {
+		err = resp.Errors[topic]
+	}
+	if err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
+		return s.classify(fmt.Sprintf("create topic %q", topic), err)
+	}
+	s.created[topic] = true
+	return nil
+}
+
+// Close stops the writer (waiting for batches it still owns) and closes
+// the sink's connections.
+func (s *Sink) Close() error {
+	err := s.w.Close()
+	s.tr.CloseIdleConnections()
+	if err != nil {
+		return fmt.Errorf("kafka sink %q: close: %w", s.pipeline, err)
+	}
+	return nil
+}
+
+// Headers are the SSE headers of m.
+func Headers(m *sinks.Message, at time.Time) []kafka.Header {
+	h := make([]kafka.Header, 0, 4)
+	if m.Event.ID != "" {
+		h = append(h, kafka.Header{Key: sinks.HeaderID, Value: []byte(m.Event.ID)})
+	}
+	return append(h,
+		kafka.Header{Key: sinks.HeaderEvent, Value: []byte(m.Event.Type)},
+		kafka.Header{Key: sinks.HeaderSource, Value: []byte(m.Pipeline)},
+		kafka.Header{Key: sinks.HeaderReceivedAt, Value: []byte(at.Format(time.RFC3339Nano))},
+	)
+}
+
+// Write produces msgs and waits for their acknowledgement.
+func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("kafka sink: %w", err)
+	}
+	if len(msgs) == 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	kms := make([]kafka.Message, 0, len(msgs))
+	index := make([]int, 0, len(msgs)) // kms[j] is msgs[index[j]]
+	env := route.NewEnv(nil)
+	for i := range msgs {
+		m := &msgs[i]
+		env.Reset(m)
+		d, err := s.router.Route(env)
+		if err != nil {
+			s.unroutable.Add(1)
+			s.log.Warn("event unroutable, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "event", m.Event.Type, "err", err)
+			continue
+		}
+		if d.FellBack != nil {
+			s.log.Debug("event routed to fallback topic", "pipeline", s.pipeline, "id", m.Event.ID, "topic", d.Dest, "reason", d.FellBack)
+		}
+		at := m.ReceivedAt
+		if at.IsZero() {
+			at = time.Now()
+		}
+		km := kafka.Message{Topic: d.Dest, Value: m.Event.Data, Headers: Headers(m, at), Time: at}
+		if s.key != nil {
+			k, err := s.key.RenderEnv(env)
+			if err != nil {
+				s.log.Debug("key not rendered, using the pipeline partition", "pipeline", s.pipeline, "id", m.Event.ID, "err", err)
+			} else {
+				km.Key = []byte(k)
+			}
+		}
+		if km.Value == nil {
+			km.Value = []byte{} // an empty event stays an empty value, not a null (tombstone)
+		}
+		if size := messageSize(&km); size > MaxMessageBytes {
+			s.unroutable.Add(1)
+			s.log.Warn("event larger than the maximum Kafka message, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "bytes", size, "max", MaxMessageBytes)
+			continue
+		}
+		if s.create != nil {
+			if err := s.ensureTopic(ctx, d.Dest); err != nil {
+				s.failed.Add(1)
+				// Nothing was produced yet: only skipped messages before
+				// the first pending one are done.
+				if len(index) > 0 {
+					return index[0], err
+				}
+				return i, err
+			}
+		}
+		kms = append(kms, km)
+		index = append(index, i)
+	}
+	if len(kms) == 0 {
+		return len(msgs), nil
+	}
+	err := s.w.WriteMessages(ctx, kms...)
+	if err == nil {
+		s.published.Add(float64(len(kms)))
+		s.latency.Observe(time.Since(start).Seconds())
+		return len(msgs), nil
+	}
+	s.failed.Add(1)
+	// A per-message result tells exactly which prefix landed.
+	ok := 0
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) && len(werrs) == len(kms) {
+		for ok < len(werrs) && werrs[ok] == nil {
+			ok++
+		}
+		if ok < len(werrs) {
+			err = werrs[ok]
+		}
+	}
+	if ok > 0 {
+		s.published.Add(float64(ok))
+	}
+	if ctx.Err() != nil {
+		return s.prefix(index, ok, len(msgs)), fmt.Errorf("kafka sink %q: %w", s.pipeline, ctx.Err())
+	}
+	topic := kms[min(ok, len(kms)-1)].Topic
+	return s.prefix(index, ok, len(msgs)), s.classify(fmt.Sprintf("produce to %q", topic), err)
+}
+
+// prefix converts "ok leading Kafka messages acknowledged" into the number
+// of leading input messages done, counting skipped (unroutable) messages
+// that precede the first unacknowledged one.
+func (s *Sink) prefix(index []int, ok, total int) int {
+	if ok < len(index) {
+		return index[ok]
+	}
+	return total
+}
+
+func messageSize(m *kafka.Message) int {
+	n := len(m.Key) + len(m.Value) + 64
+	for _, h := range m.Headers {
+		n += len(h.Key) + len(h.Value) + 8
+	}
+	return n
+}
+
+// classify wraps err with sinks.ErrNotConnected when it is the kind of
+// failure a broker outage causes (network, leader election, timeouts), so
+// the caller backs off and retries.
+func (s *Sink) classify(what string, err error) error {
+	var ne net.Error
+	var ke kafka.Error
+	switch {
+	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &ke) && ke.Temporary():
+		return fmt.Errorf("%w: kafka sink %q: %s: %w", sinks.ErrNotConnected, s.pipeline, what, err)
+	}
+	return fmt.Errorf("kafka sink %q: %s: %w", s.pipeline, what, err)
+}

@@ -1,0 +1,279 @@
+package kafka_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.uber.org/goleak"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
+	"github.com/ssebridge/ssebridge/internal/testbroker"
+	"github.com/ssebridge/ssebridge/sinks"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
+	"github.com/ssebridge/ssebridge/sinks/sinktest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// reader reads whole topics (every partition) from the beginning, keeping
+// its position per topic across calls.
+type reader struct {
+	addr    string
+	readers map[string][]*kafka.Reader
+}
+
+func newReader(t *testing.T, addr string) *reader {
+	r := &reader{addr: addr, readers: map[string][]*kafka.Reader{}}
+	t.Cleanup(func() {
+		for _, rs := range r.readers {
+			for _, rd := range rs {
+				rd.Close()
+			}
+		}
+	})
+	return r
+}
+
+func header(m kafka.Message) map[string]string {
+	h := map[string]string{}
+	for _, kv := range m.Headers {
+		h[kv.Key] = string(kv.Value)
+	}
+	return h
+}
+
+// partitions reads n messages from one partition.
+func (r *reader) partition(t *testing.T, topic string, p, n int) []kafka.Message {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), sinktest.Timeout)
+	defer cancel()
+	for len(r.readers[topic]) <= p {
+		r.readers[topic] = append(r.readers[topic], nil)
+	}
+	rd := r.readers[topic][p]
+	if rd == nil {
+		rd = kafka.NewReader(kafka.ReaderConfig{Brokers: []string{r.addr}, Topic: topic, Partition: p,
+			MaxWait: 20 * time.Millisecond, MaxBytes: 8 << 20})
+		r.readers[topic][p] = rd
+	}
+	var out []kafka.Message
+	for len(out) < n {
+		m, err := rd.ReadMessage(ctx)
+		if err != nil {
+			t.Fatalf("read %s/%d: %d of %d messages: %v", topic, p, len(out), n, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// Read implements sinktest.Target.Read for single-partition topics.
+func (r *reader) Read(t *testing.T, dest string, n int) []sinktest.Received {
+	var out []sinktest.Received
+	for _, m := range r.partition(t, dest, 0, n) {
+		out = append(out, sinktest.Received{Dest: m.Topic, Data: m.Value, Headers: header(m)})
+	}
+	return out
+}
+
+func open(t *testing.T, addr, pipeline string, cfg config.KafkaSink) *kafkasink.Sink {
+	t.Helper()
+	s, err := kafkasink.New(context.Background(), config.Kafka{Brokers: []string{addr}}, pipeline, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	sinktest.Run(t, func(t *testing.T) sinktest.Target {
+		k := testbroker.StartKafka(t, nil)
+		r := newReader(t, k.Addr())
+		return sinktest.Target{
+			Kind: kafkasink.Kind,
+			Open: func(t *testing.T, pipeline, dest, fallback string) sinks.Sink {
+				s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}}, pipeline,
+					config.Sink{Kafka: &config.KafkaSink{Topic: dest, FallbackTopic: fallback, CreateTopic: &config.TopicSpec{Partitions: 1}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			},
+			Read: r.Read,
+			Stop: func(t *testing.T) { k.Close() },
+		}
+	})
+}
+
+func writeAll(t *testing.T, s sinks.Sink, msgs []sinks.Message) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), sinktest.Timeout)
+	defer cancel()
+	if n, err := s.Write(ctx, msgs); n != len(msgs) || err != nil {
+		t.Fatalf("Write = %d, %v; want %d", n, err, len(msgs))
+	}
+}
+
+func partitionCounts(t *testing.T, addr, topic string) []int64 {
+	t.Helper()
+	c := &kafka.Client{Addr: kafka.TCP(addr), Transport: &kafka.Transport{}}
+	defer c.Transport.(*kafka.Transport).CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), sinktest.Timeout)
+	defer cancel()
+	md, err := c.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil || len(md.Topics) != 1 || md.Topics[0].Error != nil {
+		t.Fatalf("metadata %s: %v %+v", topic, err, md)
+	}
+	req := map[string][]kafka.OffsetRequest{}
+	for _, p := range md.Topics[0].Partitions {
+		req[topic] = append(req[topic], kafka.LastOffsetOf(p.ID))
+	}
+	res, err := c.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: req})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := make([]int64, len(md.Topics[0].Partitions))
+	for _, po := range res.Topics[topic] {
+		counts[po.Partition] = po.LastOffset
+	}
+	return counts
+}
+
+// TestKeylessKeepsOrderInOnePartition: without a key template a pipeline's
+// events share one partition of a multi-partition topic, in order.
+func TestKeylessKeepsOrderInOnePartition(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"feed": 4})
+	for _, pipeline := range []string{"alpha", "beta", "gamma"} {
+		s := open(t, k.Addr(), pipeline, config.KafkaSink{Topic: "feed"})
+		var batch []sinks.Message
+		for i := 0; i < 40; i++ {
+			batch = append(batch, sinktest.Msg(pipeline, fmt.Sprint(i), "message", []byte(fmt.Sprintf("%s-%02d", pipeline, i))))
+			if len(batch) == 7 || i == 39 { // several writes of odd sizes
+				writeAll(t, s, batch)
+				batch = nil
+			}
+		}
+	}
+	counts := partitionCounts(t, k.Addr(), "feed")
+	r := newReader(t, k.Addr())
+	seen := map[string][]string{}
+	for p, c := range counts {
+		for _, m := range r.partition(t, "feed", p, int(c)) {
+			src := header(m)[sinks.HeaderSource]
+			seen[src] = append(seen[src], fmt.Sprintf("%d:%s", p, m.Value))
+			if m.Key != nil {
+				t.Fatalf("keyless pipeline wrote key %q", m.Key)
+			}
+		}
+	}
+	for _, pipeline := range []string{"alpha", "beta", "gamma"} {
+		got := seen[pipeline]
+		if len(got) != 40 {
+			t.Fatalf("%s: %d messages", pipeline, len(got))
+		}
+		part := got[0][:1]
+		for i, v := range got {
+			if want := fmt.Sprintf("%s:%s-%02d", part, pipeline, i); v != want {
+				t.Fatalf("%s message %d = %s, want %s (one partition, in order)", pipeline, i, v, want)
+			}
+		}
+	}
+}
+
+// TestKeyTemplateSpreads: a key template partitions by key; each key stays
+// in order within its partition.
+func TestKeyTemplateSpreads(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"keyed": 4})
+	s := open(t, k.Addr(), "p", config.KafkaSink{Topic: "keyed", Key: "{data.user}"})
+	var batch []sinks.Message
+	for i := 0; i < 80; i++ {
+		batch = append(batch, sinktest.Msg("p", fmt.Sprint(i), "message", []byte(fmt.Sprintf(`{"user":"u%d","seq":%d}`, i%8, i))))
+	}
+	batch = append(batch, sinktest.Msg("p", "x", "message", []byte(`{"nouser":1}`))) // key missing: still delivered
+	writeAll(t, s, batch)
+	counts := partitionCounts(t, k.Addr(), "keyed")
+	r := newReader(t, k.Addr())
+	used, total := 0, 0
+	keyPart := map[string]int{}
+	lastSeq := map[string]int{}
+	for p, c := range counts {
+		if c > 0 {
+			used++
+		}
+		for _, m := range r.partition(t, "keyed", p, int(c)) {
+			total++
+			key := string(m.Key)
+			if prev, ok := keyPart[key]; ok && prev != p {
+				t.Fatalf("key %q in partitions %d and %d", key, prev, p)
+			}
+			keyPart[key] = p
+			var v struct{ Seq int }
+			if err := json.Unmarshal(m.Value, &v); err != nil {
+				t.Fatal(err)
+			}
+			if prev, ok := lastSeq[key]; ok && key != "" && v.Seq <= prev {
+				t.Fatalf("key %q out of order: %d after %d", key, v.Seq, prev)
+			}
+			lastSeq[key] = v.Seq
+		}
+	}
+	if total != 81 {
+		t.Fatalf("%d messages, want 81", total)
+	}
+	if used < 2 {
+		t.Fatalf("8 keys landed in %d partition(s) of 4", used)
+	}
+}
+
+func TestCreateTopicAndCompression(t *testing.T) {
+	k := testbroker.StartKafka(t, nil)
+	for _, codec := range []string{"gzip", "snappy", "lz4", "zstd"} {
+		topic := "made-" + codec
+		s := open(t, k.Addr(), "p", config.KafkaSink{Topic: topic, Compression: codec, CreateTopic: &config.TopicSpec{Partitions: 3, ReplicationFactor: 1}})
+		if n := len(partitionCounts(t, k.Addr(), topic)); n != 3 {
+			t.Fatalf("%s: created with %d partitions, want 3", topic, n)
+		}
+		payload := []byte(codec + " compressed payload, compressible compressible compressible")
+		writeAll(t, s, []sinks.Message{sinktest.Msg("p", "1", "message", payload)})
+		r := newReader(t, k.Addr())
+		var found bool
+		for p, c := range partitionCounts(t, k.Addr(), topic) {
+			for _, m := range r.partition(t, topic, p, int(c)) {
+				found = found || string(m.Value) == string(payload)
+			}
+		}
+		if !found {
+			t.Fatalf("%s: payload not read back", codec)
+		}
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	ctx := context.Background()
+	cluster := config.Kafka{Brokers: []string{"127.0.0.1:1"}}
+	for name, cfg := range map[string]config.KafkaSink{
+		"acks":        {Topic: "t", RequiredAcks: "some"},
+		"compression": {Topic: "t", Compression: "brotli"},
+		"topic":       {Topic: "bad/topic"},
+		"key":         {Topic: "t", Key: "{nope}"},
+		"empty topic": {},
+	} {
+		if s, err := kafkasink.New(ctx, cluster, "p", cfg, nil); err == nil {
+			s.Close()
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if _, err := kafkasink.New(ctx, config.Kafka{}, "p", config.KafkaSink{Topic: "t"}, nil); !errors.Is(err, kafkasink.ErrNoBrokers) {
+		t.Errorf("no brokers: %v", err)
+	}
+	if _, err := kafkasink.New(ctx, config.Kafka{Brokers: []string{"x:1"}, SASL: &config.SASL{Mechanism: "x"}}, "p", config.KafkaSink{Topic: "t"}, nil); !errors.Is(err, kafkaconn.ErrMechanism) {
+		t.Errorf("bad SASL: %v", err)
+	}
+}
