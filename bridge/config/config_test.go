@@ -745,3 +745,44 @@ func TestDurationYAML(t *testing.T) {
 		t.Error("a bare number was accepted as a duration")
 	}
 }
+
+// Fields other engineers add to the contract are checked by their Go type,
+// with nothing to register here.
+func TestCheckFollowsFieldTypes(t *testing.T) {
+	type extra struct {
+		Ratio  float64           `yaml:"ratio"`
+		Port   uint16            `yaml:"port"`
+		Limits map[string]int    `yaml:"limits"`
+		Any    any               `yaml:"any"`
+		Nested *struct{ A bool } `yaml:"nested"`
+	}
+	tests := []struct{ src, want string }{
+		{"ratio: 0.5\nport: 8080\nlimits: {a: 1}\nany: [1, {b: 2}]\nnested: {a: true}\n", ""},
+		{"ratio: half\n", `x.ratio: must be a number, got "half"`},
+		{"port: -1\n", `x.port: must be a non-negative integer, got "-1"`},
+		{"port: 70000\n", `x.port: must be a non-negative integer, got "70000"`},
+		{"limits: {a: many}\n", `x.limits.a: must be an integer, got "many"`},
+		{"nested: {b: 1}\n", "x.nested.b: unknown key"},
+	}
+	for _, tt := range tests {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(tt.src), &doc); err != nil {
+			t.Fatal(err)
+		}
+		d := &decoder{file: "f.yaml", lookup: env(nil), lines: map[string]int{}, expanded: map[*yaml.Node]bool{}}
+		d.check(doc.Content[0], reflect.TypeFor[extra](), "x")
+		var got string
+		if len(d.errs) > 0 {
+			got = d.errs[0].Key + ": " + d.errs[0].Msg
+		}
+		if len(d.errs) > 1 || !strings.HasPrefix(got, tt.want) || (tt.want == "") != (got == "") {
+			t.Errorf("%q: got %v, want %q", tt.src, d.errs, tt.want)
+		}
+		if tt.want == "" {
+			var x extra
+			if err := doc.Content[0].Decode(&x); err != nil || x.Port != 8080 || x.Limits["a"] != 1 || !x.Nested.A {
+				t.Errorf("decode after check: %+v %v", x, err)
+			}
+		}
+	}
+}

@@ -237,10 +237,16 @@ func (d *decoder) check(n *yaml.Node, t reflect.Type, key string) bool {
 			n.Tag, n.Style = "!!str", 0
 		}
 		return true
-	case reflect.Int, reflect.Int64:
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		return d.checkNumber(n, t, key, "an integer")
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return d.checkNumber(n, t, key, "a non-negative integer")
+	case reflect.Float32, reflect.Float64:
+		return d.checkNumber(n, t, key, "a number")
 	case reflect.Bool:
 		return d.checkNumber(n, t, key, "true or false")
+	case reflect.Interface:
+		return true // free-form: whatever the YAML says
 	}
 	d.errorf(n.Line, key, "internal error: cannot check %s", t)
 	return false
