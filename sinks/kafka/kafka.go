@@ -368,11 +368,17 @@ func messageSize(m *kafka.Message) int {
 func (s *Sink) classify(what string, err error) error {
 	var ne net.Error
 	var ke kafka.Error
+	temporary := false
 	switch {
+	case errors.As(err, &ke):
+		// kafka.Error also satisfies net.Error: ask it first.
+		temporary = ke.Temporary()
 	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &ke) && ke.Temporary():
+		errors.Is(err, context.DeadlineExceeded):
+		temporary = true
+	}
+	if temporary {
 		return fmt.Errorf("%w: kafka sink %q: %s: %w", sinks.ErrNotConnected, s.pipeline, what, err)
 	}
 	return fmt.Errorf("kafka sink %q: %s: %w", s.pipeline, what, err)

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
@@ -275,5 +277,49 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := kafkasink.New(ctx, config.Kafka{Brokers: []string{"x:1"}, SASL: &config.SASL{Mechanism: "x"}}, "p", config.KafkaSink{Topic: "t"}, nil); !errors.Is(err, kafkaconn.ErrMechanism) {
 		t.Errorf("bad SASL: %v", err)
+	}
+}
+
+// TestAckedPrefix: the broker refuses one topic's batch; Write reports
+// exactly the messages before the first refused one.
+func TestAckedPrefix(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"good": 1, "refused": 1})
+	k.Cluster().ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		k.Cluster().KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if len(pr.Topics) != 1 || pr.Topics[0].Topic != "refused" {
+			return nil, nil, false
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		rt := kmsg.NewProduceResponseTopic()
+		rt.Topic = "refused"
+		for _, p := range pr.Topics[0].Partitions {
+			rp := kmsg.NewProduceResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = 29 // TOPIC_AUTHORIZATION_FAILED: permanent
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	s := open(t, k.Addr(), "p", config.KafkaSink{Topic: "{data.t}"})
+	batch := []sinks.Message{
+		sinktest.Msg("p", "1", "message", []byte(`{"t":"good"}`)),
+		sinktest.Msg("p", "2", "message", []byte(`not json: skipped, counted`)),
+		sinktest.Msg("p", "3", "message", []byte(`{"t":"good"}`)),
+		sinktest.Msg("p", "4", "message", []byte(`{"t":"refused"}`)),
+		sinktest.Msg("p", "5", "message", []byte(`{"t":"good"}`)),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sinktest.Timeout)
+	defer cancel()
+	n, err := s.Write(ctx, batch)
+	if n != 3 || err == nil {
+		t.Fatalf("Write = %d, %v; want 3 (two acked, one skipped) and an error", n, err)
+	}
+	if errors.Is(err, sinks.ErrNotConnected) || !strings.Contains(err.Error(), `"refused"`) {
+		t.Errorf("error %q: want a permanent error naming the topic", err)
+	}
+	if got := partitionCounts(t, k.Addr(), "good"); got[0] < 2 {
+		t.Errorf("good holds %d messages", got[0])
 	}
 }
