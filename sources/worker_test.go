@@ -459,12 +459,16 @@ func TestSinkFailuresLoseNothing(t *testing.T) {
 	const total = 40
 	var conns atomic.Int32
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
-		if conns.Add(1) > 1 {
+		conns.Add(1)
+		// Replays from Last-Event-ID: reconnecting before the sink
+		// acknowledged what was received would duplicate events.
+		start := startID(r)
+		if start > total {
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
 		sseHeaders(w)
-		for i := 1; i <= total; i++ {
+		for i := start; i <= total; i++ {
 			write(w, event(i, "\n"))
 		}
 	})
@@ -516,5 +520,47 @@ func TestSinkFailuresLoseNothing(t *testing.T) {
 	}
 	if st := w.Status(); st.Forwarded != total || !strings.Contains(st.LastError, errSinkDown.Error()) && !strings.Contains(st.LastError, "204") {
 		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestIdleTimerIgnoresBackPressure: time spent waiting for a slow sink is
+// not server silence, so it must not recycle the connection.
+func TestIdleTimerIgnoresBackPressure(t *testing.T) {
+	var log requestLog
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if log.add(r, "") > 1 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		sseHeaders(w)
+		for i := 1; i <= 5; i++ {
+			write(w, event(i, "\n"))
+		}
+		<-r.Context().Done()
+	})
+	sink := newTestSink()
+	sink.block = make(chan struct{})
+	var sl fakeSleep
+	w, err := New(Config{Name: tname(t), URL: srv.URL, IdleTimeout: 50 * time.Millisecond, QueueSize: 1, BatchSize: 1, Sleep: sl.Sleep}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, r := run(t, w)
+	<-sink.entered
+	time.Sleep(300 * time.Millisecond) // several idle timeouts while the reader is blocked
+	sink.mu.Lock()
+	close(sink.block)
+	sink.block = nil
+	sink.mu.Unlock()
+	if err := wait(t, r); !errors.Is(err, ErrServerStopped) {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := sink.ids(); !eqStrings(got, seq(1, 5)) {
+		t.Errorf("ids = %v", got)
+	}
+	// One idle timeout, after all 5 events, when the server really was
+	// silent.
+	if reqs := log.all(); len(reqs) != 2 || reqs[1].lastEventID != "5" {
+		t.Errorf("requests = %+v, want the second with Last-Event-ID 5", reqs)
 	}
 }
