@@ -214,7 +214,8 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 			p.log.Warn("closing sink", "err", cerr)
 		}
 	}()
-	w, err := newWorker(p.cfg, sink, store, p.log, shutdownTimeout)
+	// The worker adds the pipeline attribute itself.
+	w, err := newWorker(p.cfg, sink, store, p.b.log, shutdownTimeout)
 	if err != nil {
 		return false, err
 	}

@@ -15,6 +15,10 @@ import (
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
 	"github.com/ssebridge/ssebridge/streams"
+
+	// Sink drivers, selected by each pipeline's sink block.
+	_ "github.com/ssebridge/ssebridge/sinks/kafka"
+	_ "github.com/ssebridge/ssebridge/sinks/nats"
 )
 
 // This file adapts the packages the runtime assembles (sources, streams,
@@ -56,7 +60,8 @@ func newWorker(p config.Pipeline, sink sinks.Sink, store checkpoint.Store, log *
 	sc.OnState = func(s sources.State) {
 		// One line per state change, never per event.
 		if s != prev {
-			log.Info("pipeline state", "state", s.String())
+			// sources logs connects and drops at info with their cause.
+			log.Debug("pipeline state", "pipeline", p.Name, "state", s.String())
 			prev = s
 		}
 	}

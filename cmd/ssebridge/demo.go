@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ssebridge/ssebridge/internal/demo"
 	"github.com/ssebridge/ssebridge/internal/logging"
@@ -61,13 +62,19 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ssebridge demo:", err)
 		return 1
 	}
+	printed := make(chan struct{})
 	go func() {
-		select {
-		case <-d.Bridge().Started():
-			d.PrintURLs(stdout, dir)
-		case <-ctx.Done():
+		defer close(printed)
+		// Print once the pipeline is up, so the first curl finds the
+		// stream; a slow start still gets the URLs after a few seconds.
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := d.WaitReady(wctx); err != nil && ctx.Err() != nil {
+			return
 		}
+		d.PrintURLs(stdout, dir)
 	}()
+	defer func() { <-printed }()
 	if err := d.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "ssebridge demo:", err)
 		return 1

@@ -136,5 +136,26 @@ func (d *Demo) PrintURLs(w io.Writer, dataDir string) {
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }
 
+// WaitReady waits until the bridge started and reports ready (the pipeline
+// connected, so the JetStream stream the reverse stream reads exists), or
+// until ctx is done.
+func (d *Demo) WaitReady(ctx context.Context) error {
+	select {
+	case <-d.b.Started():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for !d.b.Status().Ready {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return nil
+}
+
 // Run runs the demo until ctx is done, then shuts it down gracefully.
 func (d *Demo) Run(ctx context.Context) error { return d.b.Run(ctx) }

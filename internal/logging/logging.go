@@ -189,7 +189,15 @@ func redactString(s string) string {
 			i = end + next
 		}
 	}
-	if strings.Contains(s, "://") && strings.Contains(s, "@") {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	if !strings.ContainsAny(s, " \t\n") {
+		// A lone URL (a feed's url attribute): hide userinfo and secret
+		// query parameters.
+		return RedactURL(s)
+	}
+	if strings.Contains(s, "@") {
 		s = redactURLsIn(s)
 	}
 	return s

@@ -35,6 +35,7 @@ func TestRedactsSecretAttributes(t *testing.T) {
 		{"With attrs", func(l *slog.Logger) { l.With("token", secret).Info("m", "a", 1) }, `"a":1`},
 		{"URL userinfo and query key", func(l *slog.Logger) { l.Info("m", "url", u) }, "feed.example.com"},
 		{"URL string", func(l *slog.Logger) { l.Info("m", "source", u.String()) }, "lang=en"},
+		{"URL query key only", func(l *slog.Logger) { l.Info("m", "url", "https://h/feed?access_token="+secret) }, "https://h/feed"},
 		{"authorization in an error", func(l *slog.Logger) {
 			l.Error("m", "err", errors.New("upstream rejected Authorization: Bearer "+secret+" with 401"))
 		}, "with 401"},
