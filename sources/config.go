@@ -31,21 +31,22 @@ import (
 )
 
 // Defaults applied where a Config field is left zero (see each field for the
-// fields where zero means something else).
+// fields where zero means something else). The YAML defaults live in
+// bridge/config; these follow them so that a Config built in code behaves
+// like one loaded from a file.
 const (
 	// DefaultRetryInitial is the first reconnection delay before the
 	// server sends a retry field (ConfigFromPipeline only: in Config, 0
 	// means "reconnect at once the first time").
-	DefaultRetryInitial = time.Second
+	DefaultRetryInitial = config.DefaultRetryInitial
 	// DefaultRetryMax caps the reconnection delay; configuration errors
 	// (4xx, wrong Content-Type) are retried at this interval.
-	DefaultRetryMax = 30 * time.Second
+	DefaultRetryMax = config.DefaultRetryMax
 	// DefaultIdleTimeout is the idle timeout ConfigFromPipeline applies:
-	// long enough for feeds with sparse heartbeats, short enough that a
-	// dead connection is noticed within minutes, not days.
-	DefaultIdleTimeout = 5 * time.Minute
+	// a dead connection is noticed within minutes, not days.
+	DefaultIdleTimeout = config.DefaultIdleTimeout
 	// DefaultQueueSize bounds the events buffered between socket and sink.
-	DefaultQueueSize = 1024
+	DefaultQueueSize = config.DefaultQueueSize
 	// DefaultBatchSize bounds the events handed to one Sink.Write.
 	DefaultBatchSize = 256
 	// DefaultCheckpointInterval is the longest a checkpoint lags the
@@ -55,7 +56,7 @@ const (
 	// acknowledged events even before CheckpointInterval has passed.
 	DefaultCheckpointEvery = 1000
 	// DefaultShutdownTimeout bounds the flush on graceful shutdown.
-	DefaultShutdownTimeout = 10 * time.Second
+	DefaultShutdownTimeout = config.DefaultShutdownTimeout
 )
 
 // Config describes one source. It is plain Go; ConfigFromPipeline maps the
