@@ -24,6 +24,8 @@ const (
 	// readBufSize is the fixed read buffer. Lines longer than it spill into
 	// an accumulator bounded by the maximum event size.
 	readBufSize = 64 << 10
+	// minBufSize keeps a possible BOM and a CR LF pair within the buffer.
+	minBufSize = 8
 	// maxEmptyReads guards against readers returning 0, nil forever, as
 	// bufio does.
 	maxEmptyReads = 100
@@ -58,8 +60,9 @@ type Decoder struct {
 	rd  io.Reader
 	err error // sticky error from rd
 
-	buf  []byte // fixed read buffer; buf[r:w] is unread
-	r, w int
+	buf     []byte // fixed read buffer; buf[r:w] is unread
+	bufSize int    // size of buf, allocated on first use
+	r, w    int
 	// Line-end search caches (absolute indexes into buf): there is no LF
 	// in buf[r:lfAt] and no CR in buf[r:crAt]. They keep streams that use
 	// only one kind of line end linear instead of rescanning the buffer for
@@ -84,8 +87,8 @@ type Decoder struct {
 
 	data   []byte // data buffer: every data value followed by LF
 	typBuf []byte // event type buffer
-	idBuf  []byte // last event ID buffer, when idSet
-	idSet  bool   // idBuf differs from lastID
+	nextID string // last event ID buffer, when idSet
+	idSet  bool   // an id field was seen since the last blank line
 
 	lastID   string // last event ID as of the last blank line
 	lastType string // last non-default type, reused while unchanged
@@ -98,7 +101,13 @@ type Decoder struct {
 // NewDecoder returns a Decoder reading from r. The Decoder buffers: it may
 // read past the event it returns.
 func NewDecoder(r io.Reader) *Decoder {
-	return &Decoder{rd: r, max: DefaultMaxEventSize}
+	return newDecoderSize(r, readBufSize)
+}
+
+// newDecoderSize returns a Decoder with a read buffer of the given size;
+// tests use tiny ones to reach every buffer boundary with small inputs.
+func newDecoderSize(r io.Reader, size int) *Decoder {
+	return &Decoder{rd: r, max: DefaultMaxEventSize, bufSize: size}
 }
 
 // Reset makes d read a new stream from r, as after a reconnect: buffered
@@ -109,10 +118,10 @@ func (d *Decoder) Reset(r io.Reader) {
 	*d = Decoder{
 		rd:        r,
 		buf:       d.buf,
+		bufSize:   d.bufSize,
 		max:       d.max,
 		data:      trimBuf(d.data),
 		typBuf:    d.typBuf[:0],
-		idBuf:     d.idBuf[:0],
 		partial:   trimBuf(d.partial),
 		fixed:     trimBuf(d.fixed),
 		lastID:    d.lastID,
@@ -170,17 +179,27 @@ func (d *Decoder) OnRetry(fn func(time.Duration)) { d.onRetry = fn }
 // it and modify it.
 func (d *Decoder) Next() (Event, error) {
 	for {
-		if d.skipping {
-			if err := d.skipEvent(); err != nil {
-				return Event{}, d.wrapReadErr(err)
-			}
-		}
-		line, err := d.readLine()
-		if err != nil {
-			if errors.Is(err, ErrEventTooLarge) {
+		var line []byte
+		if i := d.bufferedLine(); i >= 0 {
+			// Fast path: a whole line is buffered and nothing unusual is
+			// pending, the case for nearly every line of a stream.
+			var err error
+			if line, err = d.takeLine(i); err != nil {
 				return Event{}, err
 			}
-			return Event{}, d.wrapReadErr(err)
+		} else {
+			if d.skipping {
+				if err := d.skipEvent(); err != nil {
+					return Event{}, d.wrapReadErr(err)
+				}
+			}
+			var err error
+			if line, err = d.readLine(); err != nil {
+				if errors.Is(err, ErrEventTooLarge) {
+					return Event{}, err
+				}
+				return Event{}, d.wrapReadErr(err)
+			}
 		}
 		if len(line) == 0 {
 			if ev, ok := d.dispatch(); ok {
@@ -190,6 +209,42 @@ func (d *Decoder) Next() (Event, error) {
 		}
 		d.processLine(line)
 	}
+}
+
+// bufferedLine returns the index in buf[r:w] of the end of a complete line
+// that the fast path can take, or -1 when readLine must run.
+func (d *Decoder) bufferedLine() int {
+	if !d.bomDone || d.skipping || len(d.partial) > 0 {
+		return -1
+	}
+	if d.skipLF && d.r < d.w {
+		d.skipLF = false
+		if d.buf[d.r] == '\n' {
+			d.r++
+		}
+	}
+	if d.skipLF || d.r >= d.w {
+		return -1
+	}
+	return d.indexEOL()
+}
+
+// takeLine consumes the buffered line ending at buf[r+i] and returns it
+// without its line end, valid until the next read.
+func (d *Decoder) takeLine(i int) ([]byte, error) {
+	e := d.r + i
+	line := d.buf[d.r:e]
+	valid := e <= d.validTo || d.validLine(e)
+	d.skipLF = d.buf[e] == '\r'
+	d.r = e + 1
+	d.size += len(line)
+	if d.size > d.max {
+		return nil, d.tooLarge(true)
+	}
+	if !valid {
+		line = d.fixUTF8(line)
+	}
+	return line, nil
 }
 
 func (d *Decoder) wrapReadErr(err error) error {
@@ -203,7 +258,7 @@ func (d *Decoder) wrapReadErr(err error) error {
 // valid until the next call.
 func (d *Decoder) readLine() ([]byte, error) {
 	if d.buf == nil {
-		d.buf = make([]byte, readBufSize)
+		d.buf = make([]byte, max(d.bufSize, minBufSize))
 	}
 	for {
 		if d.r < d.w {
@@ -231,9 +286,9 @@ func (d *Decoder) readLine() ([]byte, error) {
 			}
 			b := d.buf[d.r:d.w]
 			if i := d.indexEOL(); i >= 0 {
-				line := b[:i]
-				d.skipLF = b[i] == '\r'
 				if len(d.partial) > 0 {
+					line := b[:i]
+					d.skipLF = b[i] == '\r'
 					d.r += i + 1
 					d.partial = append(d.partial, line...)
 					line = d.partial
@@ -244,16 +299,7 @@ func (d *Decoder) readLine() ([]byte, error) {
 					}
 					return d.validUTF8(line), nil
 				}
-				valid := d.validLine(d.r + i)
-				d.r += i + 1
-				d.size += len(line)
-				if d.size > d.max {
-					return nil, d.tooLarge(true)
-				}
-				if !valid {
-					line = d.fixUTF8(line)
-				}
-				return line, nil
+				return d.takeLine(i)
 			}
 			// No line end buffered: everything unread belongs to this line.
 			if d.size+len(d.partial)+len(b) > d.max {
@@ -460,7 +506,16 @@ func (d *Decoder) fixUTF8(line []byte) []byte {
 
 // processLine applies one non-blank line to the current event.
 func (d *Decoder) processLine(line []byte) {
-	if line[0] == ':' {
+	// The usual fields, recognised by prefix without searching for the
+	// colon; anything else takes the general path below.
+	switch {
+	case len(line) >= 5 && string(line[:5]) == "data:":
+		d.appendData(trimSpace(line[5:]))
+		return
+	case len(line) >= 3 && string(line[:3]) == "id:":
+		d.setID(trimSpace(line[3:]))
+		return
+	case line[0] == ':':
 		if d.onComment != nil {
 			d.onComment(string(trimSpace(line[1:])))
 		}
@@ -472,40 +527,45 @@ func (d *Decoder) processLine(line []byte) {
 	}
 	switch string(name) {
 	case "data":
-		n := len(d.data)
-		m := n + len(value) + 1
-		if m > cap(d.data) {
-			d.data = slices.Grow(d.data, len(value)+1)
-		}
-		// Reslicing in place writes no pointer, so no GC write barrier.
-		d.data = d.data[:m]
-		copy(d.data[n:], value)
-		d.data[m-1] = '\n'
+		d.appendData(value)
 	case "event":
 		if len(value) > cap(d.typBuf) {
 			d.typBuf = make([]byte, 0, len(value))
 		}
+		// Reslicing in place writes no pointer, so no GC write barrier.
 		d.typBuf = d.typBuf[:len(value)]
 		copy(d.typBuf, value)
 	case "id":
-		if bytes.IndexByte(value, 0) >= 0 {
-			return
-		}
-		if string(value) == d.lastID {
-			d.idSet = false
-			return
-		}
-		if len(value) > cap(d.idBuf) {
-			d.idBuf = make([]byte, 0, len(value))
-		}
-		d.idBuf = d.idBuf[:len(value)]
-		copy(d.idBuf, value)
-		d.idSet = true
+		d.setID(value)
 	case "retry":
 		if ms, ok := parseRetry(value); ok && d.onRetry != nil {
 			d.onRetry(ms)
 		}
 	}
+}
+
+// appendData appends one data value and its LF to the data buffer.
+func (d *Decoder) appendData(value []byte) {
+	n := len(d.data)
+	m := n + len(value) + 1
+	if m > cap(d.data) {
+		d.data = slices.Grow(d.data, len(value)+1)
+	}
+	// Reslicing in place writes no pointer, so no GC write barrier.
+	d.data = d.data[:m]
+	copy(d.data[n:], value)
+	d.data[m-1] = '\n'
+}
+
+// setID applies an id field: it becomes the ID at the next blank line,
+// unless it contains NUL. The string is made now, from the slab, so the
+// value is copied once.
+func (d *Decoder) setID(value []byte) {
+	if bytes.IndexByte(value, 0) >= 0 {
+		return
+	}
+	d.nextID = d.makeString(value)
+	d.idSet = true
 }
 
 // trimSpace strips the one leading space the standard allows after a colon.
@@ -544,7 +604,7 @@ func (d *Decoder) dispatch() (Event, bool) {
 	d.size = 0
 	if len(d.data) == 0 {
 		if d.idSet {
-			d.lastID = d.makeString(d.idBuf)
+			d.lastID = d.nextID
 			d.idSet = false
 		}
 		d.typBuf = d.typBuf[:0]
@@ -559,7 +619,7 @@ func (d *Decoder) dispatch() (Event, bool) {
 	}
 	copy(ev.Data, data)
 	if d.idSet {
-		d.lastID = d.makeString(d.idBuf)
+		d.lastID = d.nextID
 	}
 	d.idSet = false
 	ev.ID = d.lastID

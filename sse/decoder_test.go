@@ -25,7 +25,13 @@ func (t transcript) String() string { return strings.Join(t, "\n") }
 // comments, retries, size errors and the last event ID at the end.
 func decodeAll(t testing.TB, r io.Reader, max int, startID string) transcript {
 	t.Helper()
-	d := NewDecoder(r)
+	return decodeAllSize(t, r, max, startID, readBufSize)
+}
+
+// decodeAllSize is decodeAll with a read buffer of bufSize bytes.
+func decodeAllSize(t testing.TB, r io.Reader, max int, startID string, bufSize int) transcript {
+	t.Helper()
+	d := newDecoderSize(r, bufSize)
 	d.SetMaxEventSize(max)
 	if startID != "" {
 		d.SetLastEventID(startID)
@@ -241,6 +247,12 @@ func TestChunkingIndependence(t *testing.T) {
 		got := decodeAll(t, iotest.OneByteReader(strings.NewReader(in)), maxes[i], "")
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("input %d one byte at a time differs:\n%s\nwant:\n%s", i, diffFirst(got, want), "")
+		}
+		for _, size := range []int{8, 13, 100} {
+			got := decodeAllSize(t, &chunkReader{chunks: randomSplit(rng, in)}, maxes[i], "", size)
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("input %d with a %d byte buffer differs:\n%s", i, size, diffFirst(got, want))
+			}
 		}
 		for range 20 {
 			chunks := randomSplit(rng, in)
