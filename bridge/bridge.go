@@ -76,6 +76,7 @@ type Bridge struct {
 	nc     *nats.Conn
 	store  checkpoint.Store
 	addr   net.Addr
+	kafka  kafkaProbe
 
 	started chan struct{}
 	runOnce sync.Once

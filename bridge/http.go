@@ -1,6 +1,7 @@
 package bridge
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sort"
@@ -19,6 +20,7 @@ type Status struct {
 	Ready     bool             `json:"ready"`
 	Time      time.Time        `json:"time"`
 	NATS      *NATSStatus      `json:"nats,omitempty"`
+	Kafka     *KafkaStatus     `json:"kafka,omitempty"`
 	Pipelines []PipelineStatus `json:"pipelines"`
 	Streams   []StreamStatus   `json:"streams"`
 }
@@ -33,7 +35,8 @@ type NATSStatus struct {
 }
 
 // Status snapshots the runtime. Ready is false when the NATS connection is
-// down or a pipeline is neither connected nor waiting in its backoff.
+// down, no Kafka broker answers (checked at most every few seconds), or a
+// pipeline is neither connected nor waiting in its backoff.
 func (b *Bridge) Status() Status {
 	b.mu.RLock()
 	cfg, nc, ns := b.cfg, b.nc, b.ns
@@ -59,6 +62,11 @@ func (b *Bridge) Status() Status {
 		}
 		st.NATS = ns2
 		st.Ready = st.Ready && ns2.Connected
+	}
+	if cfg.Kafka.Configured() {
+		ks := b.kafka.status(context.Background(), cfg.Kafka)
+		st.Kafka = &ks
+		st.Ready = st.Ready && ks.Connected
 	}
 	for _, p := range pipes {
 		ps := p.status()
@@ -90,8 +98,9 @@ func (b *Bridge) handler() http.Handler {
 		writeJSON(w, code, struct {
 			Ready     bool             `json:"ready"`
 			NATS      *NATSStatus      `json:"nats,omitempty"`
+			Kafka     *KafkaStatus     `json:"kafka,omitempty"`
 			Pipelines []PipelineStatus `json:"pipelines"`
-		}{st.Ready, st.NATS, st.Pipelines})
+		}{st.Ready, st.NATS, st.Kafka, st.Pipelines})
 	})
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, b.Status())

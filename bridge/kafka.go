@@ -1,0 +1,81 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
+)
+
+// KafkaStatus is the Kafka cluster's reachability.
+type KafkaStatus struct {
+	Connected bool      `json:"connected"`
+	Broker    string    `json:"broker,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// kafkaProbeTTL is how long a probe result is reused: the status page
+// polls every second and must not open a broker connection each time.
+const kafkaProbeTTL = 5 * time.Second
+
+// kafkaProbeTimeout bounds one probe, so /readyz answers promptly even
+// when every broker blackholes connections.
+const kafkaProbeTimeout = 2 * time.Second
+
+// kafkaProbe checks that a broker accepts a connection (TLS and SASL
+// included) on demand, caching the answer. Kafka clients are per sink and
+// per stream, so the bridge has no shared connection to ask.
+type kafkaProbe struct {
+	ttl time.Duration
+
+	mu   sync.Mutex // held during a probe: concurrent callers share it
+	last KafkaStatus
+}
+
+func (k *kafkaProbe) status(ctx context.Context, cfg config.Kafka) KafkaStatus {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ttl := k.ttl
+	if ttl == 0 {
+		ttl = kafkaProbeTTL
+	}
+	if !k.last.CheckedAt.IsZero() && time.Since(k.last.CheckedAt) < ttl {
+		return k.last
+	}
+	k.last = probeKafka(ctx, cfg)
+	return k.last
+}
+
+func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
+	st := KafkaStatus{CheckedAt: time.Now().UTC()}
+	d, err := kafkaconn.Dialer(cfg)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	ctx, cancel := context.WithTimeout(ctx, kafkaProbeTimeout)
+	defer cancel()
+	var errs []error
+	for _, b := range cfg.Brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		// ApiVersions proves a Kafka protocol peer, not just an open port.
+		_, err = conn.ApiVersions()
+		conn.Close()
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		st.Connected, st.Broker = true, b
+		return st
+	}
+	st.Error = errors.Join(errs...).Error()
+	return st
+}
