@@ -259,6 +259,10 @@ func (c Config) validate() error {
 			probs = append(probs, name+" must not be negative")
 		}
 	}
+	if c.Client != nil && c.Client.Timeout > 0 {
+		// It would cut every stream after Timeout, however healthy.
+		probs = append(probs, "client must not have a Timeout: an event stream never ends (use IdleTimeout)")
+	}
 	if len(probs) == 0 {
 		return nil
 	}

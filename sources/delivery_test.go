@@ -439,6 +439,9 @@ func TestConfigFromPipeline(t *testing.T) {
 	if _, err := New(Config{URL: "http://x"}, newTestSink(), &memStore{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("store without name: %v", err)
 	}
+	if _, err := New(Config{URL: "http://x", Client: &http.Client{Timeout: time.Minute}}, newTestSink(), nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("client with a timeout: %v", err)
+	}
 }
 
 func TestStateString(t *testing.T) {
