@@ -249,10 +249,9 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 		}
 		t.Stop()
 	}
-	// The writer only returns early on a sink or checkpoint failure after
-	// sinkCtx was cancelled, or when the reader closed the queue; either
-	// way the reader is done or stops with ctx, which we cannot cancel
-	// ourselves, so give it ours.
+	// The writer returns once the reader closed the queue, or after
+	// sinkCtx was cancelled, which happens only once ctx is done: either
+	// way the reader has finished or is finishing.
 	rerr := <-readErr
 
 	st := w.Status()
