@@ -5,6 +5,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -371,10 +373,12 @@ func TestCheckpointBatched(t *testing.T) {
 
 // TestTLSWithCAFile: an https feed signed by a CA given as ca_file.
 func TestTLSWithCAFile(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sseHeaders(w)
 		write(w, event(1, "\n"))
 	}))
+	srv.Config.ErrorLog = stdlog.New(io.Discard, "", 0) // the failed handshake below is expected
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
@@ -453,5 +457,77 @@ func TestStateString(t *testing.T) {
 	}
 	if State(42).String() != "state(42)" {
 		t.Error(State(42).String())
+	}
+}
+
+// TestProxyFromEnvironment: the worker's own client goes through the proxy
+// named by the environment (HTTP_PROXY here; HTTPS_PROXY is read by the
+// same net/http function).
+func TestProxyFromEnvironment(t *testing.T) {
+	before := proxyHits.Load()
+	sink := newTestSink()
+	var sl fakeSleep
+	w, err := New(Config{Name: tname(t), URL: "http://" + proxyFeedHost + "/stream", Sleep: sl.Sleep}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background()); !errors.Is(err, ErrServerStopped) {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := sink.messages(); len(got) != 1 || string(got[0].Event.Data) != "via proxy" {
+		t.Errorf("messages = %+v", got)
+	}
+	if n := proxyHits.Load() - before; n != 2 {
+		t.Errorf("%d requests through the proxy, want 2", n)
+	}
+}
+
+// TestStatusWhileRunning: Status shows the connection and the backoff as
+// they happen.
+func TestStatusWhileRunning(t *testing.T) {
+	var conns atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if conns.Add(1) == 1 {
+			sseHeaders(w)
+			write(w, event(1, "\n"))
+			<-r.Context().Done()
+			return
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	sink := newTestSink()
+	inBackoff := make(chan struct{}, 1)
+	w, err := New(Config{Name: tname(t), URL: srv.URL, IdleTimeout: 100 * time.Millisecond, RetryInitial: time.Hour, RetryMax: time.Hour,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			select {
+			case inBackoff <- struct{}{}:
+			default:
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		}}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, _ := run(t, w)
+	waitFor(t, "event 1 forwarded", func() bool { return w.Status().Forwarded == 1 })
+	st := w.Status()
+	if (st.State != StateConnected && st.State != StateBackoff) || st.LastEventID != "1" || !st.HasLastEventID || st.Received != 1 {
+		t.Errorf("while connected: %+v", st)
+	}
+	if st.State == StateConnected && st.ConnectedSince.IsZero() {
+		t.Errorf("connected without ConnectedSince: %+v", st)
+	}
+	<-inBackoff // the idle timeout fired
+	st = w.Status()
+	if st.State != StateBackoff || time.Until(st.NextRetryAt) < 40*time.Minute || !st.ConnectedSince.IsZero() ||
+		st.Reconnects != 1 || !strings.Contains(st.LastError, "idle") || st.LastErrorAt.IsZero() {
+		t.Errorf("in backoff: %+v", st)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := w.Status(); st.State != StateStopped {
+		t.Errorf("after Run: %v", st.State)
 	}
 }

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,8 +20,42 @@ import (
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
+// proxyFeedHost is a host name that does not resolve: requests for it only
+// work through the proxy that TestMain installs in HTTP_PROXY.
+const proxyFeedHost = "feed.invalid"
+
+var proxyHits atomic.Int32
+
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	// net/http reads the proxy variables once per process, so they are set
+	// before any request. Loopback addresses never go through a proxy, so
+	// the other tests are unaffected.
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Host != proxyFeedHost {
+			http.Error(w, "proxy: unexpected host "+r.URL.Host, http.StatusBadGateway)
+			return
+		}
+		proxyHits.Add(1)
+		if r.Header.Get("Last-Event-ID") != "" {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		sseHeaders(w)
+		write(w, "id: p1\ndata: via proxy\n\n")
+	}))
+	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "NO_PROXY", "REQUEST_METHOD"} {
+		os.Unsetenv(k)
+	}
+	os.Setenv("HTTP_PROXY", proxy.URL)
+	code := m.Run()
+	proxy.Close()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // testSink records what it acknowledges. It can block every Write until
