@@ -226,7 +226,9 @@ func (b *Bridge) connect(cfg *config.Config) error {
 		if err != nil {
 			return fmt.Errorf("bridge: %w", err)
 		}
-		nc, err := ns.Connect(natsconn.Handlers(b.log)...)
+		// natsconn's connect handler would log the placeholder URL of an
+		// in-process connection; the bridge's own start line says it all.
+		nc, err := ns.Connect(append(natsconn.Handlers(b.log), nats.ConnectHandler(nil))...)
 		if err != nil {
 			ns.Shutdown()
 			return fmt.Errorf("bridge: %w", err)

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -104,16 +106,23 @@ func waitStatus(t *testing.T, base, what string, cond func(statusDoc) bool) {
 	}
 }
 
-// TestRunBinarySignals runs the built binary: SIGHUP reloads the edited
-// file (a pipeline added, one removed, a broken file ignored) and SIGTERM
-// drains, writes checkpoints and exits 0.
-func TestRunBinarySignals(t *testing.T) {
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "ssebridge")
+// TestOperationsBinary builds the binary once for the signal tests of
+// run and demo.
+func TestOperationsBinary(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "ssebridge")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	t.Run("RunSignals", func(t *testing.T) { testRunSignals(t, bin) })
+	t.Run("Demo", func(t *testing.T) { testDemoBinary(t, bin) })
+}
+
+// testRunSignals: SIGHUP reloads the edited file (a pipeline added, one
+// removed, a broken file ignored) and SIGTERM drains, writes checkpoints
+// and exits 0.
+func testRunSignals(t *testing.T, bin string) {
+	dir := t.TempDir()
 
 	up := httptest.NewServer(&demo.Feed{Interval: 20 * time.Millisecond})
 	defer up.Close()
@@ -225,4 +234,73 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// testDemoBinary: the demo prints its URLs, the printed curl URL streams
+// ticks, SIGTERM exits 0 and the default data dir is removed.
+func testDemoBinary(t *testing.T, bin string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "demo", "-addr", freeAddr(t), "-interval", "100ms")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if t.Failed() {
+			t.Logf("demo stderr:\n%s", stderr.String())
+		}
+	}()
+	var out strings.Builder
+	var streamURL, dataDir string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() && !strings.Contains(out.String(), "ssebridge tail ") {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if _, rest, ok := strings.Cut(line, "(data in "); ok {
+			dataDir, _, _ = strings.Cut(rest, ")")
+		}
+		if _, u, ok := strings.Cut(line, "curl -N "); ok {
+			streamURL = strings.TrimSpace(u)
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	if streamURL == "" || dataDir == "" {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		t.Fatalf("demo output lacks the curl line or the data dir:\n%s", out.String())
+	}
+	if !strings.Contains(out.String(), "ssebridge tail "+streamURL) {
+		t.Errorf("no tail line for %s:\n%s", streamURL, out.String())
+	}
+	resp, err := http.Get(streamURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := 0
+	br := bufio.NewScanner(resp.Body)
+	for ids < 3 && br.Scan() {
+		if strings.HasPrefix(br.Text(), "id: ") {
+			ids++
+		}
+	}
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if ids < 3 {
+		t.Fatalf("read %d events from %s", ids, streamURL)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo exit after SIGTERM: %v", err)
+	}
+	if _, err := os.Stat(dataDir); !os.IsNotExist(err) {
+		t.Fatalf("temporary data dir %s not removed: %v", dataDir, err)
+	}
 }
