@@ -243,3 +243,17 @@ func TestTailUsage(t *testing.T) {
 		t.Errorf("-h: %d %q", code, errOut)
 	}
 }
+
+// TestTailIdleTimeout: a feed that goes silent is an error with -once.
+func TestTailIdleTimeout(t *testing.T) {
+	tailLeaks(t)
+	url := tailServer(t, func(w http.ResponseWriter, r *http.Request) {
+		streamHeaders(w)
+		writes(w, "data: before\n\n")
+		<-r.Context().Done()
+	})
+	code, out, errOut := runTail(t, "-once", "-idle-timeout", "100ms", url)
+	if code != 1 || out != `{"id":"","event":"message","data":"before"}`+"\n" || !strings.Contains(errOut, "idle timeout") {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
