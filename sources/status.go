@@ -98,6 +98,7 @@ type StatusError struct {
 	RetryAfter time.Duration
 }
 
+// Error describes the status, and the Retry-After delay when there was one.
 func (e *StatusError) Error() string {
 	s := "unexpected HTTP status " + e.Status
 	if e.Status == "" {
