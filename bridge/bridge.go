@@ -163,8 +163,14 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("bridge: http.addr: %w", err)
 		}
 	}
+	// Requests run under baseCtx, cancelled at the end of shutdown: a
+	// long-lived response that is not a stream (the demo feed, say) must
+	// not hold the HTTP server open until shutdown_timeout.
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
 	srv := &http.Server{
 		Handler:           b.handler(),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelWarn),
 		// No WriteTimeout: SSE responses last as long as the subscriber.
@@ -202,7 +208,7 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 		}
 		serveErr <- nil
 	}
-	if err := b.shutdown(srv, serveErr); err != nil {
+	if err := b.shutdown(srv, serveErr, cancelBase); err != nil {
 		return errors.Join(runErr, err)
 	}
 	return runErr
@@ -261,7 +267,7 @@ func (b *Bridge) connect(cfg *config.Config) error {
 }
 
 // shutdown runs the graceful stop sequence within shutdown_timeout.
-func (b *Bridge) shutdown(srv *http.Server, serveErr chan error) error {
+func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests context.CancelFunc) error {
 	b.reloadMu.Lock()
 	defer b.reloadMu.Unlock()
 	b.mu.Lock()
@@ -304,6 +310,8 @@ func (b *Bridge) shutdown(srv *http.Server, serveErr chan error) error {
 			errs = append(errs, fmt.Errorf("stream %q: %w", s.cfg.Path, err))
 		}
 	}
+	// Whatever still streams is not ours to drain.
+	cancelRequests()
 	if err := <-httpDone; err != nil {
 		_ = srv.Close()
 		errs = append(errs, fmt.Errorf("http server: %w", err))

@@ -232,7 +232,19 @@ func TestDemoEndToEnd(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+
+	// A client still reading the upstream feed must not hold shutdown.
+	feed, err := http.Get(d.BaseURL() + FeedPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer feed.Body.Close()
+	readEvents(t, feed.Body, 1)
+	stopped := time.Now()
 	stop()
+	if took := time.Since(stopped); took > 8*time.Second {
+		t.Fatalf("shutdown took %s with a feed client connected", took)
+	}
 }
 
 // TestTwoDemosSideBySide: different -addr and -data-dir must be enough.
