@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 
 	gonats "github.com/nats-io/nats.go"
 
@@ -23,55 +22,11 @@ import (
 	"github.com/ssebridge/ssebridge/sources"
 )
 
-type worker struct {
-	w      *sources.Worker
-	cancel context.CancelFunc
-	done   chan error
+func startWorker(t *testing.T, pipeline, url string, sink sinks.Sink, store checkpoint.Store) *sinktest.Worker {
+	return sinktest.StartWorker(t, pipeline, url, sink, store)
 }
 
-func startWorker(t *testing.T, pipeline, url string, sink sinks.Sink, store checkpoint.Store) *worker {
-	t.Helper()
-	w, err := sources.New(sources.Config{
-		Name: pipeline, URL: url,
-		RetryInitial: 10 * time.Millisecond, RetryMax: 200 * time.Millisecond,
-		CheckpointInterval: 20 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
-	}, sink, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	wk := &worker{w: w, cancel: cancel, done: make(chan error, 1)}
-	go func() { wk.done <- w.Run(ctx) }()
-	t.Cleanup(func() { wk.stop() })
-	return wk
-}
-
-// stop cancels the worker and waits for Run to return; idempotent.
-func (w *worker) stop() error {
-	w.cancel()
-	err, ok := <-w.done
-	if ok {
-		close(w.done)
-	}
-	return err
-}
-
-// waitAcked waits until the worker's acknowledged ID is id.
-func (w *worker) waitAcked(t *testing.T, id string) {
-	t.Helper()
-	waitFor(t, "worker acknowledged "+id, func() bool { return w.w.Status().LastEventID == id })
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(sinktest.Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func waitFor(t *testing.T, what string, cond func() bool) { sinktest.WaitFor(t, what, cond) }
 
 func jsReceived(t *testing.T, e jsEnv, stream string) []sinktest.Received {
 	var out []sinktest.Received
@@ -93,7 +48,7 @@ func TestEndToEndCore(t *testing.T) {
 	s := (jsEnv{nc: connect(t, b.URL())}).open(t, "wiki", config.NATSSink{Subject: "e2e.{event}"})
 	w := startWorker(t, "wiki", feed.URL(), s, nil)
 	feed.Release(300)
-	w.waitAcked(t, "300")
+	w.WaitAcked(t, "300")
 	got := r.all(t, 300)
 	sinktest.CheckDelivered(t, "wiki", feed.Events(), got)
 	for i, g := range got {
@@ -108,7 +63,7 @@ func TestEndToEndJetStream(t *testing.T) {
 	feed := sinktest.NewFeed(t, 300)
 	w := startWorker(t, "wiki", feed.URL(), e.open(t, "wiki", e2eConfig()), nil)
 	feed.Release(300)
-	w.waitAcked(t, "300")
+	w.WaitAcked(t, "300")
 	sinktest.CheckDelivered(t, "wiki", feed.Events(), jsReceived(t, e, "E2E"))
 }
 
@@ -121,19 +76,19 @@ func TestBrokerRestartLosesNothing(t *testing.T) {
 	store := &recordingStore{}
 	w := startWorker(t, "wiki", feed.URL(), e.open(t, "wiki", e2eConfig()), store)
 	feed.Release(100)
-	w.waitAcked(t, "100")
+	w.WaitAcked(t, "100")
 
 	e.b.Shutdown()
 	feed.Release(200)
 	// The worker receives events after 100 and cannot deliver them: it must not
 	// acknowledge (checkpoint) any of them.
-	waitFor(t, "worker received more and paused on the sink", func() bool { st := w.w.Status(); return st.Received > 100 && st.State == sources.StatePaused })
-	if id := w.w.Status().LastEventID; id != "100" {
+	waitFor(t, "worker received more and paused on the sink", func() bool { st := w.Status(); return st.Received > 100 && st.State == sources.StatePaused })
+	if id := w.Status().LastEventID; id != "100" {
 		t.Fatalf("acknowledged %q while the broker was down", id)
 	}
 	e.b.Restart(t)
 	feed.Release(300)
-	w.waitAcked(t, "300")
+	w.WaitAcked(t, "300")
 	sinktest.CheckDelivered(t, "wiki", feed.Events(), jsReceived(t, e, "E2E"))
 	if err := store.checkMonotonic(); err != nil {
 		t.Fatal(err)
@@ -155,14 +110,14 @@ func TestCrashReplayDeduplicated(t *testing.T) {
 	crash := &crashStore{Store: fs}
 	w1 := startWorker(t, "wiki", feed.URL(), e.open(t, "wiki", e2eConfig()), crash)
 	feed.Release(120)
-	w1.waitAcked(t, "120")
+	w1.WaitAcked(t, "120")
 	waitFor(t, "checkpoint saved at 120", func() bool { id, _, _ := fs.Load(context.Background(), "wiki"); return id == "120" })
 	// From now on nothing reaches the disk: the process is as good as dead
 	// but its in-flight work still lands in the stream.
 	crash.crash()
 	feed.Release(300)
-	w1.waitAcked(t, "300")
-	w1.stop() // its final checkpoint save fails: "crashed"
+	w1.WaitAcked(t, "300")
+	w1.Stop() // its final checkpoint save fails: "crashed"
 
 	id, ok, err := fs.Load(context.Background(), "wiki")
 	if err != nil || !ok || id != "120" {
@@ -171,8 +126,8 @@ func TestCrashReplayDeduplicated(t *testing.T) {
 	// Restart from the file checkpoint: events 121..300 are sent again.
 	s2 := e.open(t, "wiki", e2eConfig())
 	w2 := startWorker(t, "wiki", feed.URL(), s2, fs)
-	w2.waitAcked(t, "300")
-	if f := w2.w.Status().Forwarded; f != 180 {
+	w2.WaitAcked(t, "300")
+	if f := w2.Status().Forwarded; f != 180 {
 		t.Fatalf("restarted bridge forwarded %d events, want the 180 replayed ones", f)
 	}
 	got := jsReceived(t, e, "E2E")
