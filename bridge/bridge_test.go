@@ -511,3 +511,28 @@ func (l *lockedBuf) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestUpstream204StopsPipeline: a feed that answers 204 asks clients to
+// stop; the pipeline stays stopped (no reconnect loop) and readiness says so.
+func TestUpstream204StopsPipeline(t *testing.T) {
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer up.Close()
+	r := start(t, &config.Config{DataDir: t.TempDir(), NATS: config.NATS{Embedded: true},
+		Pipelines: []config.Pipeline{pipelineCfg("p", up.URL)}})
+	eventually(t, "stopped", func() bool { p, _ := pipelineStatus(t, r.base, "p"); return p.State == bridge.StateStopped })
+	p, _ := pipelineStatus(t, r.base, "p")
+	if p.Ready || !strings.Contains(p.LastError, "204") {
+		t.Fatalf("status after 204: %+v", p)
+	}
+	var rz struct{ Ready bool }
+	if code := getJSON(t, r.base+"/readyz", &rz); code != http.StatusServiceUnavailable || rz.Ready {
+		t.Fatalf("readyz after 204 = %d", code)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Fatalf("feed contacted %d times after a 204, want 1", n)
+	}
+}

@@ -71,6 +71,9 @@ type pipeline struct {
 	lastErr string
 	last    PipelineStatus // the last worker's status, kept when it stops
 	since   time.Time
+
+	// drainErr is why the final drain failed (set before done closes).
+	drainErr error
 }
 
 // startPipeline starts p under the run context. Callers hold reloadMu.
@@ -116,10 +119,13 @@ func (b *Bridge) stopPipeline(name string) {
 
 func (p *pipeline) stop() { p.cancel() }
 
+// wait waits for the pipeline to stop and returns why its drain failed,
+// if it did (e.g. events were not checkpointed in time: they will be
+// fetched again on restart).
 func (p *pipeline) wait(ctx context.Context) error {
 	select {
 	case <-p.done:
-		return nil
+		return p.drainErr
 	case <-ctx.Done():
 		return fmt.Errorf("drain: %w", ctx.Err())
 	}
@@ -149,6 +155,12 @@ func (p *pipeline) supervise(ctx context.Context) {
 	for {
 		ran, err := p.runOnce(ctx)
 		if ctx.Err() != nil {
+			if err != nil && !errors.Is(err, context.Canceled) {
+				p.drainErr = err
+				p.setState(StateStopped, err)
+				p.log.Error("pipeline stopped without a clean drain", "err", err)
+				return
+			}
 			p.setState(StateStopped, nil)
 			p.log.Info("pipeline stopped")
 			return
@@ -272,14 +284,13 @@ func (p *pipeline) status() PipelineStatus {
 	if w != nil {
 		st = w.Status()
 	} else {
+		// Between runs the bridge's own state is the news, and its error
+		// (a sink that would not open, say) is newer than the worker's.
 		st.State = state
-		if st.LastError == "" {
+		if lastErr != "" {
 			st.LastError = lastErr
 		}
 		st.Since = since
-	}
-	if w != nil && state == StateFailed {
-		st.LastError = lastErr
 	}
 	st.Name = p.name
 	st.Sink = p.cfg.Sink.Kind()
