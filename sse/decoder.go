@@ -85,10 +85,16 @@ type Decoder struct {
 	max  int // maximum bytes of one event's lines
 	size int // bytes of the current event's lines so far
 
-	data   []byte // data buffer: every data value followed by LF
-	typBuf []byte // event type buffer
-	nextID string // last event ID buffer, when idSet
-	idSet  bool   // an id field was seen since the last blank line
+	// The data buffer (every data value followed by LF) normally lives in
+	// the unused tail of the slab, its first dlen bytes, so a small event's
+	// Data is handed out where it was assembled, without a copy. An event
+	// outgrowing slabMax spills to data.
+	dlen    int
+	spilled bool
+	data    []byte
+	typBuf  []byte // event type buffer
+	idBuf   []byte // last event ID buffer, when idSet
+	idSet   bool   // an id field was seen since the last blank line
 
 	lastID   string // last event ID as of the last blank line
 	lastType string // last non-default type, reused while unchanged
@@ -121,6 +127,7 @@ func (d *Decoder) Reset(r io.Reader) {
 		bufSize:   d.bufSize,
 		max:       d.max,
 		data:      trimBuf(d.data),
+		idBuf:     d.idBuf[:0],
 		typBuf:    d.typBuf[:0],
 		partial:   trimBuf(d.partial),
 		fixed:     trimBuf(d.fixed),
@@ -179,13 +186,38 @@ func (d *Decoder) OnRetry(fn func(time.Duration)) { d.onRetry = fn }
 // it and modify it.
 func (d *Decoder) Next() (Event, error) {
 	for {
+		// Fast path, written out here because it runs for nearly every
+		// line: a whole line is buffered and nothing unusual is pending.
+		i := -1
+		if d.bomDone && !d.skipping && len(d.partial) == 0 {
+			if d.skipLF && d.r < d.w {
+				d.skipLF = false
+				if d.buf[d.r] == '\n' {
+					d.r++
+				}
+			}
+			if !d.skipLF && d.r < d.w {
+				if d.crAt >= d.w {
+					// No CR buffered (the usual LF-only stream): the
+					// next LF ends the line.
+					i = bytes.IndexByte(d.buf[d.r:d.w], '\n')
+				} else {
+					i = d.indexEOL()
+				}
+			}
+		}
 		var line []byte
-		if i := d.bufferedLine(); i >= 0 {
-			// Fast path: a whole line is buffered and nothing unusual is
-			// pending, the case for nearly every line of a stream.
-			var err error
-			if line, err = d.takeLine(i); err != nil {
-				return Event{}, err
+		if i >= 0 {
+			e := d.r + i
+			line = d.buf[d.r:e]
+			if e > d.validTo && !d.validLine(e) {
+				line = d.fixUTF8(line)
+			}
+			d.skipLF = d.buf[e] == '\r'
+			d.r = e + 1
+			d.size += i
+			if d.size > d.max {
+				return Event{}, d.tooLarge(true)
 			}
 		} else {
 			if d.skipping {
@@ -211,38 +243,20 @@ func (d *Decoder) Next() (Event, error) {
 	}
 }
 
-// bufferedLine returns the index in buf[r:w] of the end of a complete line
-// that the fast path can take, or -1 when readLine must run.
-func (d *Decoder) bufferedLine() int {
-	if !d.bomDone || d.skipping || len(d.partial) > 0 {
-		return -1
-	}
-	if d.skipLF && d.r < d.w {
-		d.skipLF = false
-		if d.buf[d.r] == '\n' {
-			d.r++
-		}
-	}
-	if d.skipLF || d.r >= d.w {
-		return -1
-	}
-	return d.indexEOL()
-}
-
 // takeLine consumes the buffered line ending at buf[r+i] and returns it
-// without its line end, valid until the next read.
+// without its line end, valid until the next read. Next has a copy of
+// this inlined on its fast path.
 func (d *Decoder) takeLine(i int) ([]byte, error) {
 	e := d.r + i
 	line := d.buf[d.r:e]
-	valid := e <= d.validTo || d.validLine(e)
+	if e > d.validTo && !d.validLine(e) {
+		line = d.fixUTF8(line)
+	}
 	d.skipLF = d.buf[e] == '\r'
 	d.r = e + 1
-	d.size += len(line)
+	d.size += i
 	if d.size > d.max {
 		return nil, d.tooLarge(true)
-	}
-	if !valid {
-		line = d.fixUTF8(line)
 	}
 	return line, nil
 }
@@ -435,6 +449,7 @@ func (d *Decoder) tooLarge(atLineStart bool) error {
 // reconnecting client resumes from.
 func (d *Decoder) resetEvent() {
 	d.size = 0
+	d.dlen, d.spilled = 0, false
 	d.data = trimBuf(d.data)
 	d.typBuf = d.typBuf[:0]
 	d.idSet = false
@@ -546,6 +561,26 @@ func (d *Decoder) processLine(line []byte) {
 
 // appendData appends one data value and its LF to the data buffer.
 func (d *Decoder) appendData(value []byte) {
+	if !d.spilled {
+		need := d.dlen + len(value) + 1
+		if need > cap(d.slab)-len(d.slab) {
+			if need > slabMax {
+				d.spill()
+				d.appendData(value)
+				return
+			}
+			// Move what there is to a fresh slab; the old one keeps only
+			// what it already handed out.
+			ns := make([]byte, 0, slabSize)
+			copy(ns[:d.dlen], d.slab[len(d.slab):len(d.slab)+d.dlen])
+			d.slab = ns
+		}
+		tail := d.slab[len(d.slab):cap(d.slab)]
+		copy(tail[d.dlen:], value)
+		tail[need-1] = '\n'
+		d.dlen = need
+		return
+	}
 	n := len(d.data)
 	m := n + len(value) + 1
 	if m > cap(d.data) {
@@ -557,14 +592,24 @@ func (d *Decoder) appendData(value []byte) {
 	d.data[m-1] = '\n'
 }
 
-// setID applies an id field: it becomes the ID at the next blank line,
-// unless it contains NUL. The string is made now, from the slab, so the
-// value is copied once.
+// spill moves the data buffer from the slab tail to its own buffer.
+func (d *Decoder) spill() {
+	d.data = append(d.data[:0], d.slab[len(d.slab):len(d.slab)+d.dlen]...)
+	d.dlen = 0
+	d.spilled = true
+}
+
+// setID applies an id field: it becomes the last event ID at the next
+// blank line, unless it contains NUL.
 func (d *Decoder) setID(value []byte) {
 	if bytes.IndexByte(value, 0) >= 0 {
 		return
 	}
-	d.nextID = d.makeString(value)
+	if len(value) > cap(d.idBuf) {
+		d.idBuf = make([]byte, 0, len(value))
+	}
+	d.idBuf = d.idBuf[:len(value)]
+	copy(d.idBuf, value)
 	d.idSet = true
 }
 
@@ -602,24 +647,51 @@ func parseRetry(b []byte) (time.Duration, bool) {
 // updates.
 func (d *Decoder) dispatch() (Event, bool) {
 	d.size = 0
-	if len(d.data) == 0 {
+	if d.dlen == 0 && !d.spilled {
 		if d.idSet {
-			d.lastID = d.nextID
+			d.lastID = d.makeString(d.idBuf)
 			d.idSet = false
 		}
 		d.typBuf = d.typBuf[:0]
 		return Event{}, false
 	}
-	data := d.data[:len(d.data)-1] // drop the LF after the last line
 	var ev Event
-	if len(data) <= slabMax {
-		ev.Data = d.carve(len(data))
+	if !d.spilled {
+		// Data is already in place: commit it from the slab tail, then
+		// put the new ID, if any, right after it.
+		start, n := len(d.slab), d.dlen-1 // drop the LF after the last line
+		ev.Data = d.slab[start : start+n : start+n]
+		if d.idSet && len(d.idBuf) > 0 && len(d.idBuf) <= cap(d.slab)-start-n {
+			id := d.slab[start+n : start+n+len(d.idBuf)]
+			copy(id, d.idBuf)
+			d.lastID = unsafe.String(&id[0], len(id))
+			d.slab = d.slab[:start+n+len(id)]
+		} else {
+			d.slab = d.slab[:start+n]
+			if d.idSet {
+				d.lastID = d.makeString(d.idBuf)
+			}
+		}
+		d.dlen = 0
 	} else {
-		ev.Data = make([]byte, len(data))
-	}
-	copy(ev.Data, data)
-	if d.idSet {
-		d.lastID = d.nextID
+		data := d.data[:len(d.data)-1]
+		if len(data) <= slabMax {
+			ev.Data = d.carve(len(data))
+		} else {
+			ev.Data = make([]byte, len(data))
+		}
+		copy(ev.Data, data)
+		if d.idSet {
+			d.lastID = d.makeString(d.idBuf)
+		}
+		d.spilled = false
+		// Reslicing in place rather than assigning a new slice header
+		// keeps GC write barriers off the per-event path.
+		if cap(d.data) > keepBufMax {
+			d.data = nil
+		} else {
+			d.data = d.data[:0]
+		}
 	}
 	d.idSet = false
 	ev.ID = d.lastID
@@ -632,7 +704,6 @@ func (d *Decoder) dispatch() (Event, bool) {
 		d.lastType = d.makeString(d.typBuf)
 		ev.Type = d.lastType
 	}
-	d.data = trimBuf(d.data)
 	d.typBuf = d.typBuf[:0]
 	if cap(d.partial) > keepBufMax {
 		d.partial = nil

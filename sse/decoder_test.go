@@ -442,3 +442,45 @@ func (m *runtimeMem) read() {
 	runtime.ReadMemStats(&ms)
 	m.totalAlloc = ms.TotalAlloc
 }
+
+// TestKeptEventsIntact keeps every event of a long stream, with data
+// sizes on both sides of the slab limits and lines that move the data
+// buffer between slabs, and checks none was overwritten by later ones.
+func TestKeptEventsIntact(t *testing.T) {
+	var stream bytes.Buffer
+	var want []Event
+	for i := range 3000 {
+		data := bytes.Repeat([]byte{byte('a' + i%26)}, i%1500)
+		if i%7 == 0 {
+			data = append(data, "\nsecond line"...)
+		}
+		e := Event{ID: fmt.Sprint(i), Type: []string{"message", "t1", "t2"}[i%3], Data: data}
+		b, err := AppendEvent(nil, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream.Write(b)
+		want = append(want, e)
+	}
+	d := NewDecoder(&stream)
+	var got []Event
+	for {
+		ev, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d events, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || got[i].Type != want[i].Type || !bytes.Equal(got[i].Data, want[i].Data) {
+			t.Fatalf("event %d: got %q/%q/%.40q want %q/%q/%.40q", i,
+				got[i].ID, got[i].Type, got[i].Data, want[i].ID, want[i].Type, want[i].Data)
+		}
+	}
+}

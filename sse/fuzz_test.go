@@ -40,7 +40,21 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 
-		d := NewDecoder(bytes.NewReader(in))
+		// Returned events must stay intact while decoding goes on: their
+		// memory is carved from slabs the decoder keeps writing to.
+		type kept struct {
+			ev       Event
+			id, data string
+		}
+		var keep []kept
+		defer func() {
+			for i, k := range keep {
+				if k.ev.ID != k.id || string(k.ev.Data) != k.data {
+					t.Fatalf("event %d changed after return: %q %q, was %q %q", i, k.ev.ID, k.ev.Data, k.id, k.data)
+				}
+			}
+		}()
+		d := newDecoderSize(bytes.NewReader(in), minBufSize+int(seed%64))
 		d.OnComment(func(s string) {
 			if !utf8.ValidString(s) || strings.ContainsAny(s, "\r\n") {
 				t.Fatalf("comment %q", s)
@@ -63,6 +77,7 @@ func FuzzDecode(f *testing.F) {
 			if !utf8.ValidString(ev.ID) || strings.ContainsAny(ev.ID, "\r\n\x00") {
 				t.Fatalf("id %q", ev.ID)
 			}
+			keep = append(keep, kept{ev, strings.Clone(ev.ID), string(ev.Data)})
 			if ev.ID != d.LastEventID() {
 				t.Fatalf("event id %q but LastEventID %q", ev.ID, d.LastEventID())
 			}
