@@ -410,6 +410,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		case !ok:
 			removed = append(removed, name)
 			b.stopPipeline(name)
+			forgetPipelineMetrics(name)
 		case !reflect.DeepEqual(op, np):
 			changed = append(changed, name)
 			b.stopPipeline(name)
@@ -421,6 +422,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		case !ok:
 			removed = append(removed, path)
 			b.stopStream(path)
+			forgetStreamMetrics(path)
 		case !reflect.DeepEqual(prev, ns):
 			changed = append(changed, path)
 			b.stopStream(path)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -288,6 +289,20 @@ func TestReloadTouchesOnlyWhatChanged(t *testing.T) {
 		}
 		cancel()
 		resp.Body.Close()
+	}
+
+	// The removed pipeline's and stream's series are gone, the others stay.
+	mresp, err := http.Get(r.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtext, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if strings.Contains(string(mtext), `pipeline="drop"`) || strings.Contains(string(mtext), `stream="/sse/drop"`) {
+		t.Error("metrics of the removed pipeline or stream still exported")
+	}
+	if !strings.Contains(string(mtext), `ssebridge_pipeline_events_forwarded_total{pipeline="keep"}`) {
+		t.Error("metrics of the kept pipeline missing")
 	}
 
 	// The removed pipeline drained and wrote its checkpoint.
