@@ -84,7 +84,7 @@ func (r *reader) Read(t *testing.T, dest string, n int) []sinktest.Received {
 	return out
 }
 
-func open(t *testing.T, addr, pipeline string, cfg config.KafkaSink) *kafkasink.Sink {
+func open(t testing.TB, addr, pipeline string, cfg config.KafkaSink) *kafkasink.Sink {
 	t.Helper()
 	s, err := kafkasink.New(context.Background(), config.Kafka{Brokers: []string{addr}}, pipeline, cfg, nil)
 	if err != nil {

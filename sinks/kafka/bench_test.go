@@ -1,0 +1,59 @@
+package kafka_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/testbroker"
+	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sinks/sinktest"
+)
+
+// BenchmarkLiveEvent writes one event at a time, as a quiet live feed
+// does: the latency of each acknowledged write under the sink's default
+// batch_timeout against kafka-go's default of one second (the baseline).
+// Run with -benchtime=5x: the baseline costs a second per event.
+func BenchmarkLiveEvent(b *testing.B) {
+	for _, bc := range []struct {
+		name    string
+		timeout time.Duration
+	}{
+		{"kafka-go-default-1s", time.Second},
+		{"default-5ms", 0},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			k := testbroker.StartKafka(b, map[string]int32{"live": 1})
+			s := open(b, k.Addr(), "bench", config.KafkaSink{Topic: "live", BatchTimeout: config.Duration(bc.timeout)})
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				m := []sinks.Message{sinktest.Msg("bench", strconv.Itoa(i), "edit", []byte(`{"n":1}`))}
+				if n, err := s.Write(context.Background(), m); n != 1 || err != nil {
+					b.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBatch measures acknowledged throughput of 256-event batches.
+func BenchmarkBatch(b *testing.B) {
+	k := testbroker.StartKafka(b, map[string]int32{"batch": 1})
+	s := open(b, k.Addr(), "bench", config.KafkaSink{Topic: "batch"})
+	payload := make([]byte, 1024)
+	batch := make([]sinks.Message, 256)
+	b.SetBytes(int64(len(payload) * len(batch)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for j := range batch {
+			batch[j] = sinktest.Msg("bench", strconv.Itoa(i*256+j), "edit", payload)
+		}
+		if n, err := s.Write(context.Background(), batch); n != len(batch) || err != nil {
+			b.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/event")
+}
