@@ -54,8 +54,10 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // so a live stream never waits for the byte after a CR.
 //
 // Memory is bounded by the maximum event size (see SetMaxEventSize) plus a
-// fixed 64 KiB read buffer, whatever the input. A Decoder is not safe for
-// concurrent use.
+// fixed 64 KiB read buffer, whatever the input: a line longer than the
+// limit is counted and skipped, never held. (Buffers are kept at most at
+// about three times the limit: the line, the data buffer, and a copy of a
+// line with invalid UTF-8.) A Decoder is not safe for concurrent use.
 type Decoder struct {
 	rd  io.Reader
 	err error // sticky error from rd
@@ -182,8 +184,14 @@ func (d *Decoder) OnRetry(fn func(time.Duration)) { d.onRetry = fn }
 // rest of it, without buffering, then continues normally. Any other error
 // comes from the reader, wrapped, and is final.
 //
-// The Data of the returned Event is freshly allocated: the caller may keep
-// it and modify it.
+// The returned Event belongs to the caller: no other event shares the
+// bytes of its Data, the decoder never writes them again, and Data's
+// capacity ends with it, so it may be kept, modified or appended to, and
+// handed to another goroutine. To make a typical event cost no allocation
+// of its own, the Data of small events (up to 1 KiB) and ID and type
+// strings are carved from 8 KiB slabs shared with neighbouring events:
+// keeping one keeps its slab alive. Copy small events you retain for long
+// while dropping their neighbours.
 func (d *Decoder) Next() (Event, error) {
 	for {
 		// Fast path, written out here because it runs for nearly every
