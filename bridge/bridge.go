@@ -27,8 +27,9 @@ import (
 	"github.com/ssebridge/ssebridge/internal/natsserver"
 )
 
-// DefaultShutdownTimeout bounds graceful shutdown when the config sets none.
-const DefaultShutdownTimeout = 15 * time.Second
+// DefaultShutdownTimeout bounds graceful shutdown when the config sets none
+// (a Config built in code without SetDefaults).
+const DefaultShutdownTimeout = config.DefaultShutdownTimeout
 
 // Sentinel errors callers may branch on.
 var (
@@ -50,7 +51,7 @@ type Options struct {
 	// prefix when the pattern ends in "/" (the demo mounts its feed here).
 	Handlers map[string]http.Handler
 	// Listener, when set, is used instead of listening on http.addr
-	// (tests pass a listener on a free port).
+	// (tests pass a listener on a free port). Run closes it.
 	Listener net.Listener
 }
 
@@ -148,13 +149,16 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 	if err := b.connect(cfg); err != nil {
 		b.reloadMu.Unlock()
 		b.closeBrokers(context.Background())
+		if b.opts.Listener != nil {
+			b.opts.Listener.Close()
+		}
 		return err
 	}
 	ln := b.opts.Listener
 	if ln == nil {
 		addr := cfg.HTTP.Addr
 		if addr == "" {
-			addr = "127.0.0.1:8080"
+			addr = config.DefaultHTTPAddr
 		}
 		ln, err = net.Listen("tcp", addr)
 		if err != nil {
