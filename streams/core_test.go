@@ -270,7 +270,11 @@ func TestShutdownEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	if err := srv.Shutdown(ctx); !errors.Is(err, ErrClosed) {
 		t.Errorf("second Shutdown = %v, want ErrClosed", err)
 	}
-	// The shared NATS subscription is gone.
+	// The shared NATS subscription is gone (once the server has read the
+	// UNSUB, which Flush waits for).
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	if n := e.clientSubs(t); n != 0 {
 		t.Errorf("%d subscriptions left on the server", n)
 	}

@@ -5,17 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/segmentio/kafka-go/sasl"
-	"github.com/segmentio/kafka-go/sasl/plain"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/metrics"
-	"github.com/ssebridge/ssebridge/internal/tlsconf"
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
@@ -34,30 +31,20 @@ type kafkaShared struct {
 }
 
 func newKafkaShared(c config.Kafka) (*kafkaShared, error) {
-	tc, err := tlsconf.Build(c.TLS)
+	// kafkaconn applies client_id, SASL and TLS exactly as the sinks do.
+	tr, err := kafkaconn.Transport(c)
 	if err != nil {
-		return nil, fmt.Errorf("tls: %w", err)
+		return nil, err
 	}
-	var mech sasl.Mechanism
-	if c.SASL != nil {
-		switch strings.ToLower(c.SASL.Mechanism) {
-		case "plain":
-			mech = plain.Mechanism{Username: c.SASL.Username, Password: c.SASL.Password}
-		default:
-			// SCRAM needs a module that is not a dependency of streams yet.
-			return nil, fmt.Errorf("sasl mechanism %q is not supported by reverse streams (use plain)", c.SASL.Mechanism)
-		}
+	d, err := kafkaconn.Dialer(c)
+	if err != nil {
+		return nil, err
 	}
-	clientID := c.ClientID
-	if clientID == "" {
-		clientID = "ssebridge-streams"
-	}
-	tr := &kafka.Transport{ClientID: clientID, TLS: tc, SASL: mech, DialTimeout: 10 * time.Second}
 	return &kafkaShared{
 		brokers:   c.Brokers,
 		transport: tr,
 		client:    &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: tr, Timeout: 10 * time.Second},
-		dialer:    &kafka.Dialer{ClientID: clientID, TLS: tc, SASLMechanism: mech, Timeout: 10 * time.Second, DualStack: true},
+		dialer:    d,
 	}, nil
 }
 
