@@ -80,8 +80,8 @@ type Sink struct {
 	mu      sync.Mutex
 	created map[string]bool // topics known to exist (create_topic)
 
-	published, failed, unroutable prometheus.Counter
-	latency                       prometheus.Observer
+	published, failed, unroutable, tooLarge prometheus.Counter
+	latency                                 prometheus.Observer
 }
 
 // New opens a Kafka sink for pipeline on the cluster cluster.
@@ -107,6 +107,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		failed:     metrics.SinkFailed.WithLabelValues(pipeline, Kind),
 		latency:    metrics.SinkLatency.WithLabelValues(pipeline, Kind),
 		unroutable: metrics.EventsFailed.WithLabelValues(pipeline, "unroutable"),
+		tooLarge:   metrics.EventsFailed.WithLabelValues(pipeline, "too_large"),
 	}
 	if cfg.Key != "" {
 		if s.key, err = route.Compile(cfg.Key); err != nil {
@@ -295,7 +296,7 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 			km.Value = []byte{} // an empty event stays an empty value, not a null (tombstone)
 		}
 		if size := messageSize(&km); size > MaxMessageBytes {
-			s.unroutable.Add(1)
+			s.tooLarge.Add(1)
 			s.log.Warn("event larger than the maximum Kafka message, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "bytes", size, "max", MaxMessageBytes)
 			continue
 		}

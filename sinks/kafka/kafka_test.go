@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
+	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
@@ -321,5 +322,26 @@ func TestAckedPrefix(t *testing.T) {
 	}
 	if got := partitionCounts(t, k.Addr(), "good"); got[0] < 2 {
 		t.Errorf("good holds %d messages", got[0])
+	}
+}
+
+// TestOversizedEventSkipped: an event above the Kafka message limit can
+// never be produced; it is counted and skipped, not retried forever.
+func TestOversizedEventSkipped(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"big": 1})
+	s := open(t, k.Addr(), "big", config.KafkaSink{Topic: "big"})
+	tooLarge := metrics.EventsFailed.WithLabelValues("big", "too_large")
+	before := sinktest.CounterValue(tooLarge)
+	writeAll(t, s, []sinks.Message{
+		sinktest.Msg("big", "1", "message", []byte("small")),
+		sinktest.Msg("big", "2", "message", make([]byte, kafkasink.MaxMessageBytes+1)),
+		sinktest.Msg("big", "3", "message", []byte("small again")),
+	})
+	got := newReader(t, k.Addr()).Read(t, "big", 2)
+	if string(got[0].Data) != "small" || string(got[1].Data) != "small again" {
+		t.Fatalf("got %q, %q", got[0].Data, got[1].Data)
+	}
+	if d := sinktest.CounterValue(tooLarge) - before; d != 1 {
+		t.Fatalf("too_large grew by %v, want 1", d)
 	}
 }

@@ -7,5 +7,5 @@ import (
 )
 
 func metricsFailed(pipeline string) prometheus.Counter {
-	return metrics.EventsFailed.WithLabelValues(pipeline, "unroutable")
+	return metrics.EventsFailed.WithLabelValues(pipeline, "too_large")
 }

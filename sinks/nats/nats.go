@@ -70,8 +70,8 @@ type Sink struct {
 	lastID  string
 	started bool
 
-	published, failed, unroutable prometheus.Counter
-	latency                       prometheus.Observer
+	published, failed, unroutable, tooLarge prometheus.Counter
+	latency                                 prometheus.Observer
 }
 
 // New opens a NATS sink for pipeline on nc. With cfg.JetStream and
@@ -97,6 +97,7 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 		failed:      metrics.SinkFailed.WithLabelValues(pipeline, Kind),
 		latency:     metrics.SinkLatency.WithLabelValues(pipeline, Kind),
 		unroutable:  metrics.EventsFailed.WithLabelValues(pipeline, "unroutable"),
+		tooLarge:    metrics.EventsFailed.WithLabelValues(pipeline, "too_large"),
 	}
 	if s.maxInFlight <= 0 {
 		s.maxInFlight = config.DefaultNATSMaxInFlight
@@ -233,7 +234,7 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 		}
 	}
 	if size := len(nm.Data) + headerSize(nm.Header); int64(size) > s.nc.MaxPayload() {
-		s.unroutable.Add(1)
+		s.tooLarge.Add(1)
 		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
 			"bytes", size, "max_payload", s.nc.MaxPayload())
 		return prepared{skip: true}
@@ -333,6 +334,10 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		subj string
 	}
 	window := make([]slot, 0, min(s.maxInFlight, len(msgs)))
+	// One timer for the whole batch: the publisher's own ack timeout
+	// normally fires first; this guards against a future never resolved.
+	timer := time.NewTimer(AckTimeout)
+	defer timer.Stop()
 	resolve := func() error {
 		head := window[0]
 		window = window[1:]
@@ -340,8 +345,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 			n++
 			return nil
 		}
-		timer := time.NewTimer(AckTimeout)
-		defer timer.Stop()
+		timer.Reset(AckTimeout)
 		select {
 		case <-head.fut.Ok():
 			n++
