@@ -538,6 +538,9 @@ func (d *Decoder) processLine(line []byte) {
 	case len(line) >= 3 && string(line[:3]) == "id:":
 		d.setID(trimSpace(line[3:]))
 		return
+	case len(line) >= 6 && string(line[:6]) == "event:":
+		d.setType(trimSpace(line[6:]))
+		return
 	case line[0] == ':':
 		if d.onComment != nil {
 			d.onComment(string(trimSpace(line[1:])))
@@ -552,12 +555,7 @@ func (d *Decoder) processLine(line []byte) {
 	case "data":
 		d.appendData(value)
 	case "event":
-		if len(value) > cap(d.typBuf) {
-			d.typBuf = make([]byte, 0, len(value))
-		}
-		// Reslicing in place writes no pointer, so no GC write barrier.
-		d.typBuf = d.typBuf[:len(value)]
-		copy(d.typBuf, value)
+		d.setType(value)
 	case "id":
 		d.setID(value)
 	case "retry":
@@ -565,6 +563,16 @@ func (d *Decoder) processLine(line []byte) {
 			d.onRetry(ms)
 		}
 	}
+}
+
+// setType applies an event field.
+func (d *Decoder) setType(value []byte) {
+	if len(value) > cap(d.typBuf) {
+		d.typBuf = make([]byte, 0, len(value))
+	}
+	// Reslicing in place writes no pointer, so no GC write barrier.
+	d.typBuf = d.typBuf[:len(value)]
+	copy(d.typBuf, value)
 }
 
 // appendData appends one data value and its LF to the data buffer.
