@@ -251,5 +251,5 @@ func (k *Kafka) Restart(t testing.TB) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatalf("testbroker: restart kfake on port %d: %v", k.port, err)
+	t.Fatalf("testbroker: restart kfake on %s: %v", k.Addr(), err)
 }
