@@ -136,12 +136,10 @@ func (l smallBufferListener) Accept() (net.Conn, error) {
 	return c, err
 }
 
-func TestSlowSubscriberIsCutOffWithoutSlowingOthers(t *testing.T) {
-	e := startNATS(t)
-	const path = "/core/slow"
-	cfg := coreCfg(path, "slow")
-	cfg.MaxPending = 8
-	srv, err := New([]config.Stream{cfg}, Deps{NATS: e.nc})
+// startSmallBufferServer is startServer with small socket send buffers.
+func startSmallBufferServer(t *testing.T, cfgs []config.Stream, deps Deps) (*Server, *httptest.Server) {
+	t.Helper()
+	srv, err := New(cfgs, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,30 +149,44 @@ func TestSlowSubscriberIsCutOffWithoutSlowingOthers(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
+		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, ErrClosed) {
 			t.Errorf("Shutdown: %v", err)
 		}
 		hs.Close()
 	})
+	return srv, hs
+}
 
-	// The slow client reads nothing, through a small receive buffer.
-	slowTr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+// slowGet opens a stream through a small receive buffer and never reads
+// it, like a stalled client.
+func slowGet(t *testing.T, url string) *http.Response {
+	t.Helper()
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.SetReadBuffer(4096)
 		}
 		return c, err
 	}}
-	t.Cleanup(slowTr.CloseIdleConnections)
-	req, _ := http.NewRequest(http.MethodGet, hs.URL+path, nil)
-	slow, err := (&http.Client{Transport: slowTr}).Do(req)
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr}).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer slow.Body.Close()
-	if slow.StatusCode != http.StatusOK {
-		t.Fatalf("slow subscriber: %s", slow.Status)
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("slow subscriber: %s", resp.Status)
 	}
+	return resp
+}
+
+func TestSlowSubscriberIsCutOffWithoutSlowingOthers(t *testing.T) {
+	e := startNATS(t)
+	const path = "/core/slow"
+	cfg := coreCfg(path, "slow")
+	cfg.MaxPending = 8
+	_, hs := startSmallBufferServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	slow := slowGet(t, hs.URL+path)
 	fast := subscribe(t, hs.URL+path, nil)
 	drops := metrics.SlowSubscriberDrops.WithLabelValues(path)
 	before := metricValue(t, drops)
@@ -277,5 +289,28 @@ func TestShutdownEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	}
 	if n := e.clientSubs(t); n != 0 {
 		t.Errorf("%d subscriptions left on the server", n)
+	}
+}
+
+func TestShutdownCutsOffAClientThatStoppedReading(t *testing.T) {
+	e := startNATS(t)
+	cfg := coreCfg("/core/stuck", "stuck")
+	cfg.MaxPending = 100000 // never cut for slowness: only Shutdown may end it
+	srv, hs := startSmallBufferServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	slowGet(t, hs.URL+"/core/stuck")
+	// Far more than the socket buffers hold: the handler blocks writing.
+	payload := strings.Repeat("x", 8<<10)
+	for range 200 {
+		e.publish(t, "stuck", "", payload)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want the context's deadline error", err)
+	}
+	// Shutdown returned only once the stuck handler was gone.
+	if n := srv.Stats()[0].Subscribers; n != 0 {
+		t.Fatalf("%d subscribers still connected after Shutdown", n)
 	}
 }

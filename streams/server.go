@@ -111,8 +111,11 @@ type Server struct {
 	maxSubs  int
 	subs     atomic.Int64 // across all streams
 	stopping chan struct{}
-	mu       sync.Mutex // guards closed and wg.Add against Shutdown
+	mu       sync.Mutex // guards closed, active and wg.Add against Shutdown
 	closed   bool
+	// active lets Shutdown cut off subscribers that cannot be flushed in
+	// time (a client that stopped reading).
+	active map[*subscriber]struct{}
 	wg       sync.WaitGroup
 	// closers release shared broker resources once every handler has
 	// returned.
@@ -150,6 +153,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 		streams:  make(map[string]*stream, len(cfgs)),
 		maxSubs:  deps.MaxSubscribers,
 		stopping: make(chan struct{}),
+		active:   map[*subscriber]struct{}{},
 	}
 	var errs []error
 	var kafka *kafkaShared
@@ -299,8 +303,10 @@ func (s *Server) Stats() []StreamStats {
 
 // Shutdown ends every subscription: each subscriber gets the events already
 // buffered for it flushed, then its response ends and its broker
-// subscription is released. It returns when all are done, or ctx's error if
-// ctx ends first (the remaining handlers still finish in the background).
+// subscription is released. It returns when all are done. If ctx ends
+// first, the subscribers still being flushed (clients that stopped reading)
+// are cut off at once, and Shutdown returns ctx's error as soon as their
+// handlers have returned.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if s.closed {
@@ -323,8 +329,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("streams shutdown: %w", ctx.Err())
 	}
+	s.mu.Lock()
+	for sub := range s.active {
+		sub.cut(ErrClosed)
+	}
+	s.mu.Unlock()
+	// A cut handler returns promptly: its blocked write fails at once.
+	// Bound the wait anyway, so Shutdown can never hang.
+	select {
+	case <-done:
+	case <-time.After(writeTimeout):
+	}
+	return fmt.Errorf("streams shutdown: %w", ctx.Err())
 }
 
 // ServeHTTP routes a request to its stream.
@@ -472,6 +489,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	path := st.cfg.Path
 	rc := http.NewResponseController(w)
 	sub := newSubscriber(st.maxPending, rc)
+	s.mu.Lock()
+	s.active[sub] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.active, sub)
+		s.mu.Unlock()
+	}()
 	sctx, cancel := context.WithTimeout(r.Context(), subscribeTimeout)
 	f, err := st.backend.subscribe(sctx, sub, req)
 	cancel()
@@ -489,7 +514,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Connection", "keep-alive")
 	w.WriteHeader(http.StatusOK)
 	enc := sse.NewEncoder(w)
 	// The opening comment makes the client and every proxy on the way see
@@ -498,9 +522,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		return
 	}
 
-	hb := time.NewTicker(st.heartbeat)
+	// The heartbeat fires only after heartbeat of silence: a busy stream
+	// needs none, an idle one gets one exactly when due.
+	hb := time.NewTimer(st.heartbeat)
 	defer hb.Stop()
-	idle := true // nothing written since the last heartbeat tick
 	write := func(m *message) error {
 		f.cur.advance(m)
 		if req.events != nil && !req.events[m.eventType()] {
@@ -551,16 +576,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 				s.logEnd(path, sub, err)
 				return
 			}
-			idle = false
+			hb.Reset(st.heartbeat)
 		case <-hb.C:
-			if !idle {
-				idle = true
-				continue
-			}
 			if !sub.armWrite() || enc.Comment("heartbeat") != nil || rc.Flush() != nil {
 				s.logEnd(path, sub, errCutOff)
 				return
 			}
+			hb.Reset(st.heartbeat)
 		case <-sub.done:
 			s.logEnd(path, sub, errCutOff)
 			return
