@@ -116,7 +116,7 @@ type Server struct {
 	// active lets Shutdown cut off subscribers that cannot be flushed in
 	// time (a client that stopped reading).
 	active map[*subscriber]struct{}
-	wg       sync.WaitGroup
+	wg     sync.WaitGroup
 	// closers release shared broker resources once every handler has
 	// returned.
 	closers []func()
