@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
@@ -343,5 +344,43 @@ func TestOversizedEventSkipped(t *testing.T) {
 	}
 	if d := sinktest.CounterValue(tooLarge) - before; d != 1 {
 		t.Fatalf("too_large grew by %v, want 1", d)
+	}
+}
+
+// TestSASLCluster: the sink authenticates with the cluster's SASL settings.
+func TestSASLCluster(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"secure": 1}, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "bridge", "s3cret"))
+	cluster := config.Kafka{Brokers: []string{k.Addr()}, SASL: &config.SASL{Mechanism: config.SASLScramSHA512, Username: "bridge", Password: "s3cret"}}
+	s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: cluster}, "sec", config.Sink{Kafka: &config.KafkaSink{Topic: "secure"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	writeAll(t, s, []sinks.Message{sinktest.Msg("sec", "1", "message", []byte("authenticated"))})
+	d, err := kafkaconn.Dialer(cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: cluster.Brokers, Topic: "secure", Dialer: d, MaxWait: 20 * time.Millisecond})
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), sinktest.Timeout)
+	defer cancel()
+	m, err := r.ReadMessage(ctx)
+	if err != nil || string(m.Value) != "authenticated" {
+		t.Fatalf("read %q, %v", m.Value, err)
+	}
+
+	// Wrong credentials: Write fails and counts nothing.
+	bad := cluster
+	bad.SASL = &config.SASL{Mechanism: config.SASLScramSHA512, Username: "bridge", Password: "wrong"}
+	s2, err := kafkasink.New(context.Background(), bad, "sec-bad", config.KafkaSink{Topic: "secure"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if n, err := s2.Write(ctx2, []sinks.Message{sinktest.Msg("sec-bad", "1", "message", []byte("x"))}); n != 0 || err == nil {
+		t.Fatalf("Write with a wrong password = %d, %v", n, err)
 	}
 }
