@@ -94,6 +94,7 @@ type Decoder struct {
 	dlen    int
 	spilled bool
 	data    []byte
+	grows   int    // allocations of data for the current event
 	typBuf  []byte // event type buffer
 	idBuf   []byte // last event ID buffer, when idSet
 	idSet   bool   // an id field was seen since the last blank line
@@ -457,7 +458,7 @@ func (d *Decoder) tooLarge(atLineStart bool) error {
 // reconnecting client resumes from.
 func (d *Decoder) resetEvent() {
 	d.size = 0
-	d.dlen, d.spilled = 0, false
+	d.dlen, d.spilled, d.grows = 0, false, 0
 	d.data = trimBuf(d.data)
 	d.typBuf = d.typBuf[:0]
 	d.idSet = false
@@ -601,6 +602,7 @@ func (d *Decoder) appendData(value []byte) {
 	m := n + len(value) + 1
 	if m > cap(d.data) {
 		d.data = slices.Grow(d.data, len(value)+1)
+		d.grows++
 	}
 	// Reslicing in place writes no pointer, so no GC write barrier.
 	d.data = d.data[:m]
@@ -691,23 +693,31 @@ func (d *Decoder) dispatch() (Event, bool) {
 		d.dlen = 0
 	} else {
 		data := d.data[:len(d.data)-1]
-		if len(data) <= slabMax {
-			ev.Data = d.carve(len(data))
-		} else {
-			ev.Data = make([]byte, len(data))
+		n := len(data)
+		switch {
+		case d.grows == 1 && cap(d.data)-n <= n/4:
+			// The buffer was allocated for this event alone, to about
+			// its size (one long line): hand it over instead of copying
+			// it, and start afresh next time.
+			ev.Data = data[:n:n]
+			d.data = nil
+		default:
+			if n <= slabMax {
+				ev.Data = d.carve(n)
+			} else {
+				ev.Data = make([]byte, n)
+			}
+			copy(ev.Data, data)
+			if cap(d.data) > keepBufMax {
+				d.data = nil
+			} else {
+				d.data = d.data[:0]
+			}
 		}
-		copy(ev.Data, data)
 		if d.idSet {
 			d.lastID = d.makeString(d.idBuf)
 		}
-		d.spilled = false
-		// Reslicing in place rather than assigning a new slice header
-		// keeps GC write barriers off the per-event path.
-		if cap(d.data) > keepBufMax {
-			d.data = nil
-		} else {
-			d.data = d.data[:0]
-		}
+		d.spilled, d.grows = false, 0
 	}
 	d.idSet = false
 	ev.ID = d.lastID
