@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"slices"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -601,7 +600,10 @@ func (d *Decoder) appendData(value []byte) {
 	n := len(d.data)
 	m := n + len(value) + 1
 	if m > cap(d.data) {
-		d.data = slices.Grow(d.data, len(value)+1)
+		// Not slices.Grow: under the race detector it allocates twice.
+		b := make([]byte, n, max(m, 2*cap(d.data)))
+		copy(b, d.data)
+		d.data = b
 		d.grows++
 	}
 	// Reslicing in place writes no pointer, so no GC write barrier.
