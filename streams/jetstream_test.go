@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -196,5 +197,56 @@ func readBody(resp *http.Response) string {
 		if err != nil {
 			return b.String()
 		}
+	}
+}
+
+func TestJetStreamSubscriberSurvivesBrokerRestart(t *testing.T) {
+	e := startNATS(t)
+	e.createStream(t, "RST", "rst.>")
+	_, hs := startServer(t, []config.Stream{
+		jsStreamCfg("/js/rst", "RST", "rst.>"),
+		coreCfg("/core/rst", "live.>"),
+	}, Deps{NATS: e.nc})
+	js := subscribe(t, hs.URL+"/js/rst", nil)
+	core := subscribe(t, hs.URL+"/core/rst", nil)
+	e.jsPublish(t, "rst.a", "", "e1")
+	e.jsPublish(t, "rst.a", "", "e2")
+	if got := datas(js.take(t, 2)); !slices.Equal(got, []string{"e1", "e2"}) {
+		t.Fatalf("before restart: %v", got)
+	}
+
+	e.broker.Restart(t)
+	// Publish once the connection is back; JetStream keeps the messages on
+	// disk, the subscriber's in-memory consumer is gone with the old server.
+	deadline := time.Now().Add(waitLong)
+	for !e.nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("client did not reconnect")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// JetStream may need a moment after the restart to answer publishes.
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		m := natsMsg("rst.a", "", "e3")
+		m.Header.Set(jetstream.MsgIDHeader, "e3") // a retried publish must not duplicate
+		_, err := e.js.PublishMsg(ctx, m)
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish after restart: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e.jsPublish(t, "rst.a", "", "e4")
+	if got := datas(js.take(t, 2)); !slices.Equal(got, []string{"e3", "e4"}) {
+		t.Fatalf("after restart the same response delivered %v, want e3 e4", got)
+	}
+	// Core NATS subscribers are re-subscribed by the client library.
+	e.publish(t, "live.x", "", "live")
+	if got := string(core.next(t).Data); got != "live" {
+		t.Fatalf("core subscriber after restart got %q", got)
 	}
 }
