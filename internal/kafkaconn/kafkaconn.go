@@ -14,6 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/sasl"
 	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/tlsconf"
@@ -42,9 +43,9 @@ func Mechanism(s *config.SASL) (sasl.Mechanism, error) {
 	case config.SASLPlain:
 		return plain.Mechanism{Username: s.Username, Password: s.Password}, nil
 	case config.SASLScramSHA256:
-		return &Scram{Hash: SHA256, Username: s.Username, Password: s.Password}, nil
+		return scram.Mechanism(scram.SHA256, s.Username, s.Password)
 	case config.SASLScramSHA512:
-		return &Scram{Hash: SHA512, Username: s.Username, Password: s.Password}, nil
+		return scram.Mechanism(scram.SHA512, s.Username, s.Password)
 	}
 	return nil, fmt.Errorf("%w %q (want %s, %s or %s)", ErrMechanism, s.Mechanism, config.SASLPlain, config.SASLScramSHA256, config.SASLScramSHA512)
 }

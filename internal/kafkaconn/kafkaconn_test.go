@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,21 +135,31 @@ func TestConfig(t *testing.T) {
 // server that does not know the password: it must not accept the final
 // message.
 func TestScramRejectsForgedServer(t *testing.T) {
-	m := &Scram{Hash: SHA256, Username: "u", Password: "p"}
+	m, err := Mechanism(&config.SASL{Mechanism: config.SASLScramSHA256, Username: "u", Password: "p"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, _, err := m.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := sess.Next(context.Background(), []byte("r=other,s=c2FsdA==,i=4096")); err == nil {
+		t.Fatal("foreign nonce accepted")
+	}
 	sess, first, err := m.Start(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	attrs := parseAttrs(string(first[3:]))
-	if _, _, err := sess.Next(context.Background(), []byte("r=other,s=c2FsdA==,i=4096")); !errors.Is(err, ErrScram) {
-		t.Fatalf("foreign nonce accepted: %v", err)
+	nonce := ""
+	for _, kv := range strings.Split(string(first), ",") {
+		if strings.HasPrefix(kv, "r=") {
+			nonce = kv[2:]
+		}
 	}
-	sess, first, _ = m.Start(context.Background())
-	attrs = parseAttrs(string(first[3:]))
-	if _, _, err := sess.Next(context.Background(), []byte("r="+attrs["r"]+"srv,s=c2FsdA==,i=4096")); err != nil {
+	if _, _, err := sess.Next(context.Background(), []byte("r="+nonce+"srv,s=c2FsdA==,i=4096")); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := sess.Next(context.Background(), []byte("v=AAAA")); !errors.Is(err, ErrScram) {
-		t.Fatalf("forged server signature accepted: %v", err)
+	if _, _, err := sess.Next(context.Background(), []byte("v=AAAA")); err == nil {
+		t.Fatal("forged server signature accepted")
 	}
 }
