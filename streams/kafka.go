@@ -130,10 +130,7 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 		start = last
 	}
 
-	cur := &offsetCursor{tag: b.tag, pos: make(position, len(start))}
-	for p, off := range start {
-		cur.pos[p] = off
-	}
+	cur := newOffsetCursor(b.tag, start)
 	rctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, p := range parts {
@@ -288,11 +285,40 @@ func (b *kafkaBackend) timeOffsets(ctx context.Context, parts []int, t time.Time
 }
 
 // offsetCursor tracks the next offset of every partition; its id is the
-// whole vector, so a resume is exact whichever partitions moved.
+// whole vector, so a resume is exact whichever partitions moved. The
+// partitions of a subscription are fixed, so they are kept sorted in
+// parallel slices and the token is encoded into reused buffers: with many
+// partitions the id is the main per-event cost of a Kafka stream.
 type offsetCursor struct {
-	tag uint32
-	pos position
+	tag   uint32
+	parts []int   // sorted
+	offs  []int64 // next offset, parallel to parts
+	index map[int]int
+	raw   []byte
+	text  []byte
 }
 
-func (c *offsetCursor) advance(m *message) { c.pos[m.partition] = m.offset + 1 }
-func (c *offsetCursor) id() string         { return encodeToken(c.tag, c.pos) }
+func newOffsetCursor(tag uint32, start position) *offsetCursor {
+	c := &offsetCursor{tag: tag, index: make(map[int]int, len(start))}
+	for p := range start {
+		c.parts = append(c.parts, p)
+	}
+	sort.Ints(c.parts)
+	c.offs = make([]int64, len(c.parts))
+	for i, p := range c.parts {
+		c.offs[i] = start[p]
+		c.index[p] = i
+	}
+	return c
+}
+
+func (c *offsetCursor) advance(m *message) {
+	if i, ok := c.index[m.partition]; ok {
+		c.offs[i] = m.offset + 1
+	}
+}
+
+func (c *offsetCursor) id() string {
+	c.text, c.raw = appendToken(c.text[:0], c.raw, c.tag, c.parts, c.offs)
+	return string(c.text)
+}

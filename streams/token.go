@@ -39,16 +39,28 @@ func encodeToken(tag uint32, pos position) string {
 		parts = append(parts, p)
 	}
 	sort.Ints(parts)
-	buf := make([]byte, 0, 10+len(parts)*6)
-	buf = append(buf, tokenVersion)
-	buf = binary.BigEndian.AppendUint32(buf, tag)
-	buf = binary.AppendUvarint(buf, uint64(len(parts)))
-	for _, p := range parts {
-		buf = binary.AppendUvarint(buf, uint64(p))
-		buf = binary.AppendUvarint(buf, uint64(pos[p]))
+	offs := make([]int64, len(parts))
+	for i, p := range parts {
+		offs[i] = pos[p]
 	}
-	buf = binary.BigEndian.AppendUint32(buf, crc32.ChecksumIEEE(buf))
-	return base64.RawURLEncoding.EncodeToString(buf)
+	text, _ := appendToken(nil, nil, tag, parts, offs)
+	return string(text)
+}
+
+// appendToken appends the text form of the token for partitions parts
+// (sorted) at offsets offs to dst, using scratch for the binary form; both
+// may be reused between calls to spare allocations on the hot path.
+func appendToken(dst, scratch []byte, tag uint32, parts []int, offs []int64) (text, raw []byte) {
+	raw = scratch[:0]
+	raw = append(raw, tokenVersion)
+	raw = binary.BigEndian.AppendUint32(raw, tag)
+	raw = binary.AppendUvarint(raw, uint64(len(parts)))
+	for i, p := range parts {
+		raw = binary.AppendUvarint(raw, uint64(p))
+		raw = binary.AppendUvarint(raw, uint64(offs[i]))
+	}
+	raw = binary.BigEndian.AppendUint32(raw, crc32.ChecksumIEEE(raw))
+	return base64.RawURLEncoding.AppendEncode(dst, raw), raw
 }
 
 // decodeToken parses a token produced by encodeToken for the topic with tag.
