@@ -282,7 +282,7 @@ func datas(evs []sse.Event) []string {
 
 // metricValue reads a counter or gauge child, e.g.
 // metricValue(metrics.ResumeTooOld.WithLabelValues(path)).
-func metricValue(t *testing.T, m prometheus.Metric) float64 {
+func metricValue(t testing.TB, m prometheus.Metric) float64 {
 	t.Helper()
 	var pb dto.Metric
 	if err := m.Write(&pb); err != nil {

@@ -40,13 +40,14 @@ import (
 	"github.com/ssebridge/ssebridge/sse"
 )
 
-// Defaults for stream settings left at zero in the configuration.
+// Defaults for stream settings left at zero, for configurations built in
+// code without config.SetDefaults; the values live in package config.
 const (
 	// DefaultHeartbeat is the interval of keep-alive comments; proxies
 	// commonly close connections idle for 30-60 s.
-	DefaultHeartbeat = 15 * time.Second
+	DefaultHeartbeat = config.DefaultStreamHeartbeat
 	// DefaultMaxPending is how many events a subscriber may fall behind.
-	DefaultMaxPending = 1024
+	DefaultMaxPending = config.DefaultStreamMaxPending
 )
 
 // writeTimeout bounds one write to a subscriber: a client that stops
