@@ -59,7 +59,16 @@ func (b *coreBackend) subscribe(ctx context.Context, sub *subscriber, req *reque
 		b.sub = ns
 	}
 	b.members[sub] = filter
-	return newFeed(&counterCursor{}, func() { b.leave(sub) }), nil
+	f := newFeed(&counterCursor{}, func() { b.leave(sub) })
+	// A closed connection (not a reconnecting one) delivers nothing ever
+	// again, and a core subscription has no error callback to say so.
+	f.check = func() error {
+		if b.nc.IsClosed() {
+			return nats.ErrConnectionClosed
+		}
+		return nil
+	}
+	return f, nil
 }
 
 func (b *coreBackend) leave(sub *subscriber) {

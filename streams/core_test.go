@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
@@ -313,4 +315,20 @@ func TestShutdownCutsOffAClientThatStoppedReading(t *testing.T) {
 	if n := srv.Stats()[0].Subscribers; n != 0 {
 		t.Fatalf("%d subscribers still connected after Shutdown", n)
 	}
+}
+
+func TestCoreStreamEndsWhenItsConnectionCloses(t *testing.T) {
+	e := startNATS(t)
+	nc, err := nats.Connect(e.broker.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cfg := coreCfg("/core/closed", "closed")
+	cfg.Heartbeat = config.Duration(20 * time.Millisecond)
+	_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: nc})
+	c := subscribe(t, hs.URL+"/core/closed", nil)
+	nc.Close()
+	// Heartbeats alone would keep a dead stream looking alive forever.
+	c.ended(t)
 }

@@ -579,6 +579,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			}
 			hb.Reset(st.heartbeat)
 		case <-hb.C:
+			if f.check != nil {
+				if err := f.check(); err != nil {
+					sub.fail(err)
+					s.logEnd(path, sub, err)
+					return
+				}
+			}
 			if !sub.armWrite() || enc.Comment("heartbeat") != nil || rc.Flush() != nil {
 				s.logEnd(path, sub, errCutOff)
 				return
@@ -615,6 +622,10 @@ func (s *Server) logEnd(path string, sub *subscriber, err error) {
 	if errors.Is(err, errSlow) {
 		metrics.SlowSubscriberDrops.WithLabelValues(path).Inc()
 		s.log.Info("slow subscriber disconnected", "stream", path, "err", err)
+		return
+	}
+	if errors.Is(err, errBroker) {
+		s.log.Warn("subscriber disconnected: broker side failed; it may resume", "stream", path, "err", err)
 		return
 	}
 	s.log.Debug("subscriber ended", "stream", path, "err", err)

@@ -14,6 +14,9 @@ import (
 // errSlow is why a subscriber that fell behind max_pending was cut off.
 var errSlow = errors.New("subscriber fell behind max_pending events")
 
+// errBroker marks a subscription ended by its broker side.
+var errBroker = errors.New("broker subscription failed")
+
 // errCutOff ends a handler whose subscriber was cut off.
 var errCutOff = errors.New("subscriber cut off")
 
@@ -50,6 +53,10 @@ type cursor interface {
 type feed struct {
 	cur  cursor
 	stop func() // idempotent; returns once nothing more will be offered
+	// check, when set, is called at every heartbeat; an error ends the
+	// response, so that a feed that can no longer deliver (its connection
+	// closed for good) is never mistaken for a quiet one.
+	check func() error
 }
 
 // newFeed wraps stop so that it runs once.
@@ -120,7 +127,7 @@ func (s *subscriber) cut(err error) {
 
 // fail cuts the subscription because the broker side broke; the client
 // reconnects with its Last-Event-ID.
-func (s *subscriber) fail(err error) { s.cut(fmt.Errorf("broker: %w", err)) }
+func (s *subscriber) fail(err error) { s.cut(fmt.Errorf("%w: %w", errBroker, err)) }
 
 func (s *subscriber) reason() error {
 	s.mu.Lock()
