@@ -192,7 +192,11 @@ func (d *Decoder) OnRetry(fn func(time.Duration)) { d.onRetry = fn }
 // strings are carved from 8 KiB slabs shared with neighbouring events:
 // keeping one keeps its slab alive. Copy small events you retain for long
 // while dropping their neighbours.
-func (d *Decoder) Next() (Event, error) {
+func (d *Decoder) Next() (ev Event, err error) {
+	// Event is too big for the compiler to keep in registers: copying a
+	// whole Event between stack slots reads it back with wider loads than
+	// it was stored with, a store-forwarding stall per event. So dispatch
+	// returns the fields and they are stored straight into the result.
 	for {
 		// Fast path, written out here because it runs for nearly every
 		// line: a whole line is buffered and nothing unusual is pending.
@@ -233,7 +237,6 @@ func (d *Decoder) Next() (Event, error) {
 					return Event{}, d.wrapReadErr(err)
 				}
 			}
-			var err error
 			if line, err = d.readLine(); err != nil {
 				if errors.Is(err, ErrEventTooLarge) {
 					return Event{}, err
@@ -242,7 +245,8 @@ func (d *Decoder) Next() (Event, error) {
 			}
 		}
 		if len(line) == 0 {
-			if ev, ok := d.dispatch(); ok {
+			if data, id, typ, ok := d.dispatch(); ok {
+				ev.Data, ev.ID, ev.Type = data, id, typ
 				return ev, nil
 			}
 			continue
@@ -662,10 +666,11 @@ func parseRetry(b []byte) (time.Duration, bool) {
 	return time.Duration(ms) * time.Millisecond, true
 }
 
-// dispatch ends the current event at a blank line. It reports false when
-// the data buffer is empty: nothing is dispatched then, but the ID still
-// updates.
-func (d *Decoder) dispatch() (Event, bool) {
+// dispatch ends the current event at a blank line and returns the fields
+// of the event to deliver (see Next for why not an Event). It reports
+// false when the data buffer is empty: nothing is dispatched then, but the
+// last event ID still updates.
+func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 	d.size = 0
 	if d.dlen == 0 && !d.spilled {
 		if d.idSet {
@@ -673,19 +678,18 @@ func (d *Decoder) dispatch() (Event, bool) {
 			d.idSet = false
 		}
 		d.typBuf = d.typBuf[:0]
-		return Event{}, false
+		return nil, "", "", false
 	}
-	var ev Event
 	if !d.spilled {
 		// Data is already in place: commit it from the slab tail, then
 		// put the new ID, if any, right after it.
 		start, n := len(d.slab), d.dlen-1 // drop the LF after the last line
-		ev.Data = d.slab[start : start+n : start+n]
+		data = d.slab[start : start+n : start+n]
 		if d.idSet && len(d.idBuf) > 0 && len(d.idBuf) <= cap(d.slab)-start-n {
-			id := d.slab[start+n : start+n+len(d.idBuf)]
-			copy(id, d.idBuf)
-			d.lastID = unsafe.String(&id[0], len(id))
-			d.slab = d.slab[:start+n+len(id)]
+			b := d.slab[start+n : start+n+len(d.idBuf)]
+			copy(b, d.idBuf)
+			d.lastID = unsafe.String(&b[0], len(b))
+			d.slab = d.slab[:start+n+len(b)]
 		} else {
 			d.slab = d.slab[:start+n]
 			if d.idSet {
@@ -694,22 +698,22 @@ func (d *Decoder) dispatch() (Event, bool) {
 		}
 		d.dlen = 0
 	} else {
-		data := d.data[:len(d.data)-1]
-		n := len(data)
+		buf := d.data[:len(d.data)-1]
+		n := len(buf)
 		switch {
 		case d.grows == 1 && cap(d.data)-n <= n/4:
 			// The buffer was allocated for this event alone, to about
 			// its size (one long line): hand it over instead of copying
 			// it, and start afresh next time.
-			ev.Data = data[:n:n]
+			data = buf[:n:n]
 			d.data = nil
 		default:
 			if n <= slabMax {
-				ev.Data = d.carve(n)
+				data = d.carve(n)
 			} else {
-				ev.Data = make([]byte, n)
+				data = make([]byte, n)
 			}
-			copy(ev.Data, data)
+			copy(data, buf)
 			if cap(d.data) > keepBufMax {
 				d.data = nil
 			} else {
@@ -722,15 +726,14 @@ func (d *Decoder) dispatch() (Event, bool) {
 		d.spilled, d.grows = false, 0
 	}
 	d.idSet = false
-	ev.ID = d.lastID
 	switch {
 	case len(d.typBuf) == 0:
-		ev.Type = DefaultType
+		typ = DefaultType
 	case string(d.typBuf) == d.lastType:
-		ev.Type = d.lastType
+		typ = d.lastType
 	default:
 		d.lastType = d.makeString(d.typBuf)
-		ev.Type = d.lastType
+		typ = d.lastType
 	}
 	d.typBuf = d.typBuf[:0]
 	if cap(d.partial) > keepBufMax {
@@ -739,7 +742,7 @@ func (d *Decoder) dispatch() (Event, bool) {
 	if cap(d.fixed) > keepBufMax {
 		d.fixed = nil
 	}
-	return ev, true
+	return data, d.lastID, typ, true
 }
 
 // makeString returns b as a string, carved from the slab when short.
