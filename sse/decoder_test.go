@@ -211,8 +211,17 @@ func TestDispatchWithoutReadAhead(t *testing.T) {
 		// The event must come out while the writer still holds the pipe
 		// open; a decoder waiting for more input would block forever here
 		// and the test would time out.
-		if err := <-done; err != nil {
-			t.Fatalf("%q: %v", in, err)
+		// The timeout only turns a hang into a failure; passing never
+		// depends on timing.
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%q: %v", in, err)
+			}
+		case <-time.After(30 * time.Second):
+			pw.Close() // unblock the reader so no goroutine leaks
+			<-done
+			t.Fatalf("%q: event not returned while the stream stayed open", in)
 		}
 		pw.Close()
 	}
@@ -482,5 +491,43 @@ func TestKeptEventsIntact(t *testing.T) {
 			t.Fatalf("event %d: got %q/%q/%.40q want %q/%q/%.40q", i,
 				got[i].ID, got[i].Type, got[i].Data, want[i].ID, want[i].Type, want[i].Data)
 		}
+	}
+}
+
+// TestReset checks a reconnect: buffered input and the unfinished event of
+// the old stream are gone, a BOM is stripped again, and the last event ID,
+// size limit and callbacks carry over.
+func TestReset(t *testing.T) {
+	var comments []string
+	d := NewDecoder(strings.NewReader("id: 7\ndata: a\n\nid: 8\ndata: lost"))
+	d.SetMaxEventSize(20)
+	d.OnComment(func(s string) { comments = append(comments, s) })
+	if ev, err := d.Next(); err != nil || ev.ID != "7" {
+		t.Fatalf("first stream: %+v, %v", ev, err)
+	}
+	if _, err := d.Next(); err != io.EOF {
+		t.Fatalf("want io.EOF, got %v", err)
+	}
+	d.Reset(strings.NewReader("\xEF\xBB\xBF: hi\ndata: b\n\ndata: 0123456789012345678901\n\ndata: c\n\n"))
+	var got []string
+	for {
+		ev, err := d.Next()
+		if err == io.EOF {
+			break
+		}
+		if errors.Is(err, ErrEventTooLarge) {
+			got = append(got, "too large")
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ev.ID+"/"+string(ev.Data))
+	}
+	if want := []string{"7/b", "too large", "7/c"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("after Reset got %q, want %q", got, want)
+	}
+	if !reflect.DeepEqual(comments, []string{"hi"}) {
+		t.Fatalf("comments %q", comments)
 	}
 }
