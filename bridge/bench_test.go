@@ -1,0 +1,138 @@
+package bridge_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ssebridge/ssebridge/bridge"
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/natsserver"
+)
+
+// benchPayload is a typical small feed event (~200 bytes of JSON).
+var benchPayload = []byte(`{"type":"edit","title":"Example","user":"someone","wiki":"enwiki","bot":false,"length":{"old":1234,"new":1240},"revision":{"old":1,"new":2},"timestamp":1700000000}`)
+
+// BenchmarkBridgeToJetStream measures the whole runtime, feed → source
+// worker → JetStream sink (embedded server, file store) → checkpoint, per
+// event. Compare with BenchmarkDirectJetStream, the same publishes made
+// straight from a client, to see what the bridge adds.
+func BenchmarkBridgeToJetStream(b *testing.B) {
+	n := b.N
+	ready := make(chan struct{})
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		w.WriteHeader(http.StatusOK)
+		_ = rc.Flush() // connected (and so ready) before the clock starts
+		<-ready
+		buf := make([]byte, 0, 64<<10)
+		for i := 1; i <= n; i++ {
+			buf = fmt.Appendf(buf, "id: %d\ndata: %s\n\n", i, benchPayload)
+			if len(buf) > 60<<10 {
+				if _, err := w.Write(buf); err != nil {
+					return
+				}
+				buf = buf[:0]
+			}
+		}
+		_, _ = w.Write(buf)
+		_ = rc.Flush()
+		<-r.Context().Done()
+	}))
+	defer up.Close()
+	defer up.CloseClientConnections()
+
+	cfg := &config.Config{
+		DataDir: b.TempDir(),
+		NATS:    config.NATS{Embedded: true},
+		Pipelines: []config.Pipeline{{
+			Name:   "bench",
+			Source: config.Source{URL: up.URL},
+			Sink: config.Sink{NATS: &config.NATSSink{Subject: "bench.ev", JetStream: true,
+				Stream: &config.StreamSpec{Name: "BENCH", Subjects: []string{"bench.>"}}}},
+		}},
+	}
+	cfg.SetDefaults()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	br, err := bridge.New(cfg, bridge.Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- br.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-errc; err != nil {
+			b.Error(err)
+		}
+	}()
+	<-br.Started()
+	for !br.Status().Ready {
+		time.Sleep(time.Millisecond)
+	}
+	b.SetBytes(int64(len(benchPayload)))
+	b.ResetTimer()
+	close(ready)
+	for {
+		st := br.Status()
+		if len(st.Pipelines) == 1 && st.Pipelines[0].Forwarded >= uint64(n) {
+			break
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	b.StopTimer()
+}
+
+// BenchmarkDirectJetStream is the baseline: the same events published by a
+// client straight to the same kind of embedded server, async with a
+// bounded window like the sink, waiting for every ack.
+func BenchmarkDirectJetStream(b *testing.B) {
+	srv, err := natsserver.Start(natsserver.Options{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(config.DefaultNATSMaxInFlight))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.>"}}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(benchPayload)))
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		msg := nats.NewMsg("bench.ev")
+		msg.Data = benchPayload
+		msg.Header.Set("SSE-Id", strconv.Itoa(i))
+		if _, err := js.PublishMsgAsync(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("acks did not arrive")
+	}
+	b.StopTimer()
+}
