@@ -47,8 +47,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Leaser decides who runs each pipeline (nil: LocalLeaser).
 	Leaser Leaser
-	// Handlers are extra routes on the HTTP server, by exact path or by
-	// prefix when the pattern ends in "/" (the demo mounts its feed here).
+	// Handlers are extra routes on the HTTP server, keyed by
+	// http.ServeMux pattern ("GET /demo/feed"); the demo mounts its feed
+	// here. Stream paths take precedence.
 	Handlers map[string]http.Handler
 	// Listener, when set, is used instead of listening on http.addr
 	// (tests pass a listener on a free port). Run closes it.
