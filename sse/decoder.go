@@ -2,10 +2,12 @@ package sse
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"math/bits"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -198,8 +200,14 @@ func (d *Decoder) Next() (ev Event, err error) {
 	// it was stored with, a store-forwarding stall per event. So dispatch
 	// returns the fields and they are stored straight into the result.
 	for {
-		// Fast path, written out here because it runs for nearly every
-		// line: a whole line is buffered and nothing unusual is pending.
+		// Fast path: whole LF-terminated lines already buffered, with no
+		// CR before them (crAt > r) and nothing unusual pending.
+		if d.crAt > d.r && d.bomDone && !d.skipping && !d.skipLF && len(d.partial) == 0 {
+			if data, id, typ, ok := d.nextBuffered(); ok {
+				ev.Data, ev.ID, ev.Type = data, id, typ
+				return ev, nil
+			}
+		}
 		i := -1
 		if d.bomDone && !d.skipping && len(d.partial) == 0 {
 			if d.skipLF && d.r < d.w {
@@ -209,13 +217,7 @@ func (d *Decoder) Next() (ev Event, err error) {
 				}
 			}
 			if !d.skipLF && d.r < d.w {
-				if d.crAt >= d.w {
-					// No CR buffered (the usual LF-only stream): the
-					// next LF ends the line.
-					i = bytes.IndexByte(d.buf[d.r:d.w], '\n')
-				} else {
-					i = d.indexEOL()
-				}
+				i = d.indexEOL()
 			}
 		}
 		var line []byte
@@ -253,6 +255,98 @@ func (d *Decoder) Next() (ev Event, err error) {
 		}
 		d.processLine(line)
 	}
+}
+
+// nextBuffered decodes the buffered lines that end with LF before the
+// first buffered CR (buf[r:crAt] holds no CR), all in one loop, until an
+// event is dispatched. It returns ok false, with every line it took
+// applied, when no whole line is left in that region or when the next one
+// needs the general path (it would make the event too large).
+//
+// Most lines of a typical stream are short: the blank line, id and event.
+// For those a word-at-a-time search of the first 8 bytes finds the LF
+// without a call, and the same word tells the field name apart.
+func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
+	buf := d.buf // the search may read stale bytes past w, never past buf
+	r, lim := d.r, d.crAt
+	for r < lim {
+		var i int // the LF ends the line at r+i
+		var x uint64
+		if r+16 <= len(buf) {
+			x = binary.LittleEndian.Uint64(buf[r:])
+			if m := lfBits(x); m != 0 {
+				i = bits.TrailingZeros64(m) >> 3
+			} else if m := lfBits(binary.LittleEndian.Uint64(buf[r+8:])); m != 0 {
+				i = 8 + bits.TrailingZeros64(m)>>3
+			} else if r+16 < lim {
+				j := bytes.IndexByte(buf[r+16:lim], '\n')
+				if j < 0 {
+					break
+				}
+				i = j + 16
+			} else {
+				break
+			}
+		} else {
+			j := bytes.IndexByte(buf[r:lim], '\n')
+			if j < 0 {
+				break
+			}
+			i = j
+			x = 0 // field name not preloaded: take the general path
+		}
+		e := r + i
+		if e >= lim || d.size+i > d.max {
+			break
+		}
+		line := buf[r:e]
+		if e > d.validTo {
+			d.r = r
+			if !d.validLine(e) {
+				line = d.fixUTF8(line)
+				x = 0
+			}
+		}
+		d.size += i
+		r = e + 1
+		if i == 0 {
+			d.r = r
+			if data, id, typ, ok = d.dispatch(); ok {
+				return data, id, typ, true
+			}
+			continue
+		}
+		// The field names are in x, little-endian. The bytes compared are
+		// not LF, so the line is at least as long as the name.
+		switch {
+		case x&(1<<40-1) == fieldData:
+			d.appendData(trimSpace(line[5:]))
+		case x&(1<<24-1) == fieldID:
+			d.setID(trimSpace(line[3:]))
+		case x&(1<<48-1) == fieldEvent:
+			d.setType(trimSpace(line[6:]))
+		default:
+			d.processLine(line)
+		}
+	}
+	d.r = r
+	return nil, "", "", false
+}
+
+// Field names with their colon as little-endian words, for nextBuffered.
+const (
+	fieldData  = uint64('d') | uint64('a')<<8 | uint64('t')<<16 | uint64('a')<<24 | uint64(':')<<32
+	fieldID    = uint64('i') | uint64('d')<<8 | uint64(':')<<16
+	fieldEvent = uint64('e') | uint64('v')<<8 | uint64('e')<<16 | uint64('n')<<24 | uint64('t')<<32 | uint64(':')<<40
+)
+
+// lfBits returns x with the high bit of each byte set where that byte of x
+// is LF. Bits above the lowest one may be false positives (a borrow runs
+// into the next byte), so only the lowest set bit is meaningful.
+func lfBits(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	t := x ^ (ones * '\n')
+	return (t - ones) &^ t & highs
 }
 
 // takeLine consumes the buffered line ending at buf[r+i] and returns it
