@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -90,7 +91,17 @@ func TestFeedTicksAndResumes(t *testing.T) {
 // startDemo runs a demo on a free port and returns it with a stop func.
 func startDemo(t *testing.T) (*Demo, func()) {
 	t.Helper()
-	d, err := New(Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Interval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	return startDemoWith(t, Options{Logger: slog.New(slog.DiscardHandler)})
+}
+
+// startDemoWith fills in a free port, a temporary data dir and a 50ms tick.
+func startDemoWith(t *testing.T, opts Options) (*Demo, func()) {
+	t.Helper()
+	opts.Addr, opts.DataDir = "127.0.0.1:0", t.TempDir()
+	if opts.Interval == 0 {
+		opts.Interval = 50 * time.Millisecond
+	}
+	d, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +161,9 @@ func metricValue(t *testing.T, text, series string) float64 {
 // TestDemoEndToEnd is the README's first command: feed → pipeline →
 // embedded JetStream → reverse stream, read by a plain HTTP client.
 func TestDemoEndToEnd(t *testing.T) {
-	d, stop := startDemo(t)
+	logBuf := &lockedBuffer{}
+	// Bursts of 10: enough events that a line per event would show.
+	d, stop := startDemoWith(t, Options{Burst: 10, Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
 
 	resp, err := http.Get(d.StreamURL())
 	if err != nil {
@@ -233,6 +246,15 @@ func TestDemoEndToEnd(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	eventsSeen := metricValue(t, scrape(t, d.BaseURL()), fwd)
+	for eventsSeen-v1 < 100 { // the registry is process-wide: count from v1
+		if time.Now().After(deadline) {
+			t.Fatalf("only %v events forwarded", eventsSeen-v1)
+		}
+		time.Sleep(50 * time.Millisecond)
+		eventsSeen = metricValue(t, scrape(t, d.BaseURL()), fwd)
+	}
+
 	// A client still reading the upstream feed must not hold shutdown.
 	feed, err := http.Get(d.BaseURL() + FeedPath)
 	if err != nil {
@@ -245,6 +267,30 @@ func TestDemoEndToEnd(t *testing.T) {
 	if took := time.Since(stopped); took > 8*time.Second {
 		t.Fatalf("shutdown took %s with a feed client connected", took)
 	}
+
+	// Info logs are per state change, never per event: dozens of events
+	// went through, a handful of lines were written.
+	lines := strings.Count(logBuf.String(), "\n")
+	if lines > 25 {
+		t.Fatalf("%d log lines for %v events:\n%s", lines, eventsSeen, logBuf.String())
+	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // TestTwoDemosSideBySide: different -addr and -data-dir must be enough.
