@@ -105,7 +105,7 @@ func (s oneStream) Subscribers() int {
 // global http.max_subscribers cap is therefore enforced by streamRouter.
 func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 	b.mu.RLock()
-	deps := streams.Deps{NATS: b.nc, Kafka: b.cfg.Kafka, Logger: b.log.With("stream", sc.Path)}
+	deps := streams.Deps{NATS: b.nc, Kafka: b.cfg.Kafka, Logger: b.log} // streams name the path in each line
 	b.mu.RUnlock()
 	srv, err := streams.New([]config.Stream{sc}, deps)
 	if err != nil {
