@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -549,5 +550,50 @@ func TestUpstream204StopsPipeline(t *testing.T) {
 	}
 	if n := hits.Load(); n != 1 {
 		t.Fatalf("feed contacted %d times after a 204, want 1", n)
+	}
+}
+
+// TestKafkaPipelineAndStream wires the Kafka side through the runtime: a
+// pipeline into a kfake topic through kafka-go and a reverse stream of the
+// same topic read back over HTTP.
+func TestKafkaPipelineAndStream(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"ticks": 1})
+	f := newFeed(t)
+	r := start(t, &config.Config{
+		DataDir: t.TempDir(),
+		Kafka:   config.Kafka{Brokers: []string{k.Addr()}},
+		Pipelines: []config.Pipeline{{
+			Name:   "k",
+			Source: config.Source{URL: f.url("/k")},
+			Sink:   config.Sink{Kafka: &config.KafkaSink{Topic: "ticks"}},
+		}},
+		Streams: []config.Stream{{Path: "/sse/ticks", Kafka: &config.KafkaStream{Topic: "ticks", Start: config.KafkaStartEarliest}}},
+	})
+	eventually(t, "kafka pipeline forwarding", func() bool { p, _ := pipelineStatus(t, r.base, "k"); return p.Forwarded >= 3 })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.base+"/sse/ticks", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /sse/ticks = %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var data []string
+	for len(data) < 3 && sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			data = append(data, d)
+		}
+	}
+	for i, d := range data {
+		if want := fmt.Sprintf(`"n":%d,`, i+1); !strings.Contains(d, want) {
+			t.Fatalf("event %d from the topic = %s, want tick %d (from the start of the topic)", i, d, i+1)
+		}
+	}
+	if len(data) < 3 {
+		t.Fatalf("read %d events: %v", len(data), sc.Err())
 	}
 }
