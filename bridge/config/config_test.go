@@ -335,6 +335,12 @@ streams:
     nats: {subject: s}
     auth: {cookie: tok}
 `, "8: streams[0].auth: needs bearer_tokens or jwt"},
+		{"jwt without a key", header + `streams:
+  - path: /s
+    nats: {subject: s}
+    auth:
+      jwt: {audience: a}
+`, "9: streams[0].auth.jwt: needs hs256_secret or rs256_public_key_file"},
 		{"cors star with credentials", header + `streams:
   - path: /s
     nats: {subject: s}

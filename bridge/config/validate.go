@@ -489,8 +489,9 @@ func (v *validator) stream(i int, s *Stream) {
 				v.errorf(fmt.Sprintf("%s.bearer_tokens[%d]", ak, j), "must not be empty")
 			}
 		}
-		if j := a.JWT; j != nil && (j.HS256Secret == "") == (j.RS256PublicKeyFile == "") {
-			v.errorf(ak+".jwt", "needs exactly one of hs256_secret or rs256_public_key_file")
+		// Both may be set: tokens signed either way are then accepted.
+		if j := a.JWT; j != nil && j.HS256Secret == "" && j.RS256PublicKeyFile == "" {
+			v.errorf(ak+".jwt", "needs hs256_secret or rs256_public_key_file")
 		}
 	}
 	if c := s.CORS; c != nil {
