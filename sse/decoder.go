@@ -38,9 +38,14 @@ const (
 	// and type strings are carved from, so a typical event costs a fraction
 	// of an allocation instead of one or two. The price is retention: a
 	// kept small Data or ID keeps at most one slab alive.
-	slabSize = 8 << 10
+	//
+	// 6912 bytes is a Go allocator size class with seven objects to a
+	// span. With 8 KiB, a class of one object to a span, every slab cost
+	// a span allocation and later a span sweep, a good part of the time
+	// of decoding small events.
+	slabSize = 6912
 	// slabMax is the largest piece carved from a slab.
-	slabMax = slabSize / 8
+	slabMax = 1 << 10
 )
 
 // utf8BOM is stripped once, at the very start of the stream.
@@ -191,9 +196,9 @@ func (d *Decoder) OnRetry(fn func(time.Duration)) { d.onRetry = fn }
 // capacity ends with it, so it may be kept, modified or appended to, and
 // handed to another goroutine. To make a typical event cost no allocation
 // of its own, the Data of small events (up to 1 KiB) and ID and type
-// strings are carved from 8 KiB slabs shared with neighbouring events:
-// keeping one keeps its slab alive. Copy small events you retain for long
-// while dropping their neighbours.
+// strings are carved from slabs of under 7 KiB shared with neighbouring
+// events: keeping one keeps its slab alive. Copy small events you retain
+// for long while dropping their neighbours.
 func (d *Decoder) Next() (ev Event, err error) {
 	// Event is too big for the compiler to keep in registers: copying a
 	// whole Event between stack slots reads it back with wider loads than
