@@ -273,15 +273,17 @@ func (d *Decoder) Next() (ev Event, err error) {
 // without a call, and the same word tells the field name apart.
 func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
 	buf := d.buf // the search may read stale bytes past w, never past buf
-	r, lim := d.r, d.crAt
+	r, lim, size := d.r, d.crAt, d.size
 	for r < lim {
 		var i int // the LF ends the line at r+i
-		var x uint64
+		var x, x2 uint64
 		if r+16 <= len(buf) {
-			x = binary.LittleEndian.Uint64(buf[r:])
+			b := buf[r : r+16]
+			x = binary.LittleEndian.Uint64(b)
+			x2 = binary.LittleEndian.Uint64(b[8:])
 			if m := lfBits(x); m != 0 {
 				i = bits.TrailingZeros64(m) >> 3
-			} else if m := lfBits(binary.LittleEndian.Uint64(buf[r+8:])); m != 0 {
+			} else if m := lfBits(x2); m != 0 {
 				i = 8 + bits.TrailingZeros64(m)>>3
 			} else if r+16 < lim {
 				j := bytes.IndexByte(buf[r+16:lim], '\n')
@@ -298,43 +300,85 @@ func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
 				break
 			}
 			i = j
-			x = 0 // field name not preloaded: take the general path
+			// x stays 0: the field name was not preloaded, so the line
+			// takes the general path.
 		}
 		e := r + i
-		if e >= lim || d.size+i > d.max {
+		if e >= lim || size+i > d.max {
 			break
 		}
-		line := buf[r:e]
 		if e > d.validTo {
 			d.r = r
 			if !d.validLine(e) {
-				line = d.fixUTF8(line)
-				x = 0
+				size += i
+				r = e + 1
+				line := d.fixUTF8(buf[e-i : e])
+				d.processLine(line)
+				continue
 			}
 		}
-		d.size += i
+		size += i
+		start := r
 		r = e + 1
-		if i == 0 {
+		// The field names are in x, little-endian. The bytes compared are
+		// not LF, so the line is at least as long as the name.
+		switch {
+		case i == 0:
 			d.r = r
 			if data, id, typ, ok = d.dispatch(); ok {
 				return data, id, typ, true
 			}
-			continue
-		}
-		// The field names are in x, little-endian. The bytes compared are
-		// not LF, so the line is at least as long as the name.
-		switch {
+			size = 0
 		case x&(1<<40-1) == fieldData:
-			d.appendData(trimSpace(line[5:]))
+			v := start + 5
+			if x>>40&0xFF == ' ' {
+				v++
+			}
+			value := buf[v:e]
+			if need := d.dlen + len(value) + 1; !d.spilled && need <= cap(d.slab)-len(d.slab) {
+				// appendData's usual case, written out.
+				tail := d.slab[len(d.slab):cap(d.slab)]
+				copy(tail[d.dlen:need-1], value)
+				tail[need-1] = '\n'
+				d.dlen = need
+			} else {
+				d.appendData(value)
+			}
 		case x&(1<<24-1) == fieldID:
-			d.setID(trimSpace(line[3:]))
+			v := start + 3
+			if x>>24&0xFF == ' ' {
+				v++
+			}
+			// A NUL makes the field ignored. For a line within the 16
+			// bytes loaded, look for it there, in the bytes before the LF
+			// (zeroBits flags no false byte below a real NUL).
+			var nul bool
+			if i <= 16 {
+				z, z2 := zeroBits(x), zeroBits(x2)
+				if i < 8 {
+					z &= 1<<(8*i) - 1
+					z2 = 0
+				} else {
+					z2 &= 1<<(8*(i-8)) - 1
+				}
+				nul = z|z2 != 0
+			} else {
+				nul = bytes.IndexByte(buf[v:e], 0) >= 0
+			}
+			if !nul {
+				d.setIDValid(buf[v:e])
+			}
 		case x&(1<<48-1) == fieldEvent:
-			d.setType(trimSpace(line[6:]))
+			v := start + 6
+			if x>>48&0xFF == ' ' {
+				v++
+			}
+			d.setType(buf[v:e])
 		default:
-			d.processLine(line)
+			d.processLine(buf[start:e])
 		}
 	}
-	d.r = r
+	d.r, d.size = r, size
 	return nil, "", "", false
 }
 
@@ -344,6 +388,13 @@ const (
 	fieldID    = uint64('i') | uint64('d')<<8 | uint64(':')<<16
 	fieldEvent = uint64('e') | uint64('v')<<8 | uint64('e')<<16 | uint64('n')<<24 | uint64('t')<<32 | uint64(':')<<40
 )
+
+// zeroBits returns x with the high bit of each byte set where that byte
+// of x is 0, with the same caveat as lfBits.
+func zeroBits(x uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	return (x - ones) &^ x & highs
+}
 
 // lfBits returns x with the high bit of each byte set where that byte of x
 // is LF. Bits above the lowest one may be false positives (a borrow runs
@@ -728,6 +779,11 @@ func (d *Decoder) setID(value []byte) {
 	if bytes.IndexByte(value, 0) >= 0 {
 		return
 	}
+	d.setIDValid(value)
+}
+
+// setIDValid is setID for a value known to hold no NUL.
+func (d *Decoder) setIDValid(value []byte) {
 	if len(value) > cap(d.idBuf) {
 		d.idBuf = make([]byte, 0, len(value))
 	}
