@@ -265,12 +265,15 @@ func (d *Decoder) Next() (ev Event, err error) {
 // nextBuffered decodes the buffered lines that end with LF before the
 // first buffered CR (buf[r:crAt] holds no CR), all in one loop, until an
 // event is dispatched. It returns ok false, with every line it took
-// applied, when no whole line is left in that region or when the next one
-// needs the general path (it would make the event too large).
+// applied, when no whole line is left in that region, when the next one
+// needs the general path (it would make the event too large), or after a
+// line that may have run a callback (a comment, retry, or a line with
+// invalid UTF-8), so that Next resumes from the decoder's state.
 //
 // Most lines of a typical stream are short: the blank line, id and event.
-// For those a word-at-a-time search of the first 8 bytes finds the LF
-// without a call, and the same word tells the field name apart.
+// For those a word-at-a-time search of the first 16 bytes finds the LF
+// without a call, and the first word tells the field name apart. Nothing
+// is called per line on the usual path.
 func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
 	buf := d.buf // the search may read stale bytes past w, never past buf
 	r, lim, size := d.r, d.crAt, d.size
@@ -310,11 +313,9 @@ func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
 		if e > d.validTo {
 			d.r = r
 			if !d.validLine(e) {
-				size += i
-				r = e + 1
-				line := d.fixUTF8(buf[e-i : e])
-				d.processLine(line)
-				continue
+				d.r, d.size = e+1, size+i
+				d.processLine(d.fixUTF8(buf[r:e]))
+				return nil, "", "", false
 			}
 		}
 		size += i
@@ -375,7 +376,11 @@ func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
 			}
 			d.setType(buf[v:e])
 		default:
+			// Comments and retry reach callbacks, which may call methods
+			// of d: hand the state back first and resume from it.
+			d.r, d.size = r, size
 			d.processLine(buf[start:e])
+			return nil, "", "", false
 		}
 	}
 	d.r, d.size = r, size
