@@ -1,79 +1,32 @@
 package tlsconf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/testtls"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// selfSigned writes a self-signed certificate and its key as PEM files.
-func selfSigned(t *testing.T, dir, name string) (certFile, keyFile string, cert tls.Certificate) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cert, err = tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, cert
-}
 
 // TestMutualTLS: ca_file trusts the server, cert_file/key_file
 // authenticate the client to a server that requires it.
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	srvCertFile, _, srvCert := selfSigned(t, dir, "server")
-	cliCertFile, cliKeyFile, _ := selfSigned(t, dir, "client")
+	srvPair := testtls.SelfSigned(t, dir, "server")
+	cliPair := testtls.SelfSigned(t, dir, "client")
+	srvCertFile, srvCert := srvPair.CertFile, srvPair.TLS
+	cliCertFile, cliKeyFile := cliPair.CertFile, cliPair.KeyFile
 	clientCAs := x509.NewCertPool()
 	pemBytes, _ := os.ReadFile(cliCertFile)
 	clientCAs.AppendCertsFromPEM(pemBytes)
@@ -119,7 +72,8 @@ func TestMutualTLS(t *testing.T) {
 
 func TestBuildErrors(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, _ := selfSigned(t, dir, "x")
+	x := testtls.SelfSigned(t, dir, "x")
+	certFile, keyFile := x.CertFile, x.KeyFile
 	junk := filepath.Join(dir, "junk.pem")
 	_ = os.WriteFile(junk, []byte("not pem"), 0o600)
 	if tc, err := Build(nil); tc != nil || err != nil {
