@@ -271,13 +271,12 @@ func (b *Bridge) connect(cfg *config.Config) error {
 	return nil
 }
 
-// shutdown runs the graceful stop sequence within shutdown_timeout.
-func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests context.CancelFunc) error {
-	b.reloadMu.Lock()
-	defer b.reloadMu.Unlock()
-	b.mu.Lock()
-	b.stopped = true
-	timeout := b.cfg.ShutdownTimeout.D()
+// workersLocked snapshots the running pipelines and streams so that the
+// caller can act on them (stop, wait, read status) after releasing b.mu:
+// those calls can block, and must not hold the lock that reload and the
+// HTTP handlers need. The caller holds b.mu, read or write as it needs
+// (shutdown writes b.stopped under the same lock, Status only reads).
+func (b *Bridge) workersLocked() ([]*pipeline, []*stream) {
 	pipes := make([]*pipeline, 0, len(b.pipelines))
 	for _, p := range b.pipelines {
 		pipes = append(pipes, p)
@@ -286,6 +285,17 @@ func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests 
 	for _, s := range b.streams {
 		strs = append(strs, s)
 	}
+	return pipes, strs
+}
+
+// shutdown runs the graceful stop sequence within shutdown_timeout.
+func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests context.CancelFunc) error {
+	b.reloadMu.Lock()
+	defer b.reloadMu.Unlock()
+	b.mu.Lock()
+	b.stopped = true
+	timeout := b.cfg.ShutdownTimeout.D()
+	pipes, strs := b.workersLocked()
 	b.mu.Unlock()
 	if timeout <= 0 {
 		timeout = DefaultShutdownTimeout

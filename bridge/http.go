@@ -40,14 +40,7 @@ type NATSStatus struct {
 func (b *Bridge) Status() Status {
 	b.mu.RLock()
 	cfg, nc, ns := b.cfg, b.nc, b.ns
-	pipes := make([]*pipeline, 0, len(b.pipelines))
-	for _, p := range b.pipelines {
-		pipes = append(pipes, p)
-	}
-	strs := make([]*stream, 0, len(b.streams))
-	for _, s := range b.streams {
-		strs = append(strs, s)
-	}
+	pipes, strs := b.workersLocked()
 	b.mu.RUnlock()
 
 	st := Status{Ready: true, Time: time.Now().UTC(), Pipelines: []PipelineStatus{}, Streams: []StreamStatus{}}
