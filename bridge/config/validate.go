@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/tmpl"
 )
 
 // Validate reports every problem in c at once as Errors, or returns nil.
@@ -211,9 +214,7 @@ func (v *validator) natsURL(key, list string) {
 
 var (
 	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	placeholder  = regexp.MustCompile(`\{[^{}]*\}`)
 	kafkaTopicRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-	dataPathRE   = regexp.MustCompile(`^data(\.[^.{}]+)+$`) // as sinks/route accepts
 )
 
 func (v *validator) pipeline(i int, p *Pipeline) {
@@ -342,36 +343,64 @@ func (v *validator) sink(key string, s *Sink) {
 }
 
 // checkTemplate accepts text with {pipeline}, {event}, {id} and {data.PATH}
-// placeholders.
+// placeholders: exactly what sinks/route compiles, as both parse with
+// internal/tmpl.
 func checkTemplate(s string) error {
-	rest := placeholder.ReplaceAllStringFunc(s, func(m string) string {
-		return "\x00"
-	})
-	if strings.ContainsAny(rest, "{}") {
-		return fmt.Errorf("unbalanced { } in %q", s)
-	}
-	for _, m := range placeholder.FindAllString(s, -1) {
-		name := m[1 : len(m)-1]
-		switch {
-		case name == "pipeline", name == "event", name == "id":
-		case dataPathRE.MatchString(name):
-		default:
-			return fmt.Errorf("unknown placeholder %s in %q (use {pipeline}, {event}, {id} or {data.FIELD})", m, s)
-		}
-	}
-	return nil
+	_, err := parseTemplate(s)
+	return err
 }
 
-// fill replaces placeholders with a sample token so the rest of a template
-// can be checked like a literal name.
-func fill(s string) string { return placeholder.ReplaceAllString(s, "x") }
+// parseTemplate parses s with the parser sinks/route uses, and words its
+// errors the way configuration problems are reported: unbalanced braces
+// anywhere take precedence over the first unknown placeholder.
+func parseTemplate(s string) ([]tmpl.Part, error) {
+	parts, err := tmpl.Parse(s)
+	if err == nil {
+		return parts, nil
+	}
+	var first *tmpl.Error
+	for rest := s; err != nil; {
+		var te *tmpl.Error
+		switch {
+		case !errors.As(err, &te):
+			return nil, fmt.Errorf("template %q: %w", s, err)
+		case te.Problem == tmpl.StrayBrace, te.Problem == tmpl.UnclosedBrace, strings.Contains(te.Name, "{"):
+			// A '{' inside a placeholder is a brace opened twice.
+			return nil, fmt.Errorf("unbalanced { } in %q", s)
+		}
+		if first == nil {
+			first = te
+		}
+		// Parse stops at the first problem and keeps no state across a
+		// placeholder, so parsing what follows the bad one looks on for
+		// an unbalanced brace.
+		rest = rest[te.Offset+len(te.Name)+2:]
+		_, err = tmpl.Parse(rest)
+	}
+	return nil, fmt.Errorf("unknown placeholder {%s} in %q (use {pipeline}, {event}, {id} or {data.FIELD})", first.Name, s)
+}
+
+// fill renders parts with a sample token for each placeholder so the rest
+// of a template can be checked like a literal name.
+func fill(parts []tmpl.Part) string {
+	var b strings.Builder
+	for _, p := range parts {
+		if p.Kind == tmpl.Literal {
+			b.WriteString(p.Lit)
+		} else {
+			b.WriteString("x")
+		}
+	}
+	return b.String()
+}
 
 func (v *validator) natsPublishSubject(key, s string) {
-	if err := checkTemplate(s); err != nil {
+	parts, err := parseTemplate(s)
+	if err != nil {
 		v.errorf(key, "%v", err)
 		return
 	}
-	for _, tok := range strings.Split(fill(s), ".") {
+	for _, tok := range strings.Split(fill(parts), ".") {
 		switch {
 		case tok == "":
 			v.errorf(key, "empty token in subject %q", s)
@@ -414,11 +443,12 @@ func (v *validator) jetStreamName(key, name string) {
 
 func (v *validator) kafkaTopic(key, t string, template bool) {
 	if template {
-		if err := checkTemplate(t); err != nil {
+		parts, err := parseTemplate(t)
+		if err != nil {
 			v.errorf(key, "%v", err)
 			return
 		}
-		t = fill(t)
+		t = fill(parts)
 	}
 	if !kafkaTopicRE.MatchString(t) || len(t) > 249 || t == "." || t == ".." {
 		v.errorf(key, "a Kafka topic is 1 to 249 letters, digits, '.', '_' or '-': %q", t)

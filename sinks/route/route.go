@@ -30,14 +30,16 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ssebridge/ssebridge/internal/tmpl"
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // Errors that callers branch on; Render and the validators wrap them with
 // the detail.
 var (
-	// ErrSyntax is a template that cannot be compiled.
-	ErrSyntax = errors.New("route: bad template")
+	// ErrSyntax is a template that cannot be compiled. It is the parser's
+	// tmpl.ErrSyntax, so either name matches with errors.Is.
+	ErrSyntax = tmpl.ErrSyntax
 	// ErrMissingField is a placeholder with no value for this message: an
 	// event without ID for {id}, or a {data.PATH} that is absent, null or
 	// not a scalar.
@@ -52,64 +54,26 @@ var (
 	ErrInvalidTopic = errors.New("route: invalid Kafka topic")
 )
 
-type kind uint8
-
-const (
-	literal kind = iota
-	pipeline
-	eventType
-	eventID
-	dataPath
-)
-
-type part struct {
-	kind kind
-	lit  string   // literal text
-	path []string // data path segments
-}
-
 // Template is a compiled destination template. It is immutable and safe for
 // concurrent use.
 type Template struct {
 	src      string
-	parts    []part
+	parts    []tmpl.Part
 	usesData bool
 }
 
 // Compile parses a template. An unknown placeholder, an unclosed or stray
 // brace, or an empty data path is an ErrSyntax error naming the offset.
+// The parser is internal/tmpl, which bridge/config validates with too.
 func Compile(src string) (*Template, error) {
-	t := &Template{src: src}
-	var lit strings.Builder
-	flush := func() {
-		if lit.Len() > 0 {
-			t.parts = append(t.parts, part{kind: literal, lit: lit.String()})
-			lit.Reset()
-		}
+	parts, err := tmpl.Parse(src)
+	if err != nil {
+		return nil, err
 	}
-	for i := 0; i < len(src); i++ {
-		switch c := src[i]; c {
-		case '}':
-			return nil, fmt.Errorf("%w %q: stray '}' at offset %d", ErrSyntax, src, i)
-		case '{':
-			end := strings.IndexByte(src[i:], '}')
-			if end < 0 {
-				return nil, fmt.Errorf("%w %q: unclosed '{' at offset %d", ErrSyntax, src, i)
-			}
-			name := src[i+1 : i+end]
-			p, err := parsePlaceholder(name)
-			if err != nil {
-				return nil, fmt.Errorf("%w %q: placeholder at offset %d: %v", ErrSyntax, src, i, err)
-			}
-			flush()
-			t.parts = append(t.parts, p)
-			t.usesData = t.usesData || p.kind == dataPath
-			i += end
-		default:
-			lit.WriteByte(c)
-		}
+	t := &Template{src: src, parts: parts}
+	for _, p := range parts {
+		t.usesData = t.usesData || p.Kind == tmpl.DataPath
 	}
-	flush()
 	return t, nil
 }
 
@@ -122,28 +86,6 @@ func MustCompile(src string) *Template {
 	return t
 }
 
-func parsePlaceholder(name string) (part, error) {
-	switch name {
-	case "pipeline":
-		return part{kind: pipeline}, nil
-	case "event":
-		return part{kind: eventType}, nil
-	case "id":
-		return part{kind: eventID}, nil
-	}
-	rest, ok := strings.CutPrefix(name, "data.")
-	if !ok {
-		return part{}, fmt.Errorf("unknown placeholder {%s} (want {pipeline}, {event}, {id} or {data.PATH})", name)
-	}
-	segs := strings.Split(rest, ".")
-	for _, s := range segs {
-		if s == "" || strings.ContainsAny(s, "{") {
-			return part{}, fmt.Errorf("bad data path %q", rest)
-		}
-	}
-	return part{kind: dataPath, path: segs}, nil
-}
-
 // String returns the template's source.
 func (t *Template) String() string { return t.src }
 
@@ -151,7 +93,7 @@ func (t *Template) String() string { return t.src }
 // can validate its destination once at open time.
 func (t *Template) Static() bool {
 	for _, p := range t.parts {
-		if p.kind != literal {
+		if p.Kind != tmpl.Literal {
 			return false
 		}
 	}
@@ -200,29 +142,29 @@ func (t *Template) Render(m *sinks.Message) (string, error) {
 
 // RenderEnv renders the template for the message of e.
 func (t *Template) RenderEnv(e *Env) (string, error) {
-	if len(t.parts) == 1 && t.parts[0].kind == literal {
-		return t.parts[0].lit, nil
+	if len(t.parts) == 1 && t.parts[0].Kind == tmpl.Literal {
+		return t.parts[0].Lit, nil
 	}
 	var b strings.Builder
 	for _, p := range t.parts {
-		switch p.kind {
-		case literal:
-			b.WriteString(p.lit)
-		case pipeline:
+		switch p.Kind {
+		case tmpl.Literal:
+			b.WriteString(p.Lit)
+		case tmpl.Pipeline:
 			b.WriteString(e.msg.Pipeline)
-		case eventType:
+		case tmpl.EventType:
 			b.WriteString(e.msg.Event.Type)
-		case eventID:
+		case tmpl.EventID:
 			if e.msg.Event.ID == "" {
 				return "", fmt.Errorf("%w: {id}: the event has no ID", ErrMissingField)
 			}
 			b.WriteString(e.msg.Event.ID)
-		case dataPath:
+		case tmpl.DataPath:
 			v, err := e.json()
 			if err != nil {
 				return "", err
 			}
-			s, err := lookup(v, p.path)
+			s, err := lookup(v, p.Path)
 			if err != nil {
 				return "", err
 			}
@@ -332,17 +274,17 @@ var ErrUnroutable = errors.New("route: unroutable")
 
 // NewRouter compiles the template and the optional fallback (""), checking
 // static ones with validate right away so a typo fails at startup.
-func NewRouter(tmpl, fallback string, validate func(string) error) (*Router, error) {
-	if tmpl == "" {
+func NewRouter(template, fallback string, validate func(string) error) (*Router, error) {
+	if template == "" {
 		return nil, fmt.Errorf("%w: empty template", ErrSyntax)
 	}
 	r := &Router{validate: validate}
 	var err error
-	if r.primary, err = Compile(tmpl); err != nil {
+	if r.primary, err = Compile(template); err != nil {
 		return nil, err
 	}
 	if r.primary.Static() {
-		if err := validate(tmpl); err != nil {
+		if err := validate(template); err != nil {
 			return nil, err
 		}
 	}
@@ -360,13 +302,13 @@ func NewRouter(tmpl, fallback string, validate func(string) error) (*Router, err
 }
 
 // NewSubjectRouter is NewRouter for NATS subjects.
-func NewSubjectRouter(tmpl, fallback string) (*Router, error) {
-	return NewRouter(tmpl, fallback, ValidSubject)
+func NewSubjectRouter(template, fallback string) (*Router, error) {
+	return NewRouter(template, fallback, ValidSubject)
 }
 
 // NewTopicRouter is NewRouter for Kafka topics.
-func NewTopicRouter(tmpl, fallback string) (*Router, error) {
-	return NewRouter(tmpl, fallback, ValidTopic)
+func NewTopicRouter(template, fallback string) (*Router, error) {
+	return NewRouter(template, fallback, ValidTopic)
 }
 
 // Route decides the destination of the message of e. The error wraps
