@@ -597,3 +597,64 @@ func TestKafkaPipelineAndStream(t *testing.T) {
 		t.Fatalf("read %d events: %v", len(data), sc.Err())
 	}
 }
+
+// TestStreamAuthAcrossStreams checks that a bearer token of one stream gets
+// 403 on another although each path has its own streams.Server, and that
+// the set of known tokens follows a reload.
+func TestStreamAuthAcrossStreams(t *testing.T) {
+	cfg := &config.Config{
+		DataDir: t.TempDir(),
+		NATS:    config.NATS{Embedded: true},
+		Streams: []config.Stream{
+			{Path: "/sse/a", NATS: &config.NATSStream{Subject: "t.a"}, Auth: &config.Auth{BearerTokens: []string{"token-a"}}},
+			{Path: "/sse/b", NATS: &config.NATSStream{Subject: "t.b"}, Auth: &config.Auth{BearerTokens: []string{"token-b"}}},
+		},
+	}
+	r := start(t, cfg)
+	get := func(path, token string) int {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // ends a 200 stream
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct {
+		path, token string
+		want        int
+	}{
+		{"/sse/b", "token-a", http.StatusForbidden},
+		{"/sse/a", "token-b", http.StatusForbidden},
+		{"/sse/b", "unknown", http.StatusUnauthorized},
+		{"/sse/b", "", http.StatusUnauthorized},
+		{"/sse/b", "token-b", http.StatusOK},
+		{"/sse/a", "token-a", http.StatusOK},
+	} {
+		if code := get(tc.path, tc.token); code != tc.want {
+			t.Errorf("GET %s with token %q = %d, want %d", tc.path, tc.token, code, tc.want)
+		}
+	}
+
+	next := *cfg
+	next.Streams = cfg.Streams[1:]
+	next.SetDefaults()
+	if err := r.b.Reload(&next); err != nil {
+		t.Fatal(err)
+	}
+	if code := get("/sse/b", "token-a"); code != http.StatusUnauthorized {
+		t.Errorf("token of the removed stream on /sse/b = %d, want 401", code)
+	}
+	if code := get("/sse/b", "token-b"); code != http.StatusOK {
+		t.Errorf("GET /sse/b with its token after reload = %d, want 200", code)
+	}
+}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 	"net/http"
 	"sync"
@@ -75,6 +76,29 @@ func (b *Bridge) stopStream(path string) {
 		b.log.Warn("stream shutdown", "stream", path, "err", err)
 	}
 	b.log.Info("stream stopped", "stream", path)
+}
+
+// knownToken reports whether tok is a bearer token of any stream the bridge
+// serves now. It is streams.Deps.KnownToken: each path has its own
+// streams.Server, which alone could not tell another stream's token (403)
+// from an unknown one (401). It reads b.streams under b.mu, so it follows
+// reloads: a removed stream's tokens stop counting once it is stopped.
+// Callers must not hold b.mu.
+func (b *Bridge) knownToken(tok string) bool {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	match := 0
+	for _, s := range b.streams {
+		if s.cfg.Auth == nil {
+			continue
+		}
+		for _, t := range s.cfg.Auth.BearerTokens {
+			// Compare with every token, in constant time, so timing does
+			// not tell which prefix of a valid token a guess shares.
+			match |= subtle.ConstantTimeCompare([]byte(tok), []byte(t))
+		}
+	}
+	return match == 1
 }
 
 func (s *stream) server() (streamServer, error) {

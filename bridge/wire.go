@@ -105,7 +105,14 @@ func (s oneStream) Subscribers() int {
 // global http.max_subscribers cap is therefore enforced by streamRouter.
 func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 	b.mu.RLock()
-	deps := streams.Deps{NATS: b.nc, Kafka: b.cfg.Kafka, Logger: b.log} // streams name the path in each line
+	deps := streams.Deps{
+		NATS:   b.nc,
+		Kafka:  b.cfg.Kafka,
+		Logger: b.log, // streams name the path in each line
+		// This server knows only its own stream's tokens; another stream's
+		// token must still get 403, not 401.
+		KnownToken: b.knownToken,
+	}
 	b.mu.RUnlock()
 	srv, err := streams.New([]config.Stream{sc}, deps)
 	if err != nil {

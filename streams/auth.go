@@ -28,10 +28,12 @@ const DefaultJWTClaim = "streams"
 type authorizer struct {
 	path   string
 	tokens [][]byte
-	// otherTokens are bearer tokens of other streams: real credentials,
-	// so presenting one here is 403, not 401.
-	otherTokens map[string]bool
-	cookie      string
+	// known reports whether a token this stream refuses is a real
+	// credential of another stream (of this Server or, through
+	// Deps.KnownToken, of the deployment): such a token gets 403, not 401.
+	// Never nil.
+	known  func(token string) bool
+	cookie string
 
 	// JWT validation, when configured.
 	jwt     bool
@@ -42,8 +44,8 @@ type authorizer struct {
 	methods []string
 }
 
-func newAuthorizer(path string, a *config.Auth, allTokens map[string]bool) (*authorizer, error) {
-	z := &authorizer{path: path, cookie: a.Cookie, otherTokens: allTokens}
+func newAuthorizer(path string, a *config.Auth, known func(token string) bool) (*authorizer, error) {
+	z := &authorizer{path: path, cookie: a.Cookie, known: known}
 	for _, t := range a.BearerTokens {
 		if t == "" {
 			return nil, errors.New("bearer_tokens holds an empty token")
@@ -101,6 +103,7 @@ func (z *authorizer) check(w http.ResponseWriter, r *http.Request) bool {
 			return true
 		}
 	}
+	msg := "invalid token"
 	if z.jwt {
 		claims := jwt.MapClaims{}
 		_, err := z.parser.ParseWithClaims(tok, claims, z.key)
@@ -111,16 +114,18 @@ func (z *authorizer) check(w http.ResponseWriter, r *http.Request) bool {
 			z.refuse(w, http.StatusForbidden, "", "the token does not grant this stream")
 			return false
 		}
+		// The JWT error only helps when the token was meant as one.
 		if len(z.tokens) == 0 || looksLikeJWT(tok) {
-			z.refuse(w, http.StatusUnauthorized, `Bearer realm="ssebridge", error="invalid_token"`, "invalid token: "+err.Error())
-			return false
+			msg += ": " + err.Error()
 		}
 	}
-	if z.otherTokens[tok] {
+	// Only now, when this stream's own checks failed: another stream's
+	// bearer token is a real credential, just not for this path.
+	if z.known(tok) {
 		z.refuse(w, http.StatusForbidden, "", "the token does not grant this stream")
 		return false
 	}
-	z.refuse(w, http.StatusUnauthorized, `Bearer realm="ssebridge", error="invalid_token"`, "invalid token")
+	z.refuse(w, http.StatusUnauthorized, `Bearer realm="ssebridge", error="invalid_token"`, msg)
 	return false
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,5 +206,67 @@ func TestCORS(t *testing.T) {
 	code, h = status(t, hs.URL+"/cors/open", map[string]string{"Origin": "https://any.example"}, nil)
 	if code != http.StatusOK || h.Get("Access-Control-Allow-Origin") != "*" {
 		t.Errorf("wildcard origin: %d, allow origin %q", code, h.Get("Access-Control-Allow-Origin"))
+	}
+}
+
+// TestKnownToken checks Deps.KnownToken: the bridge runs one Server per
+// stream, so a bearer token of another stream is only known through it,
+// and must then get 403 rather than 401, counted under that status.
+func TestKnownToken(t *testing.T) {
+	e := startNATS(t)
+	bearer := coreCfg("/known/bearer", "kb")
+	bearer.Auth = &config.Auth{BearerTokens: []string{"mine"}}
+	jwtOnly := coreCfg("/known/jwt", "kj")
+	jwtOnly.Auth = &config.Auth{JWT: &config.JWT{HS256Secret: "s3cret"}}
+	cfgs := []config.Stream{bearer, jwtOnly}
+
+	var asked []string
+	var mu sync.Mutex
+	known := func(tok string) bool {
+		mu.Lock()
+		asked = append(asked, tok)
+		mu.Unlock()
+		return tok == "elsewhere"
+	}
+	_, with := startServer(t, cfgs, Deps{NATS: e.nc, KnownToken: known})
+	_, without := startServer(t, cfgs, Deps{NATS: e.nc})
+
+	for _, path := range []string{"/known/bearer", "/known/jwt"} {
+		fail401 := metrics.AuthFailures.WithLabelValues(path, "401")
+		fail403 := metrics.AuthFailures.WithLabelValues(path, "403")
+		n401, n403 := metricValue(t, fail401), metricValue(t, fail403)
+		for _, tc := range []struct {
+			base, token string
+			want        int
+		}{
+			{with.URL, "elsewhere", http.StatusForbidden},
+			{with.URL, "nope", http.StatusUnauthorized},
+			{with.URL, "", http.StatusUnauthorized},
+			{without.URL, "elsewhere", http.StatusUnauthorized},
+		} {
+			hdr := map[string]string{}
+			if tc.token != "" {
+				hdr["Authorization"] = "Bearer " + tc.token
+			}
+			if code, _ := status(t, tc.base+path, hdr, nil); code != tc.want {
+				t.Errorf("%s token %q (KnownToken set: %v): %d, want %d", path, tc.token, tc.base == with.URL, code, tc.want)
+			}
+		}
+		if d := metricValue(t, fail401) - n401; d != 3 {
+			t.Errorf("%s: auth failures 401 grew by %v, want 3", path, d)
+		}
+		if d := metricValue(t, fail403) - n403; d != 1 {
+			t.Errorf("%s: auth failures 403 grew by %v, want 1", path, d)
+		}
+	}
+	if code, _ := status(t, with.URL+"/known/bearer", map[string]string{"Authorization": "Bearer mine"}, nil); code != http.StatusOK {
+		t.Errorf("own token: %d, want 200", code)
+	}
+	// KnownToken is a fallback for refused tokens only: an accepted token
+	// or a request without one never reaches it.
+	mu.Lock()
+	defer mu.Unlock()
+	if slices.ContainsFunc(asked, func(s string) bool { return s == "mine" || s == "" }) {
+		t.Errorf("KnownToken asked about %q", asked)
 	}
 }

@@ -87,6 +87,13 @@ type Deps struct {
 	Logger *slog.Logger
 	// MaxSubscribers caps subscribers across all streams (0: no cap).
 	MaxSubscribers int
+	// KnownToken, when set, reports whether token is accepted by some
+	// other stream of this deployment that this Server does not serve
+	// (the bridge runs one Server per path); such a token gets 403 instead
+	// of 401. It is consulted only for a token that fails the stream's own
+	// checks, may be called concurrently, and should compare in constant
+	// time. Bearer tokens of the streams passed to New are known without it.
+	KnownToken func(token string) bool
 }
 
 // StreamStats is a snapshot of one stream for the status page.
@@ -168,6 +175,9 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 			}
 		}
 	}
+	known := func(tok string) bool {
+		return allTokens[tok] || (deps.KnownToken != nil && deps.KnownToken(tok))
+	}
 	for i, c := range cfgs {
 		name := c.Path
 		if name == "" {
@@ -196,7 +206,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 			st.maxPending = DefaultMaxPending
 		}
 		if c.Auth != nil {
-			a, err := newAuthorizer(c.Path, c.Auth, allTokens)
+			a, err := newAuthorizer(c.Path, c.Auth, known)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("stream %q: auth: %w", name, err))
 				continue
