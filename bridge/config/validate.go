@@ -236,6 +236,9 @@ func (v *validator) source(key string, s *Source) {
 		// The text is not echoed: a URL may carry a password or token.
 		v.errorf(key+".url", "must be an http:// or https:// URL")
 	} else if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		// Redacted hides only a userinfo password; API keys usually
+		// ride in the query, so neither it nor the fragment is echoed.
+		u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
 		v.errorf(key+".url", "must be an http:// or https:// URL, got %q", u.Redacted())
 	}
 	if s.Method != "" && !isToken(s.Method) {
