@@ -749,6 +749,10 @@ func (w *Worker) writeLoop(ctx context.Context) error {
 						timer.Stop()
 						armed = false
 					}
+					if w.ckDirty { // save failed: retry even if the feed goes quiet
+						timer.Reset(w.cfg.CheckpointInterval)
+						armed = true
+					}
 				} else if !armed {
 					timer.Reset(time.Until(due))
 					armed = true
