@@ -44,6 +44,7 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 		lookup:   lookup,
 		lines:    map[string]int{},
 		expanded: map[*yaml.Node]bool{},
+		envVals:  map[string]string{},
 	}
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -92,6 +93,11 @@ func parse(file string, data []byte, lookup func(string) (string, bool)) (*Confi
 				if d.covered(c) {
 					continue next
 				}
+			}
+			// Validation sees only the decoded values: hide the ones
+			// that came from the environment, as decoding does.
+			if v := d.envVals[e.Key]; v != "" {
+				e.Msg = strings.ReplaceAll(e.Msg, strconv.Quote(v), "the value from the environment")
 			}
 			errs = append(errs, e)
 		}
@@ -149,6 +155,9 @@ type decoder struct {
 	errs     Errors
 	lines    map[string]int
 	expanded map[*yaml.Node]bool
+	// envVals maps the key of every value expanded from the environment
+	// to that value, so validation messages can leave it out.
+	envVals map[string]string
 	// visits counts checked nodes: aliases can make a small file a huge
 	// tree, and a configuration never needs more than a few thousand.
 	visits int
@@ -263,7 +272,10 @@ func (d *decoder) scalar(n *yaml.Node, key, want string) bool {
 // expand applies environment expansion to the scalar n once (an anchored
 // node may be reached through several aliases).
 func (d *decoder) expand(n *yaml.Node, key string) bool {
-	if _, done := d.expanded[n]; done {
+	if changed, done := d.expanded[n]; done {
+		if changed {
+			d.envVals[key] = n.Value // the same value under another alias
+		}
 		return true
 	}
 	v, changed, err := expand(n.Value, d.lookup)
@@ -274,6 +286,7 @@ func (d *decoder) expand(n *yaml.Node, key string) bool {
 	d.expanded[n] = changed
 	if changed {
 		n.Value = v
+		d.envVals[key] = v
 	}
 	return true
 }
@@ -337,6 +350,9 @@ func (d *decoder) checkSlice(n *yaml.Node, t reflect.Type, key string) bool {
 		}
 		for i, item := range seq.Content {
 			d.lines[fmt.Sprintf("%s[%d]", key, i)] = item.Line
+			if d.expanded[n] {
+				d.envVals[fmt.Sprintf("%s[%d]", key, i)] = item.Value
+			}
 		}
 		*n = *seq
 		return true
