@@ -53,6 +53,14 @@ const MaxAttempts = 3
 // retrying it could never succeed.
 const MaxMessageBytes = 1 << 20
 
+// maxBatchBytes bounds one kafka-go batch, by kafka-go's own size estimate,
+// and one message, which must fit a batch alone. A broker checks the whole
+// record batch (a 61-byte header plus the records, which kafka-go's
+// estimate never undercounts) against max.message.bytes, 1048588 by
+// default: a larger bound let kafka-go fill a batch of small events past
+// it, and the broker rejected that batch as too large on every retry.
+const maxBatchBytes = MaxMessageBytes - 64
+
 // ErrNoBrokers is returned by Open when the configuration names no Kafka
 // cluster.
 var ErrNoBrokers = errors.New("kafka sink: no kafka.brokers configured")
@@ -142,7 +150,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		WriteBackoffMin:        20 * time.Millisecond,
 		WriteBackoffMax:        500 * time.Millisecond,
 		BatchSize:              batchSize,
-		BatchBytes:             MaxMessageBytes + 4096,
+		BatchBytes:             maxBatchBytes,
 		BatchTimeout:           batchTimeout,
 		RequiredAcks:           acks,
 		Compression:            codec,
@@ -295,7 +303,7 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		if km.Value == nil {
 			km.Value = []byte{} // an empty event stays an empty value, not a null (tombstone)
 		}
-		if size := messageSize(&km); size > MaxMessageBytes {
+		if size := messageSize(&km); size > maxBatchBytes {
 			s.tooLarge.Add(1)
 			s.log.Warn("event larger than the maximum Kafka message, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "bytes", size, "max", MaxMessageBytes)
 			continue
