@@ -41,6 +41,13 @@ type Message struct {
 	Event    sse.Event
 	// ReceivedAt is when the source dispatched the event.
 	ReceivedAt time.Time
+	// InheritedID reports that Event.ID was already the stream's last
+	// event ID before this event (it had no id field of its own), so the
+	// ID does not identify this event alone: a sink that deduplicates by
+	// ID must not use it for this message. The source knows this even for
+	// the first event after a restart, when the sink has no previous
+	// message to compare with.
+	InheritedID bool
 }
 
 // Sink delivers messages to a broker, in order, and says how many the broker

@@ -456,6 +456,7 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		d.OnComment(func(c string) { w.push(connCtx, item{kind: kindComment, text: c}) })
 	}
 	n := 0
+	prevID := lastID // the stream's last event ID before the next event
 	for {
 		ev, err := d.Next()
 		if errors.Is(err, sse.ErrEventTooLarge) {
@@ -487,7 +488,9 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		if !fwd {
 			w.m.filtered.Inc()
 		}
-		it := item{kind: kindEvent, forward: fwd, msg: sinks.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now()}}
+		inherited := ev.ID != "" && ev.ID == prevID
+		prevID = ev.ID
+		it := item{kind: kindEvent, forward: fwd, msg: sinks.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now(), InheritedID: inherited}}
 		if !w.push(connCtx, it) {
 			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
 				return n, ErrIdleTimeout

@@ -13,8 +13,10 @@
 // acks) is dropped by the stream's duplicate window instead of stored twice.
 // The SSE standard lets events without an id field inherit the previous ID;
 // such followers would share one Nats-Msg-Id and be discarded as
-// duplicates, so a message whose ID equals the previous message's gets no
-// Nats-Msg-Id (it may then be duplicated by a replay, never lost).
+// duplicates, so a message whose ID equals the previous message's, or that
+// the source marks as InheritedID (which it knows even for the first event
+// after a restart), gets no Nats-Msg-Id (it may then be duplicated by a
+// replay, never lost).
 package nats
 
 import (
@@ -224,7 +226,7 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
 	}
 	nm := &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: Headers(m)}
-	if s.js != nil && m.Event.ID != "" {
+	if s.js != nil && m.Event.ID != "" && !m.InheritedID {
 		prev, known := s.lastID, s.started
 		if i > 0 {
 			prev, known = msgs[i-1].Event.ID, true
