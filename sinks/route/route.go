@@ -206,11 +206,23 @@ func lookup(v any, path []string) (string, error) {
 	}
 }
 
-// ValidSubject reports whether s can be published to: non-empty, no
-// whitespace or control characters, no empty token, no wildcard token.
+// MaxSubjectLen bounds a rendered NATS subject. The server refuses a
+// publish whose protocol line (subject, reply inbox, sizes) exceeds its
+// max_control_line, 4096 bytes by default, with an error after which
+// nats.go closes the connection for good: one event rendering a long
+// subject would take down the bridge's shared connection. The margin
+// leaves room for the JetStream reply inbox and the sizes.
+const MaxSubjectLen = 4096 - 256
+
+// ValidSubject reports whether s can be published to: non-empty, at most
+// MaxSubjectLen bytes, no whitespace or control characters, no empty
+// token, no wildcard token.
 func ValidSubject(s string) error {
 	if s == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidSubject)
+	}
+	if len(s) > MaxSubjectLen {
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidSubject, len(s), MaxSubjectLen)
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= ' ' || c == 0x7f {
