@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
@@ -28,7 +27,7 @@ func TestBatchFitsBrokerLimit(t *testing.T) {
 	k := testbroker.StartKafka(t, topics)
 	for i, size := range sizes {
 		topic := "fill" + strconv.Itoa(i)
-		s := open(t, k.Addr(), topic, config.KafkaSink{Topic: topic, BatchTimeout: config.Duration(time.Second)})
+		s := open(t, k.Addr(), topic, config.KafkaSink{Topic: topic})
 		msgs := make([]sinks.Message, n)
 		for j := range msgs {
 			msgs[j] = sinktest.Msg(topic, strconv.Itoa(j+1), "message", make([]byte, size))

@@ -325,32 +325,62 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 	if len(kms) == 0 {
 		return len(msgs), nil
 	}
-	err := s.w.WriteMessages(ctx, kms...)
-	if err == nil {
-		s.published.Add(float64(len(kms)))
-		s.latency.Observe(time.Since(start).Seconds())
-		return len(msgs), nil
-	}
-	s.failed.Add(1)
-	// A per-message result tells exactly which prefix landed.
-	ok := 0
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) && len(werrs) == len(kms) {
-		for ok < len(werrs) && werrs[ok] == nil {
-			ok++
+	// One WriteMessages per kafka-go batch, stopping at the first failure:
+	// kafka-go writes a partition's batches one after the other and goes
+	// on after a failed one, so a single call could store later events
+	// ahead of the failed ones, which the caller then retries: upstream
+	// order broken.
+	ok := 0 // kms[:ok] acknowledged
+	var err error
+	for ok < len(kms) {
+		end := s.chunkEnd(kms, ok)
+		if err = s.w.WriteMessages(ctx, kms[ok:end]...); err != nil {
+			// A per-message result tells exactly which prefix landed.
+			var werrs kafka.WriteErrors
+			if errors.As(err, &werrs) && len(werrs) == end-ok {
+				i := 0
+				for i < len(werrs) && werrs[i] == nil {
+					i++
+				}
+				if i < len(werrs) {
+					err = werrs[i]
+				}
+				ok += i
+			}
+			break
 		}
-		if ok < len(werrs) {
-			err = werrs[ok]
-		}
+		ok = end
 	}
 	if ok > 0 {
 		s.published.Add(float64(ok))
 	}
+	if err == nil {
+		s.latency.Observe(time.Since(start).Seconds())
+		return len(msgs), nil
+	}
+	s.failed.Add(1)
 	if ctx.Err() != nil {
 		return s.prefix(index, ok, len(msgs)), fmt.Errorf("kafka sink %q: %w", s.pipeline, ctx.Err())
 	}
 	topic := kms[min(ok, len(kms)-1)].Topic
 	return s.prefix(index, ok, len(msgs)), s.classify(fmt.Sprintf("produce to %q", topic), err)
+}
+
+// chunkEnd returns the end of the chunk of kms starting at from that
+// kafka-go puts in one batch per partition: at most the writer's batch
+// size, and at most maxBatchBytes by messageSize, which is never below
+// kafka-go's own estimate.
+func (s *Sink) chunkEnd(kms []kafka.Message, from int) int {
+	end, bytes := from, 0
+	for end < len(kms) && end-from < s.w.BatchSize {
+		size := messageSize(&kms[end])
+		if end > from && bytes+size > maxBatchBytes {
+			break
+		}
+		bytes += size
+		end++
+	}
+	return end
 }
 
 // prefix converts "ok leading Kafka messages acknowledged" into the number
