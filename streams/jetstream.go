@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -68,7 +69,14 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 	if err != nil {
 		return feed{}, fmt.Errorf("%w: JetStream stream %q: %v", ErrUnavailable, b.stream, err)
 	}
-	state := st.CachedInfo().State
+	info := st.CachedInfo()
+	if b.subject == "" && req.subject != "" && !overlapsAny(req.subject, info.Config.Subjects) {
+		// The broker accepts a consumer filtered on a subject the stream
+		// never stores: the client would get 200 and then nothing, ever.
+		return feed{}, fmt.Errorf("%w: subject %q matches none of the subjects of JetStream stream %q (%s)",
+			ErrBadRequest, req.subject, b.stream, strings.Join(info.Config.Subjects, ", "))
+	}
+	state := info.State
 	switch {
 	case req.lastEventID != "":
 		if seq > state.LastSeq {
@@ -137,6 +145,22 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 }
 
 func (b *jsBackend) close() {}
+
+// overlapsAny reports whether some subject matched by pattern is also
+// matched by one of subjects. A stream without subjects of its own (a
+// mirror, or one only sourcing others) stores whatever it copies, so any
+// pattern may match there.
+func overlapsAny(pattern string, subjects []string) bool {
+	if len(subjects) == 0 {
+		return true
+	}
+	for _, s := range subjects {
+		if subjectsOverlap(pattern, s) {
+			return true
+		}
+	}
+	return false
+}
 
 // seqCursor's id is the stream sequence of the last message.
 type seqCursor struct{ seq uint64 }

@@ -78,3 +78,19 @@ func subjectMatches(pattern, subj string) bool {
 		pattern, subj = prest, srest
 	}
 }
+
+// subjectsOverlap reports whether some literal subject matches both
+// patterns a and b.
+func subjectsOverlap(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		switch {
+		case as[i] == ">" || bs[i] == ">":
+			return true // both have a token here, the rest is free
+		case as[i] == "*" || bs[i] == "*" || as[i] == bs[i]:
+		default:
+			return false
+		}
+	}
+	return len(as) == len(bs)
+}
