@@ -70,11 +70,16 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		return feed{}, fmt.Errorf("%w: JetStream stream %q: %v", ErrUnavailable, b.stream, err)
 	}
 	info := st.CachedInfo()
-	if b.subject == "" && req.subject != "" && !overlapsAny(req.subject, info.Config.Subjects) {
+	if filter != "" && !overlapsAny(filter, info.Config.Subjects) {
 		// The broker accepts a consumer filtered on a subject the stream
 		// never stores: the client would get 200 and then nothing, ever.
+		// The filter is the client's mistake, or the configuration's.
+		kind := ErrBadRequest
+		if req.subject == "" {
+			kind = ErrUnavailable
+		}
 		return feed{}, fmt.Errorf("%w: subject %q matches none of the subjects of JetStream stream %q (%s)",
-			ErrBadRequest, req.subject, b.stream, strings.Join(info.Config.Subjects, ", "))
+			kind, filter, b.stream, strings.Join(info.Config.Subjects, ", "))
 	}
 	state := info.State
 	switch {

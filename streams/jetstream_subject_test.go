@@ -68,3 +68,28 @@ func TestSubjectsOverlap(t *testing.T) {
 		}
 	}
 }
+
+// TestJetStreamFilterOutsideTheStream: the same 200-then-nothing happened
+// for a configured subject the JetStream stream does not store (a 503
+// with the reason, logged for the operator, is the honest answer), and for
+// a client filter within the configured subject but outside the stream.
+func TestJetStreamFilterOutsideTheStream(t *testing.T) {
+	e := startNATS(t)
+	e.createStream(t, "PART", "wiki.en.>")
+	_, hs := startServer(t, []config.Stream{
+		jsStreamCfg("/js/typo", "PART", "wkii.>"),
+		jsStreamCfg("/js/wide", "PART", "wiki.>"),
+	}, Deps{NATS: e.nc})
+
+	if code := probe(t, hs.URL+"/js/typo"); code != http.StatusServiceUnavailable {
+		t.Errorf("configured subject outside the stream: %d, want 503", code)
+	}
+	if code := probe(t, hs.URL+"/js/wide?subject="+url.QueryEscape("wiki.de.>")); code != http.StatusBadRequest {
+		t.Errorf("client subject outside the stream: %d, want 400", code)
+	}
+	c := subscribe(t, hs.URL+"/js/wide", nil)
+	e.jsPublish(t, "wiki.en.x", "", "en")
+	if got := string(c.next(t).Data); got != "en" {
+		t.Fatalf("event = %q, want en", got)
+	}
+}
