@@ -110,6 +110,16 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *method == "" && *body != "" {
 		*method = http.MethodPost
 	}
+	// The worker owns Last-Event-ID: it must send the last delivered ID on
+	// every reconnect, so it drops the header from -H. Someone who writes
+	// -H 'Last-Event-ID: x' means "start after x"; -last-event-id says so
+	// explicitly and wins when both are given.
+	if ids := headers.h.Values("Last-Event-ID"); len(ids) > 0 {
+		if *lastID == "" {
+			*lastID = ids[len(ids)-1]
+		}
+		headers.h.Del("Last-Event-ID")
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -257,3 +257,39 @@ func TestTailIdleTimeout(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestTailLastEventIDHeader: -H 'Last-Event-ID: x' is taken as the start ID
+// (the worker manages that header itself), and -last-event-id wins over it.
+func TestTailLastEventIDHeader(t *testing.T) {
+	var mu sync.Mutex
+	var seen []string
+	url := tailServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		seen = append(seen, r.Header.Get("Last-Event-ID"))
+		mu.Unlock()
+		streamHeaders(w)
+		writes(w, "data: after\n\n")
+	})
+	tailLeaks(t)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-once", "-H", "Last-Event-ID: 41", url}, "41"},
+		{[]string{"-once", "-H", "last-event-id: 41", "-last-event-id", "7", url}, "7"},
+	} {
+		code, out, errOut := runTail(t, tc.args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", tc.args, code, errOut)
+		}
+		mu.Lock()
+		got := seen[len(seen)-1]
+		mu.Unlock()
+		if got != tc.want {
+			t.Errorf("%v: server saw Last-Event-ID %q, want %q", tc.args, got, tc.want)
+		}
+		if want := fmt.Sprintf("{\"id\":%q,\"event\":\"message\",\"data\":\"after\"}\n", tc.want); out != want {
+			t.Errorf("%v: stdout %q, want %q", tc.args, out, want)
+		}
+	}
+}
