@@ -2,17 +2,11 @@ package sources
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
 	stdlog "log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/testtls"
 )
 
 // httpsFeedHost names the HTTPS feed of TestHTTPSProxyFromEnvironment. It
@@ -68,8 +64,9 @@ func TestHTTPSProxyFromEnvironment(t *testing.T) {
 			w.WriteHeader(http.StatusNoContent)
 		}
 	}))
-	cert, pool := selfSignedCert(t, httpsFeedHost)
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	cert := testtls.SelfSigned(t, t.TempDir(), httpsFeedHost)
+	pool := cert.Pool(t)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert.TLS}}
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 
@@ -266,36 +263,4 @@ type keepOpenListener struct{ *net.TCPListener }
 
 func (l keepOpenListener) Close() error {
 	return l.SetDeadline(time.Now())
-}
-
-// selfSignedCert returns a certificate for host, valid as its own root,
-// and a pool holding it.
-func selfSignedCert(t *testing.T, host string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: host},
-		DNSNames:              []string{host},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }

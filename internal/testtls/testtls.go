@@ -32,7 +32,7 @@ type Cert struct {
 }
 
 // SelfSigned writes a self-signed ECDSA P-256 certificate for commonName,
-// valid for 127.0.0.1 for an hour either side of now, usable both as a CA
+// valid for 127.0.0.1 and the DNS name commonName for an hour either side of now, usable both as a CA
 // and for server and client authentication, to dir/commonName.pem and
 // dir/commonName.key. Any failure fails the test.
 func SelfSigned(t testing.TB, dir, commonName string) Cert {
@@ -53,6 +53,7 @@ func SelfSigned(t testing.TB, dir, commonName string) Cert {
 		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1")},
+		DNSNames:              []string{commonName},
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 	}
@@ -77,4 +78,16 @@ func SelfSigned(t testing.TB, dir, commonName string) Cert {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// Pool returns a certificate pool trusting c, for a client's RootCAs.
+func (c Cert) Pool(t testing.TB) *x509.CertPool {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(c.TLS.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return pool
 }
