@@ -47,7 +47,6 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		filter = req.subject
 	}
 	cfg := jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverNewPolicy,
 		// A consumer left behind by a crash disappears on its own.
 		InactiveThreshold: time.Minute,
 	}
@@ -82,6 +81,7 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 			kind, filter, b.stream, strings.Join(info.Config.Subjects, ", "))
 	}
 	state := info.State
+	var start string
 	switch {
 	case req.lastEventID != "":
 		if seq > state.LastSeq {
@@ -104,6 +104,17 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		t := req.since
 		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cfg.OptStartTime = &t
+	default:
+		// Start right after the stream's last message rather than with
+		// DeliverNew, so that the id announced to the client (LastSeq) and
+		// the consumer's start agree exactly: a client that drops before
+		// its first event resumes from that id with no gap. Messages
+		// published since the stream info was read are delivered, not
+		// skipped. An empty stream has LastSeq 0, which resumes from 1.
+		seq = state.LastSeq
+		start = strconv.FormatUint(seq, 10)
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = seq + 1
 	}
 
 	cons, err := st.OrderedConsumer(ctx, cfg)
@@ -136,7 +147,7 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 	if err != nil {
 		return feed{}, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
 	}
-	return newFeed(&seqCursor{seq: seq}, func() {
+	f := newFeed(&seqCursor{seq: seq}, func() {
 		cc.Stop()
 		<-cc.Closed()
 		// Delete the server-side consumer now rather than leave it for
@@ -146,7 +157,9 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 			defer cancel()
 			_ = b.js.DeleteConsumer(ctx, b.stream, info.Name)
 		}
-	}), nil
+	})
+	f.start = start
+	return f, nil
 }
 
 func (b *jsBackend) close() {}

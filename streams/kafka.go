@@ -173,10 +173,14 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 			}
 		}()
 	}
-	return newFeed(cur, func() {
+	f := newFeed(cur, func() {
 		cancel()
 		wg.Wait()
-	}), nil
+	})
+	// The token of the start offsets resumes exactly there (a token holds
+	// next offsets), whatever picked them: latest, earliest or since=.
+	f.start = cur.id()
+	return f, nil
 }
 
 // resumeFrom turns a resume token into a start offset per partition, given

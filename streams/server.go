@@ -14,6 +14,11 @@
 //   - Core NATS keeps no history: ids count events per connection and are
 //     not resumable; a Last-Event-ID sent to such a stream is ignored.
 //
+// A JetStream or Kafka subscriber that came without Last-Event-ID is first
+// sent an id-only record naming its start position (no event is
+// dispatched, but the client keeps the id), so one that drops before its
+// first event still resumes with no gap.
+//
 // A subscriber's broker subscription is in place before the response
 // headers are sent, so nothing published after the client saw 200 is
 // missed. Every subscriber has its own bounded buffer; one that falls
@@ -25,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -529,7 +535,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	enc := sse.NewEncoder(w)
 	// The opening comment makes the client and every proxy on the way see
 	// the stream open now, not at the first event.
-	if !sub.armWrite() || enc.Comment("ok") != nil || rc.Flush() != nil {
+	if !sub.armWrite() || enc.Comment("ok") != nil || !announceStart(w, f, req) || rc.Flush() != nil {
 		return
 	}
 
@@ -623,6 +629,21 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			}
 		}
 	}
+}
+
+// announceStart tells a client that came without Last-Event-ID where its
+// subscription starts, as an id-only record: an event with no data is not
+// dispatched (WHATWG), yet its id becomes the last event ID, which
+// EventSource and sse.Decoder send back on reconnect. Without it a client
+// that drops before its first event has no id, and whatever was published
+// until it reconnects would be lost. It reports whether the write worked.
+func announceStart(w http.ResponseWriter, f feed, req *request) bool {
+	if f.start == "" || req.lastEventID != "" {
+		return true // nothing to name, or the client already holds it
+	}
+	// Ids are digits or base64url, so they cannot break the framing.
+	_, err := io.WriteString(w, "id: "+f.start+"\n\n")
+	return err == nil
 }
 
 func (s *Server) logEnd(path string, sub *subscriber, err error) {

@@ -51,8 +51,14 @@ type cursor interface {
 
 // feed is a subscriber's live broker subscription.
 type feed struct {
-	cur  cursor
-	stop func() // idempotent; returns once nothing more will be offered
+	cur cursor
+	// start is the id of the position the feed starts from, exactly as a
+	// Last-Event-ID resuming there: a client that came without one is told
+	// it before any event, so that dropping before its first event still
+	// leaves it an id to resume from. "" where the start has no id (core
+	// NATS; a JetStream start by time).
+	start string
+	stop  func() // idempotent; returns once nothing more will be offered
 	// check, when set, is called at every heartbeat; an error ends the
 	// response, so that a feed that can no longer deliver (its connection
 	// closed for good) is never mistaken for a quiet one.
