@@ -78,6 +78,7 @@ func init() {
 type Sink struct {
 	w        *kafka.Writer
 	tr       *kafka.Transport
+	rt       *abortable // what w and client send through: tr, until aborted
 	client   *kafka.Client
 	router   *route.Router
 	key      *route.Template // nil: partition by pipeline
@@ -133,8 +134,9 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 	if s.tr, err = kafkaconn.Transport(cluster); err != nil {
 		return nil, err
 	}
+	s.rt = newAbortable(s.tr)
 	addr := kafka.TCP(cluster.Brokers...)
-	s.client = &kafka.Client{Addr: addr, Transport: s.tr}
+	s.client = &kafka.Client{Addr: addr, Transport: s.rt}
 	batchTimeout := cfg.BatchTimeout.D()
 	if batchTimeout <= 0 {
 		batchTimeout = config.DefaultKafkaBatchTimeout
@@ -155,7 +157,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		RequiredAcks:           acks,
 		Compression:            codec,
 		AllowAutoTopicCreation: cfg.CreateTopic != nil,
-		Transport:              s.tr,
+		Transport:              s.rt,
 		ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 			log.Warn("kafka writer: " + fmt.Sprintf(msg, args...))
 		}),
@@ -239,15 +241,81 @@ func (s *Sink) ensureTopic(ctx context.Context, topic string) error {
 	return nil
 }
 
-// Close stops the writer (waiting for batches it still owns) and closes
-// the sink's connections.
+// CloseTimeout bounds Close: the longest the sink waits for batches
+// kafka-go still holds before it abandons them.
+const CloseTimeout = 10 * time.Second
+
+// ErrCloseAborted is returned (wrapped) by CloseContext when ctx ended
+// before kafka-go had settled every batch it held: those batches were
+// abandoned, unacknowledged (their events were never counted by Write, so
+// they are fetched again after a restart).
+var ErrCloseAborted = errors.New("kafka sink: close aborted, pending batches abandoned")
+
+// Close is CloseContext bounded by CloseTimeout.
 func (s *Sink) Close() error {
-	err := s.w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), CloseTimeout)
+	defer cancel()
+	return s.CloseContext(ctx)
+}
+
+// CloseContext stops the writer and closes the sink's connections. It
+// waits for the batches kafka-go still holds (a Write that timed out
+// leaves its batch retrying inside the writer: up to MaxAttempts times
+// kafka-go's ten-second write timeout against a broker that stopped
+// answering) only until ctx is done; then it aborts every request in
+// flight, so kafka-go gives the batches up at once, and returns with
+// ErrCloseAborted. Either way no goroutine of the sink is left behind.
+func (s *Sink) CloseContext(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- s.w.Close() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		s.log.Warn("kafka writer did not settle its pending batches in time, abandoning them", "pipeline", s.pipeline)
+		s.rt.abort()
+		// Every request now fails at once with a non-retriable error:
+		// the writer only finishes a retry backoff (WriteBackoffMax).
+		err = <-done
+		err = errors.Join(ErrCloseAborted, err)
+	}
 	s.tr.CloseIdleConnections()
 	if err != nil {
 		return fmt.Errorf("kafka sink %q: close: %w", s.pipeline, err)
 	}
 	return nil
+}
+
+// abortable is the kafka.RoundTripper of a sink: its transport, plus a way
+// to end every request in flight and refuse new ones. kafka-go's writer
+// sends a batch with a context of its own (its write timeout) and retries,
+// and closing the transport's connections alone would not stop it: the
+// next attempt dials again.
+type abortable struct {
+	rt      kafka.RoundTripper
+	aborted context.Context
+	cancel  context.CancelCauseFunc
+}
+
+func newAbortable(rt kafka.RoundTripper) *abortable {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &abortable{rt: rt, aborted: ctx, cancel: cancel}
+}
+
+// abort ends the requests in flight and fails all later ones.
+func (a *abortable) abort() { a.cancel(ErrCloseAborted) }
+
+// RoundTrip implements kafka.RoundTripper.
+func (a *abortable) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
+	if a.aborted.Err() != nil {
+		// context.Canceled: kafka-go does not retry it.
+		return nil, fmt.Errorf("%w: %w", context.Canceled, context.Cause(a.aborted))
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(a.aborted, func() { cancel(ErrCloseAborted) })
+	defer stop()
+	return a.rt.RoundTrip(ctx, addr, req)
 }
 
 // Headers are the SSE headers of m.
