@@ -135,6 +135,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		return nil, err
 	}
 	s.rt = newAbortable(s.tr)
+	s.tr.Dial = s.rt.dialer(s.tr.Dial)
 	addr := kafka.TCP(cluster.Brokers...)
 	s.client = &kafka.Client{Addr: addr, Transport: s.rt}
 	batchTimeout := cfg.BatchTimeout.D()
@@ -289,21 +290,64 @@ func (s *Sink) CloseContext(ctx context.Context) error {
 // abortable is the kafka.RoundTripper of a sink: its transport, plus a way
 // to end every request in flight and refuse new ones. kafka-go's writer
 // sends a batch with a context of its own (its write timeout) and retries,
-// and closing the transport's connections alone would not stop it: the
-// next attempt dials again.
+// so closing the transport's connections alone would not stop it (the
+// next attempt dials again); and a cancelled context alone would not free
+// the connection goroutine, which reads the response until the write
+// timeout's deadline. abort does both: cancel and close every connection.
 type abortable struct {
 	rt      kafka.RoundTripper
 	aborted context.Context
 	cancel  context.CancelCauseFunc
+
+	mu    sync.Mutex
+	conns map[*trackedConn]struct{} // open connections, nil once aborted
 }
 
 func newAbortable(rt kafka.RoundTripper) *abortable {
 	ctx, cancel := context.WithCancelCause(context.Background())
-	return &abortable{rt: rt, aborted: ctx, cancel: cancel}
+	return &abortable{rt: rt, aborted: ctx, cancel: cancel, conns: map[*trackedConn]struct{}{}}
 }
 
-// abort ends the requests in flight and fails all later ones.
-func (a *abortable) abort() { a.cancel(ErrCloseAborted) }
+// abort ends the requests in flight, closes every connection and fails
+// all later requests and dials.
+func (a *abortable) abort() {
+	a.cancel(ErrCloseAborted)
+	a.mu.Lock()
+	conns := a.conns
+	a.conns = nil
+	a.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+}
+
+// dialer wraps dial (kafka-go's default when nil) to track connections
+// for abort.
+func (a *abortable) dialer(dial func(context.Context, string, string) (net.Conn, error)) func(context.Context, string, string) (net.Conn, error) {
+	if dial == nil {
+		d := &net.Dialer{Timeout: 3 * time.Second} // kafka-go's default dialer
+		dial = d.DialContext
+	}
+	return func(ctx context.Context, network, address string) (net.Conn, error) {
+		if a.aborted.Err() != nil {
+			return nil, fmt.Errorf("dial %s: %w", address, context.Cause(a.aborted))
+		}
+		nc, err := dial(ctx, network, address)
+		if err != nil {
+			return nil, err
+		}
+		c := &trackedConn{Conn: nc, a: a}
+		a.mu.Lock()
+		if a.conns == nil { // aborted while dialling
+			a.mu.Unlock()
+			nc.Close()
+			return nil, fmt.Errorf("dial %s: %w", address, context.Cause(a.aborted))
+		}
+		a.conns[c] = struct{}{}
+		a.mu.Unlock()
+		return c, nil
+	}
+}
 
 // RoundTrip implements kafka.RoundTripper.
 func (a *abortable) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Request) (kafka.Response, error) {
@@ -316,6 +360,20 @@ func (a *abortable) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Requ
 	stop := context.AfterFunc(a.aborted, func() { cancel(ErrCloseAborted) })
 	defer stop()
 	return a.rt.RoundTrip(ctx, addr, req)
+}
+
+// trackedConn is a connection abort can close.
+type trackedConn struct {
+	net.Conn
+	a *abortable
+}
+
+// Close implements net.Conn.
+func (c *trackedConn) Close() error {
+	c.a.mu.Lock()
+	delete(c.a.conns, c) // no-op on a nil map (aborted)
+	c.a.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // Headers are the SSE headers of m.
