@@ -311,8 +311,9 @@ func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests 
 
 	var errs []error
 	// 2. Drain every worker; each writes its checkpoint and closes its sink.
+	deadline, _ := ctx.Deadline()
 	for _, p := range pipes {
-		p.stop()
+		p.stop(deadline)
 	}
 	for _, p := range pipes {
 		if err := p.wait(ctx); err != nil {

@@ -74,6 +74,9 @@ type pipeline struct {
 
 	// drainErr is why the final drain failed (set before done closes).
 	drainErr error
+	// stopBy is when whoever stopped the pipeline stops waiting for it
+	// (zero while it runs); the sink's close must end before then.
+	stopBy time.Time
 }
 
 // startPipeline starts p under the run context. Callers hold reloadMu.
@@ -109,15 +112,52 @@ func (b *Bridge) stopPipeline(name string) {
 	if timeout <= 0 {
 		timeout = DefaultShutdownTimeout
 	}
-	p.stop()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	deadline, _ := ctx.Deadline()
+	p.stop(deadline)
 	if err := p.wait(ctx); err != nil {
 		p.log.Error("pipeline did not stop in time", "err", err)
 	}
 }
 
-func (p *pipeline) stop() { p.cancel() }
+// stop cancels the pipeline, whose caller waits for it until deadline.
+func (p *pipeline) stop(deadline time.Time) {
+	p.mu.Lock()
+	p.stopBy = deadline
+	p.mu.Unlock()
+	p.cancel()
+}
+
+// contextCloser is a sink whose Close can be bounded (the Kafka sink's
+// writer otherwise waits for batches a silent broker never acknowledges).
+type contextCloser interface {
+	CloseContext(ctx context.Context) error
+}
+
+// closeSink closes sink within what is left of the shutdown budget once
+// the pipeline is stopped, or within shutdown_timeout when the pipeline
+// only restarts, so that neither this goroutine nor the sink's outlives
+// the caller's wait (Run, Reload).
+func (p *pipeline) closeSink(sink sinks.Sink, shutdownTimeout time.Duration) error {
+	cc, ok := sink.(contextCloser)
+	if !ok {
+		return sink.Close()
+	}
+	p.mu.Lock()
+	deadline := p.stopBy
+	p.mu.Unlock()
+	if deadline.IsZero() {
+		deadline = time.Now().Add(shutdownTimeout)
+	} else {
+		// Keep a little of the budget for what follows the close (the
+		// supervisor ending, the brokers closing).
+		deadline = deadline.Add(-shutdownTimeout / 8)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	return cc.CloseContext(ctx)
+}
 
 // wait waits for the pipeline to stop and returns why its drain failed,
 // if it did (e.g. events were not checkpointed in time: they will be
@@ -212,8 +252,12 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 	store := p.b.store
 	// The worker gets most of the budget; the sink, NATS drain and server
 	// stop need the rest.
-	shutdownTimeout := p.b.cfg.ShutdownTimeout.D() * 3 / 4
+	fullTimeout := p.b.cfg.ShutdownTimeout.D()
+	shutdownTimeout := fullTimeout * 3 / 4
 	p.b.mu.RUnlock()
+	if fullTimeout <= 0 {
+		fullTimeout = DefaultShutdownTimeout
+	}
 	if shutdownTimeout <= 0 {
 		shutdownTimeout = DefaultShutdownTimeout
 	}
@@ -222,7 +266,7 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 		return false, err
 	}
 	defer func() {
-		if cerr := sink.Close(); cerr != nil {
+		if cerr := p.closeSink(sink, fullTimeout); cerr != nil {
 			p.log.Warn("closing sink", "err", cerr)
 		}
 	}()

@@ -1,0 +1,112 @@
+package bridge_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ssebridge/ssebridge/bridge"
+	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/testbroker"
+)
+
+// TestShutdownBoundedBySilentKafka: when the Kafka broker stops answering
+// produce requests mid-feed, the sink's writer holds a batch kafka-go
+// would retry for ~30 s (three ten-second write timeouts). Run must still
+// return within shutdown_timeout (1 s here; asserted < 10 s) and take the
+// pipeline goroutine and the sink's kafka-go goroutines with it, instead
+// of leaving them behind for the rest of the ~30 s.
+func TestShutdownBoundedBySilentKafka(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"ticks": 1})
+	f := newFeed(t)
+	cfg := &config.Config{
+		DataDir:         t.TempDir(),
+		ShutdownTimeout: config.Duration(time.Second),
+		Kafka:           config.Kafka{Brokers: []string{k.Addr()}},
+		Pipelines: []config.Pipeline{{
+			Name:   "k",
+			Source: config.Source{URL: f.url("/k")},
+			Sink:   config.Sink{Kafka: &config.KafkaSink{Topic: "ticks"}},
+		}},
+	}
+	cfg.SetDefaults()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := bridge.New(cfg, bridge.Options{Listener: ln, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- b.Run(ctx) }()
+	<-b.Started()
+	eventually(t, "kafka pipeline forwarding", func() bool {
+		p, _ := pipelineStatus(t, "http://"+ln.Addr().String(), "k")
+		return p.Forwarded >= 1
+	})
+
+	// The broker now holds every produce request until the test ends
+	// (cleanups run last-in first-out: before the cluster closes).
+	release := make(chan struct{})
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { close(release) }) })
+	c := k.Cluster()
+	held := make(chan struct{}, 1)
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		select {
+		case held <- struct{}{}:
+		default:
+		}
+		c.SleepControl(func() { <-release })
+		return nil, errors.New("test: produce dropped"), true
+	})
+	select {
+	case <-held:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no produce request reached the broker")
+	}
+
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		t.Logf("Run returned after %v: %v", time.Since(start), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of a 1 s shutdown_timeout")
+	}
+	// Nothing of the pipeline may outlive Run. Polled briefly, since a
+	// goroutine may be returning as Run does; unbounded, they would stay
+	// for the ~30 s kafka-go retries the held batch.
+	var left string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if left = pipelineGoroutines(); left == "" {
+			return
+		}
+	}
+	t.Fatalf("goroutines left after Run returned:\n%s", left)
+}
+
+// pipelineGoroutines returns the stacks of the goroutines running a
+// pipeline or kafka-go code, empty when there are none.
+func pipelineGoroutines() string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/segmentio/kafka-go.") || strings.Contains(g, "ssebridge/bridge.(*pipeline)") {
+			out = append(out, g)
+		}
+	}
+	return strings.Join(out, "\n\n")
+}
