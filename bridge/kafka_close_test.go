@@ -24,6 +24,46 @@ import (
 // pipeline goroutine and the sink's kafka-go goroutines with it, instead
 // of leaving them behind for the rest of the ~30 s.
 func TestShutdownBoundedBySilentKafka(t *testing.T) {
+	_, cancel, errc := startSilentKafkaPipeline(t)
+	start := time.Now()
+	cancel()
+	select {
+	case err := <-errc:
+		t.Logf("Run returned after %v: %v", time.Since(start), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of a 1 s shutdown_timeout")
+	}
+	noPipelineGoroutines(t)
+}
+
+// TestReloadBoundedBySilentKafka: a reload that removes a pipeline whose
+// Kafka broker went silent returns within shutdown_timeout, and the old
+// pipeline does not outlive it.
+func TestReloadBoundedBySilentKafka(t *testing.T) {
+	b, cancel, errc := startSilentKafkaPipeline(t)
+	defer func() {
+		cancel()
+		<-errc
+	}()
+	cfg := &config.Config{DataDir: t.TempDir(), ShutdownTimeout: config.Duration(time.Second)}
+	cfg.SetDefaults()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- b.Reload(cfg) }()
+	select {
+	case err := <-done:
+		t.Logf("Reload returned after %v: %v", time.Since(start), err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Reload did not return within 10 s of a 1 s shutdown_timeout")
+	}
+	noPipelineGoroutines(t)
+}
+
+// startSilentKafkaPipeline runs a bridge with shutdown_timeout 1 s and one
+// pipeline into kfake, and returns once the broker holds (never answers)
+// a produce request of it. cancel stops Run, whose result errc receives.
+func startSilentKafkaPipeline(t *testing.T) (*bridge.Bridge, context.CancelFunc, chan error) {
+	t.Helper()
 	k := testbroker.StartKafka(t, map[string]int32{"ticks": 1})
 	f := newFeed(t)
 	cfg := &config.Config{
@@ -46,7 +86,7 @@ func TestShutdownBoundedBySilentKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	errc := make(chan error, 1)
 	go func() { errc <- b.Run(ctx) }()
 	<-b.Started()
@@ -76,25 +116,22 @@ func TestShutdownBoundedBySilentKafka(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no produce request reached the broker")
 	}
+	return b, cancel, errc
+}
 
-	start := time.Now()
-	cancel()
-	select {
-	case err := <-errc:
-		t.Logf("Run returned after %v: %v", time.Since(start), err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return within 10 s of a 1 s shutdown_timeout")
-	}
-	// Nothing of the pipeline may outlive Run. Polled briefly, since a
-	// goroutine may be returning as Run does; unbounded, they would stay
-	// for the ~30 s kafka-go retries the held batch.
+// noPipelineGoroutines fails t unless every pipeline and kafka-go
+// goroutine is gone. Polled briefly, since a goroutine may be returning
+// as Run or Reload does; unbounded, they would stay for the ~30 s kafka-go
+// retries the held batch.
+func noPipelineGoroutines(t *testing.T) {
+	t.Helper()
 	var left string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if left = pipelineGoroutines(); left == "" {
 			return
 		}
 	}
-	t.Fatalf("goroutines left after Run returned:\n%s", left)
+	t.Fatalf("goroutines left behind:\n%s", left)
 }
 
 // pipelineGoroutines returns the stacks of the goroutines running a
