@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -120,30 +118,9 @@ func startSilentKafkaPipeline(t *testing.T) (*bridge.Bridge, context.CancelFunc,
 }
 
 // noPipelineGoroutines fails t unless every pipeline and kafka-go
-// goroutine is gone. Polled briefly, since a goroutine may be returning
-// as Run or Reload does; unbounded, they would stay for the ~30 s kafka-go
+// goroutine is gone; unbounded, they would stay for the ~30 s kafka-go
 // retries the held batch.
 func noPipelineGoroutines(t *testing.T) {
 	t.Helper()
-	var left string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if left = pipelineGoroutines(); left == "" {
-			return
-		}
-	}
-	t.Fatalf("goroutines left behind:\n%s", left)
-}
-
-// pipelineGoroutines returns the stacks of the goroutines running a
-// pipeline or kafka-go code, empty when there are none.
-func pipelineGoroutines() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/segmentio/kafka-go.") || strings.Contains(g, "ssebridge/bridge.(*pipeline)") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
+	testbroker.WaitGoroutinesGone(t, "github.com/segmentio/kafka-go.", "ssebridge/bridge.(*pipeline)")
 }

@@ -3,8 +3,6 @@ package kafka_test
 import (
 	"context"
 	"errors"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -77,25 +75,5 @@ func TestCloseContextBounded(t *testing.T) {
 	// left reading its answer (goleak in TestMain runs only after the
 	// cluster closed, which would free it anyway). Polled briefly, since
 	// a goroutine may be returning as CloseContext does.
-	var left string
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if left = kafkaGoroutines(); left == "" {
-			return
-		}
-	}
-	t.Fatalf("kafka-go goroutines left after CloseContext:\n%s", left)
-}
-
-// kafkaGoroutines returns the stacks of the goroutines running kafka-go
-// code, empty when there are none.
-func kafkaGoroutines() string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/segmentio/kafka-go.") {
-			out = append(out, g)
-		}
-	}
-	return strings.Join(out, "\n\n")
+	testbroker.WaitGoroutinesGone(t, "github.com/segmentio/kafka-go.")
 }
