@@ -549,6 +549,15 @@ func TestExpand(t *testing.T) {
 		{in: "${B:-x}${A", err: "unterminated ${"},
 		{in: "${1A}", err: "invalid environment variable name"},
 		{in: "${}", err: "invalid environment variable name"},
+		// Nested defaults, as in the shell.
+		{in: "${B:-${A}}", want: "1"},
+		{in: "${B:-${C:-x}}", want: "x"},
+		{in: "${B:-${E:-${C:-deep}}}/p", want: "deep/p"},
+		{in: "${A:-${C}}", want: "1"}, // an unused default is not expanded
+		{in: "${B:-$${A}}", want: "${A}"},
+		{in: "${B:-a}b}", want: "ab}"},
+		{in: "${B:-${C}}", err: "default of ${B}: environment variable C is not set"},
+		{in: "${B:-${C:-x}", err: "unterminated ${"},
 	}
 	for _, tt := range tests {
 		got, _, err := expand(tt.in, vars)

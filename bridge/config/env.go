@@ -11,7 +11,9 @@ type Lookup func(name string) (value string, ok bool)
 
 // expand replaces ${VAR} and ${VAR:-default} in s with values from lookup;
 // $$ is a literal dollar and a $ followed by anything else stays as it is.
-// ${VAR:-default} uses default when VAR is unset or empty, like the shell.
+// ${VAR:-default} uses default when VAR is unset or empty, like the shell,
+// and the default may itself hold references (${A:-${B:-x}}), expanded only
+// when it is used.
 //
 // Error messages name variables, never their values: a value may be a
 // secret.
@@ -32,7 +34,7 @@ func expand(s string, lookup Lookup) (out string, expanded bool, err error) {
 			i++
 			expanded = true
 		case '{':
-			end := strings.IndexByte(s[i+2:], '}')
+			end := closingBrace(s[i+2:])
 			if end < 0 {
 				return "", false, fmt.Errorf("unterminated ${ (write $$ for a literal dollar)")
 			}
@@ -44,7 +46,9 @@ func expand(s string, lookup Lookup) (out string, expanded bool, err error) {
 			v, ok := lookup(name)
 			switch {
 			case hasDef && (!ok || v == ""):
-				v = def
+				if v, _, err = expand(def, lookup); err != nil {
+					return "", false, fmt.Errorf("default of ${%s}: %w", name, err)
+				}
 			case !ok:
 				return "", false, fmt.Errorf("environment variable %s is not set (write ${%s:-default} to give a default)", name, name)
 			}
@@ -56,6 +60,27 @@ func expand(s string, lookup Lookup) (out string, expanded bool, err error) {
 		}
 	}
 	return b.String(), expanded, nil
+}
+
+// closingBrace returns the index in s of the } that closes a ${ whose body
+// starts s, skipping nested ${...} and $$, or -1 when there is none.
+func closingBrace(s string) int {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch {
+		case s[i] == '$' && i+1 < len(s) && s[i+1] == '$':
+			i++
+		case s[i] == '$' && i+1 < len(s) && s[i+1] == '{':
+			depth++
+			i++
+		case s[i] == '}':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		}
+	}
+	return -1
 }
 
 // validEnvName accepts the portable shell variable names: a letter or
