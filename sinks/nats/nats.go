@@ -17,6 +17,18 @@
 // the source marks as InheritedID (which it knows even for the first event
 // after a restart), gets no Nats-Msg-Id (it may then be duplicated by a
 // replay, never lost).
+//
+// Permissions: a core publish the server refuses (the NATS user may not
+// publish to the subject) gets no acknowledgement to miss, only an
+// asynchronous -ERR that leaves the connection up. The server answers each
+// PUB's -ERR before the PONG of a later PING, so after the flush the sink
+// asks the connection's natsconn.Violations (installed by New on any
+// *nats.Conn) whether one of the batch's subjects was refused since the
+// batch began. If so, Write counts only the messages before the first
+// refused one and fails with ErrPermissionDenied, so the source retries the
+// rest instead of checkpointing past it. In JetStream mode a refused publish
+// never gets its PubAck; Write fails with ErrPermissionDenied as soon as the
+// refusal is reported instead of waiting for the ack timeout.
 package nats
 
 import (
@@ -33,6 +45,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sinks/route"
 )
@@ -49,6 +62,12 @@ const AckTimeout = 10 * time.Second
 // connection configured.
 var ErrNoConnection = errors.New("nats sink: no NATS connection configured (set nats.url or nats.embedded)")
 
+// ErrPermissionDenied is returned (wrapped, with the subject) by Write when
+// the server refused a publish because the NATS user may not publish to the
+// subject. The refused message and those after it are not counted, so the
+// caller retries them; they go through once the permission is granted.
+var ErrPermissionDenied = errors.New("nats sink: publish permission denied")
+
 func init() {
 	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
 		if cfg.NATS == nil {
@@ -62,6 +81,7 @@ func init() {
 type Sink struct {
 	nc          *gonats.Conn
 	js          jetstream.JetStream // nil in core mode
+	perms       *natsconn.Violations
 	pipeline    string
 	router      *route.Router
 	maxInFlight int
@@ -91,6 +111,7 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 	}
 	s := &Sink{
 		nc:          nc,
+		perms:       natsconn.Watch(nc),
 		pipeline:    pipeline,
 		router:      r,
 		maxInFlight: cfg.MaxInFlight,
@@ -185,10 +206,10 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		return 0, fmt.Errorf("%w: nats: %s", sinks.ErrNotConnected, s.nc.Status())
 	}
 	start := time.Now()
-	var n, acked int
+	var n, acked, refused int
 	var err error
 	if s.js == nil {
-		n, acked, err = s.writeCore(ctx, msgs)
+		n, acked, refused, err = s.writeCore(ctx, msgs)
 	} else {
 		n, acked, err = s.writeJetStream(ctx, msgs)
 	}
@@ -200,7 +221,11 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		s.lastID = msgs[n-1].Event.ID
 		s.started = true
 	}
-	if err != nil {
+	if refused > 0 {
+		// Refused messages are counted one by one: each is an event the
+		// broker would not take, not just one failed attempt.
+		s.failed.Add(float64(refused))
+	} else if err != nil {
 		s.failed.Add(1)
 	}
 	return n, err
@@ -293,10 +318,25 @@ func (s *Sink) connErr(what string, err error) error {
 
 // writeCore publishes the whole batch then waits for one PONG: NATS
 // processes a connection's commands in order, so the PONG proves the server
-// has every message before it. Nothing finer is known, so on failure n is 0
+// has every message before it, and has already sent the -ERR of every PUB
+// it refused. Those refusals are looked up by subject (see the package
+// documentation); refused is how many of the batch's messages went to a
+// refused subject. Nothing finer is known on other failures, so n is then 0
 // (plus leading skipped messages).
-func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked int, err error) {
+func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked, refused int, err error) {
+	fctx, cancel := ackContext(ctx)
+	defer cancel()
+	// Position in the connection's refusal history before the first PUB:
+	// refusals recorded after it may be ours.
+	var mark natsconn.Mark
+	if s.perms != nil {
+		if mark, err = s.perms.Sync(fctx); err != nil {
+			return 0, 0, 0, s.ctxOr(ctx, "permission check", err)
+		}
+	}
+	reconnects := s.nc.Stats().Reconnects
 	env := route.NewEnv(nil)
+	subjects := make([]string, len(msgs)) // "" for a skipped message
 	leadingSkips, sent := 0, 0
 	for i := range msgs {
 		p := s.prepare(env, msgs, i)
@@ -307,22 +347,59 @@ func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked in
 			continue
 		}
 		if err := s.nc.PublishMsg(p.msg); err != nil {
-			return leadingSkips, 0, s.connErr(fmt.Sprintf("publish %q", p.msg.Subject), err)
+			return leadingSkips, 0, 0, s.connErr(fmt.Sprintf("publish %q", p.msg.Subject), err)
 		}
+		subjects[i] = p.msg.Subject
 		sent++
 	}
 	if sent == 0 {
-		return len(msgs), 0, nil
+		return len(msgs), 0, 0, nil
 	}
-	fctx, cancel := ackContext(ctx)
-	defer cancel()
 	if err := s.nc.FlushWithContext(fctx); err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return leadingSkips, 0, s.connErr("flush", err)
+		return leadingSkips, 0, 0, s.ctxOr(ctx, "flush", err)
 	}
-	return len(msgs), sent, nil
+	// PUBs written to a connection that then dropped may never have
+	// reached a server although the PONG came (from the new connection);
+	// a reconnect also clears what Sync relies on. Send the batch again.
+	if s.nc.Stats().Reconnects != reconnects {
+		return leadingSkips, 0, 0, fmt.Errorf("%w: nats: reconnected during the batch, resending it", sinks.ErrNotConnected)
+	}
+	if s.perms == nil {
+		return len(msgs), sent, 0, nil
+	}
+	if _, err := s.perms.Sync(fctx); err != nil {
+		return leadingSkips, 0, 0, s.ctxOr(ctx, "permission check", err)
+	}
+	first := -1
+	for i, subj := range subjects {
+		if subj != "" && s.perms.RefusedSince(mark, subj) {
+			if first < 0 {
+				first = i
+			}
+			refused++
+		}
+	}
+	if first < 0 {
+		return len(msgs), sent, 0, nil
+	}
+	for _, subj := range subjects[:first] {
+		if subj != "" {
+			acked++
+		}
+	}
+	subj := subjects[first]
+	s.log.Warn("nats server refused publish: permission denied; the events are retried, not checkpointed",
+		"pipeline", s.pipeline, "subject", subj, "id", msgs[first].Event.ID, "refused", refused, "delivered", acked)
+	return first, acked, refused, fmt.Errorf("nats publish %q: %w", subj, ErrPermissionDenied)
+}
+
+// ctxOr reports the caller's context error when ctx ended (rather than the
+// internal ack timeout it caused), else err wrapped by connErr.
+func (s *Sink) ctxOr(ctx context.Context, what string, err error) error {
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return s.connErr(what, err)
 }
 
 // writeJetStream keeps up to maxInFlight publishes outstanding and consumes
@@ -336,6 +413,20 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		subj string
 	}
 	window := make([]slot, 0, min(s.maxInFlight, len(msgs)))
+	// A refused publish never gets its PubAck; its -ERR (recorded by
+	// perms) ends the wait early instead of the ack timeout.
+	var mark natsconn.Mark
+	var refusal <-chan struct{}
+	sawRefusal := false // an error was recorded since mark: check each head
+	if s.perms != nil {
+		sctx, cancel := ackContext(ctx)
+		mark, err = s.perms.Sync(sctx)
+		cancel()
+		if err != nil {
+			return 0, 0, s.connErr("permission check", err)
+		}
+		refusal = s.perms.Changed()
+	}
 	// One timer for the whole batch: the publisher's own ack timeout
 	// normally fires first; this guards against a future never resolved.
 	timer := time.NewTimer(AckTimeout)
@@ -348,17 +439,41 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 			return nil
 		}
 		timer.Reset(AckTimeout)
-		select {
-		case <-head.fut.Ok():
-			n++
-			acked++
-			return nil
-		case err := <-head.fut.Err():
-			return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), err)
-		case <-ctx.Done():
-			return fmt.Errorf("nats jetstream publish %q: waiting for ack: %w", head.subj, ctx.Err())
-		case <-timer.C:
-			return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), jetstream.ErrAsyncPublishTimeout)
+		// deny settles a head whose subject was refused: failed, unless
+		// its ack came after all (the refusal was an older publish's).
+		deny := func() error {
+			select {
+			case <-head.fut.Ok():
+				n++
+				acked++
+				return nil
+			default:
+			}
+			s.log.Warn("nats server refused publish: permission denied; the events are retried, not checkpointed",
+				"pipeline", s.pipeline, "subject", head.subj, "delivered", acked)
+			return fmt.Errorf("nats jetstream publish %q: %w", head.subj, ErrPermissionDenied)
+		}
+		if sawRefusal && s.perms.RefusedSince(mark, head.subj) {
+			return deny()
+		}
+		for {
+			select {
+			case <-head.fut.Ok():
+				n++
+				acked++
+				return nil
+			case err := <-head.fut.Err():
+				return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), err)
+			case <-ctx.Done():
+				return fmt.Errorf("nats jetstream publish %q: waiting for ack: %w", head.subj, ctx.Err())
+			case <-timer.C:
+				return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), jetstream.ErrAsyncPublishTimeout)
+			case <-refusal:
+				refusal, sawRefusal = s.perms.Changed(), true
+				if s.perms.RefusedSince(mark, head.subj) {
+					return deny()
+				}
+			}
 		}
 	}
 	for i := range msgs {
