@@ -239,7 +239,7 @@ func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
 	var want, wantIDs, gotData, gotIDs []string
 	for i := 1; i <= total; i++ {
 		want = append(want, fmt.Sprintf("event %d", i))
-		wantIDs = append(wantIDs, fmt.Sprint(i))
+		wantIDs = append(wantIDs, e.jsIDOf(t, "BROWSER", uint64(i)))
 	}
 	for _, s := range rep.Seen {
 		gotData = append(gotData, s.Data)
@@ -253,7 +253,7 @@ func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(lastIDs) < 2 || lastIDs[0] != "" || lastIDs[1] != fmt.Sprint(killAt) {
-		t.Errorf("Last-Event-ID per connection = %q, want [\"\" %q]", lastIDs, fmt.Sprint(killAt))
+	if want := e.jsIDOf(t, "BROWSER", killAt); len(lastIDs) < 2 || lastIDs[0] != "" || lastIDs[1] != want {
+		t.Errorf("Last-Event-ID per connection = %q, want [\"\" %q]", lastIDs, want)
 	}
 }

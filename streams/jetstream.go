@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,12 +54,11 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		cfg.FilterSubjects = []string{filter}
 	}
 
-	var seq uint64
+	var pos jsPosition
 	if req.lastEventID != "" {
 		var err error
-		seq, err = strconv.ParseUint(req.lastEventID, 10, 64)
-		if err != nil {
-			return feed{}, fmt.Errorf("%w: %q is not a JetStream sequence number", ErrInvalidLastEventID, req.lastEventID)
+		if pos, err = parseJSID(req.lastEventID, jsStreamByte(b.stream)); err != nil {
+			return feed{}, err
 		}
 	}
 	// Reading the stream's state (not a cached one) is also the check that
@@ -80,10 +79,24 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		return feed{}, fmt.Errorf("%w: subject %q matches none of the subjects of JetStream stream %q (%s)",
 			kind, filter, b.stream, strings.Join(info.Config.Subjects, ", "))
 	}
+	tag := newJSTag(b.stream, info.Created)
 	state := info.State
+	var seq uint64 // the position the feed starts after
 	var start string
 	switch {
+	case req.lastEventID != "" && pos.tagged && pos.inc != tag.inc:
+		// The stream was deleted and recreated since the client read
+		// it: every message of this incarnation is newer than the
+		// client's position, so it gets them all. Not a client error: a
+		// 400 would end an EventSource for good.
+		metrics.ResumeTooOld.WithLabelValues(b.path).Inc()
+		b.log.Warn("Last-Event-ID is from an earlier incarnation of the stream (deleted and recreated), starting at its earliest message",
+			"stream", b.path, "last_event_id", req.lastEventID, "first_seq", state.FirstSeq)
+		seq = max(state.FirstSeq, 1) - 1
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = seq + 1
 	case req.lastEventID != "":
+		seq = pos.seq
 		if seq > state.LastSeq {
 			return feed{}, fmt.Errorf("%w: sequence %d is beyond the last one of JetStream stream %q (%d); was the stream recreated?",
 				ErrInvalidLastEventID, seq, b.stream, state.LastSeq)
@@ -112,7 +125,7 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		// published since the stream info was read are delivered, not
 		// skipped. An empty stream has LastSeq 0, which resumes from 1.
 		seq = state.LastSeq
-		start = strconv.FormatUint(seq, 10)
+		start = jsID(seq, tag)
 		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cfg.OptStartSeq = seq + 1
 	}
@@ -121,12 +134,16 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 	if err != nil {
 		return feed{}, fmt.Errorf("%w: JetStream consumer on %q: %v", ErrUnavailable, b.stream, err)
 	}
+	g := newJSGuard(b, tag, sub)
 	// Consume creates the consumer on the server before it returns, which
 	// is what puts the subscription in place before the headers go out.
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		md, err := msg.Metadata()
 		if err != nil {
 			sub.fail(fmt.Errorf("message metadata: %w", err))
+			return
+		}
+		if !g.admit(md.Consumer) {
 			return
 		}
 		m := message{subject: msg.Subject(), data: msg.Data(), seq: md.Sequence.Stream}
@@ -143,13 +160,20 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 			return
 		}
 		b.log.Debug("JetStream consumer error", "stream", b.path, "err", err)
+		// A deleted stream shows here first (its consumers go with
+		// it); whether it came back as another incarnation is checked
+		// apart, as this runs under the ordered consumer's lock.
+		g.consumerFailed()
 	}))
 	if err != nil {
+		g.stop()
 		return feed{}, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
 	}
-	f := newFeed(&seqCursor{seq: seq}, func() {
+	f := newFeed(&seqCursor{seq: seq, tag: tag}, func() {
+		g.stop()
 		cc.Stop()
 		<-cc.Closed()
+		g.wait()
 		// Delete the server-side consumer now rather than leave it for
 		// InactiveThreshold: busy sites see many short subscriptions.
 		if info := cons.CachedInfo(); info != nil {
@@ -180,8 +204,172 @@ func overlapsAny(pattern string, subjects []string) bool {
 	return false
 }
 
-// seqCursor's id is the stream sequence of the last message.
-type seqCursor struct{ seq uint64 }
+// seqCursor's id is the stream sequence of the last message, tagged with
+// the stream's incarnation.
+type seqCursor struct {
+	seq uint64
+	tag jsTag
+}
 
 func (c *seqCursor) advance(m *message) { c.seq = m.seq }
-func (c *seqCursor) id() string         { return strconv.FormatUint(c.seq, 10) }
+func (c *seqCursor) id() string         { return jsID(c.seq, c.tag) }
+
+// errRecreated ends a subscription whose stream was deleted and recreated:
+// its ordered consumer would go on at the old sequence in the new stream,
+// skipping the new stream's first messages or waiting until it reaches
+// that sequence. The client reconnects with its Last-Event-ID, which names
+// the old incarnation, and starts at the new one's first message.
+var errRecreated = errors.New("JetStream stream was deleted and recreated")
+
+// Bounds of the guard's look-ups.
+const (
+	// guardCheckTimeout bounds one stream info request.
+	guardCheckTimeout = 5 * time.Second
+	// guardRetryMin and guardRetryMax space the look-ups while the
+	// stream is missing or JetStream does not answer; the maximum is how
+	// late a client may learn that a deleted stream was recreated.
+	guardRetryMin = 250 * time.Millisecond
+	guardRetryMax = 2 * time.Second
+)
+
+// jsGuard keeps one subscriber on the stream incarnation it started in. An
+// ordered consumer survives its stream being deleted and recreated under the
+// same name: it recreates its server-side consumer, which then reads the new
+// stream from the old sequence on. So every server-side consumer is checked
+// against the stream's incarnation before its first message is passed on,
+// and a consumer error (the deleted stream takes its consumers along) starts
+// a watch that ends the subscription as soon as the stream is back as
+// another incarnation, even if no message ever comes.
+type jsGuard struct {
+	b   *jsBackend
+	tag jsTag
+	sub *subscriber
+	// ctx ends with the feed, aborting look-ups in flight.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	admitted string // the consumer whose messages may pass
+	stopped  bool
+	watching bool // a watch goroutine runs
+	pending  bool // a consumer error came since the watch last looked
+	wg       sync.WaitGroup
+}
+
+func newJSGuard(b *jsBackend, tag jsTag, sub *subscriber) *jsGuard {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &jsGuard{b: b, tag: tag, sub: sub, ctx: ctx, cancel: cancel}
+}
+
+// admit reports whether a message of the server-side consumer named
+// consumer may be passed on. The first message of each consumer costs one
+// stream info request; a consumer on another incarnation, or one whose
+// stream cannot be checked, ends the subscription instead: the client
+// resumes with its Last-Event-ID, which is safe either way.
+func (g *jsGuard) admit(consumer string) bool {
+	g.mu.Lock()
+	ok := consumer == g.admitted
+	g.mu.Unlock()
+	if ok {
+		return true
+	}
+	select {
+	case <-g.sub.done:
+		return false // already ended; nothing more is delivered
+	default:
+	}
+	same, err := g.check()
+	if g.ctx.Err() != nil {
+		return false // the feed is stopping
+	}
+	if err != nil {
+		g.sub.fail(fmt.Errorf("checking JetStream stream %q: %w", g.b.stream, err))
+		return false
+	}
+	if !same {
+		g.sub.fail(errRecreated)
+		return false
+	}
+	g.mu.Lock()
+	g.admitted = consumer
+	g.mu.Unlock()
+	return true
+}
+
+// consumerFailed starts a watch of the stream unless one runs; it never
+// blocks, as it is called under the ordered consumer's lock.
+func (g *jsGuard) consumerFailed() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.pending = true
+	if g.stopped || g.watching {
+		return
+	}
+	g.watching = true
+	g.wg.Add(1)
+	go g.watch()
+}
+
+// watch looks the stream up until it finds it, for every consumer error
+// that came meanwhile: as the same incarnation (a broker restart, a
+// consumer deleted on its own), nothing is to be done; as another one, the
+// subscription ends. A stream that is missing may come back: the client
+// keeps its heartbeats meanwhile, since a reconnect would get 503, which
+// ends an EventSource for good.
+func (g *jsGuard) watch() {
+	defer g.wg.Done()
+	for {
+		g.mu.Lock()
+		if !g.pending || g.stopped {
+			g.watching = false
+			g.mu.Unlock()
+			return
+		}
+		g.pending = false
+		g.mu.Unlock()
+
+		delay := guardRetryMin
+		for {
+			same, err := g.check()
+			if err == nil && !same {
+				g.sub.fail(errRecreated)
+				return
+			}
+			if err == nil {
+				break
+			}
+			g.b.log.Debug("JetStream stream not found or not answering; looking again", "stream", g.b.path, "err", err)
+			t := time.NewTimer(delay)
+			select {
+			case <-g.ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			delay = min(2*delay, guardRetryMax)
+		}
+	}
+}
+
+// check reports whether the stream is the incarnation the subscriber
+// started in; a missing stream is an error.
+func (g *jsGuard) check() (bool, error) {
+	ctx, cancel := context.WithTimeout(g.ctx, guardCheckTimeout)
+	defer cancel()
+	st, err := g.b.js.Stream(ctx, g.b.stream)
+	if err != nil {
+		return false, err
+	}
+	return newJSTag(g.b.stream, st.CachedInfo().Created) == g.tag, nil
+}
+
+// stop aborts look-ups in flight and starts no new watch.
+func (g *jsGuard) stop() {
+	g.cancel()
+	g.mu.Lock()
+	g.stopped = true
+	g.mu.Unlock()
+}
+
+// wait returns once no watch runs; call it after stop.
+func (g *jsGuard) wait() { g.wg.Wait() }

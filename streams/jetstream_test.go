@@ -54,9 +54,14 @@ func TestJetStreamPublishReceive(t *testing.T) {
 	s3 := e.jsPublish(t, "wiki.de.new", "", "untyped")
 	got := c.take(t, 3)
 	want := []sse.Event{
-		{ID: strconv.FormatUint(s1, 10), Type: "edit", Data: []byte("line one\nline two")},
-		{ID: strconv.FormatUint(s2, 10), Type: "message", Data: []byte("plain")},
-		{ID: strconv.FormatUint(s3, 10), Type: "message", Data: []byte("untyped")},
+		{ID: e.jsIDOf(t, "WIKI", s1), Type: "edit", Data: []byte("line one\nline two")},
+		{ID: e.jsIDOf(t, "WIKI", s2), Type: "message", Data: []byte("plain")},
+		{ID: e.jsIDOf(t, "WIKI", s3), Type: "message", Data: []byte("untyped")},
+	}
+	// The id still starts with the stream sequence, which an operator
+	// reads; the tag after it names the stream's incarnation.
+	if want := strconv.FormatUint(s1, 10) + "-"; !strings.HasPrefix(got[0].ID, want) {
+		t.Errorf("id %q does not start with the sequence %q", got[0].ID, want)
 	}
 	for i := range want {
 		if got[i].ID != want[i].ID || got[i].Type != want[i].Type || string(got[i].Data) != string(want[i].Data) {

@@ -7,6 +7,9 @@ import (
 	"hash/crc32"
 	"hash/fnv"
 	"sort"
+	"strconv"
+	"strings"
+	"time"
 )
 
 // A Kafka resume token is the position of a subscriber in every partition of
@@ -109,4 +112,103 @@ func decodeToken(tok string, tag uint32) (position, error) {
 		return nil, fmt.Errorf("%w: Kafka position token has trailing bytes", ErrInvalidLastEventID)
 	}
 	return pos, nil
+}
+
+// A JetStream id is the stream sequence of the last message, a dash and a
+// tag naming the stream and its incarnation:
+//
+//	1234-AbCdEfGh   sequence "-" base64url( stream (1 byte) |
+//	                incarnation (3 bytes) | check (2 bytes) )
+//
+// The sequence comes first so that the id still reads as a position. The
+// incarnation is derived from the stream's creation time: a stream deleted
+// and recreated under the same name starts its sequences again at 1, and
+// only the incarnation tells a position in the old stream from one in the
+// new. The stream byte tells another stream's id from a damaged one, as
+// the Kafka topic tag does, and the check (over the sequence and the tag)
+// catches typos and truncation; every change of one tag character is
+// caught. A plain sequence, the format of earlier versions, is still
+// accepted with its old meaning.
+
+// jsTag identifies a JetStream stream and its incarnation in an id.
+type jsTag struct {
+	stream uint8  // from the stream name only
+	inc    uint32 // 24 bits, from the name and the creation time
+}
+
+// newJSTag returns the tag of stream created at created. Every stream that
+// serves the same JetStream stream shares it: a sequence is as valid for
+// each of them, whatever their subject filters.
+func newJSTag(stream string, created time.Time) jsTag {
+	h := fnv.New32a()
+	h.Write([]byte("jetstream\x00" + stream))
+	s := uint8(h.Sum32())
+	h.Write(binary.BigEndian.AppendUint64([]byte{0}, uint64(created.UnixNano())))
+	return jsTag{stream: s, inc: h.Sum32() & 0xFFFFFF}
+}
+
+// jsStreamByte is the stream part of every tag of stream.
+func jsStreamByte(stream string) uint8 { return newJSTag(stream, time.Time{}).stream }
+
+// jsTagLen is the length of the text form of a tag: 6 bytes in base64.
+const jsTagLen = 8
+
+// raw is the tag without its check.
+func (t jsTag) raw() [4]byte {
+	return [4]byte{t.stream, byte(t.inc >> 16), byte(t.inc >> 8), byte(t.inc)}
+}
+
+// jsCheck is the check of the id for seq with the tag raw.
+func jsCheck(seq uint64, raw [4]byte) uint16 {
+	var b [binary.MaxVarintLen64 + 4]byte
+	n := binary.PutUvarint(b[:], seq)
+	n += copy(b[n:], raw[:])
+	return uint16(crc32.ChecksumIEEE(b[:n]))
+}
+
+// appendJSID appends the id of sequence seq in the stream incarnation t.
+func appendJSID(dst []byte, seq uint64, t jsTag) []byte {
+	raw := t.raw()
+	var full [6]byte
+	copy(full[:], raw[:])
+	binary.BigEndian.PutUint16(full[4:], jsCheck(seq, raw))
+	dst = strconv.AppendUint(dst, seq, 10)
+	dst = append(dst, '-')
+	return base64.RawURLEncoding.AppendEncode(dst, full[:])
+}
+
+// jsID is the id of sequence seq in the stream incarnation t.
+func jsID(seq uint64, t jsTag) string { return string(appendJSID(nil, seq, t)) }
+
+// jsPosition is a parsed JetStream id.
+type jsPosition struct {
+	seq uint64
+	// tagged is false for a plain sequence, which names no incarnation.
+	tagged bool
+	inc    uint32
+}
+
+// parseJSID parses an id of the stream whose name has the tag byte stream.
+// The error wraps ErrInvalidLastEventID or ErrForeignLastEventID.
+func parseJSID(id string, stream uint8) (jsPosition, error) {
+	num, tag, tagged := strings.Cut(id, "-")
+	seq, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return jsPosition{}, fmt.Errorf("%w: %q is not a JetStream sequence id", ErrInvalidLastEventID, id)
+	}
+	if !tagged {
+		return jsPosition{seq: seq}, nil
+	}
+	full, err := base64.RawURLEncoding.DecodeString(tag)
+	if err != nil || len(tag) != jsTagLen {
+		return jsPosition{}, fmt.Errorf("%w: %q is not a JetStream sequence id (bad tag)", ErrInvalidLastEventID, id)
+	}
+	raw := [4]byte(full[:4])
+	if jsCheck(seq, raw) != binary.BigEndian.Uint16(full[4:]) {
+		return jsPosition{}, fmt.Errorf("%w: JetStream id %q is damaged (check mismatch)", ErrInvalidLastEventID, id)
+	}
+	if raw[0] != stream {
+		return jsPosition{}, fmt.Errorf("%w: %q is a position in another JetStream stream", ErrForeignLastEventID, id)
+	}
+	return jsPosition{seq: seq, tagged: true, inc: uint32(raw[1])<<16 | uint32(raw[2])<<8 | uint32(raw[3])}, nil
 }
