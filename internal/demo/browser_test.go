@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,7 +47,9 @@ func TestBrowserStatusPage(t *testing.T) {
 	// Newest first: ids decrease down the list.
 	prev := -1
 	for i := len(ids) - 1; i >= 0; i-- {
-		n, err := strconv.Atoi(ids[i])
+		// A JetStream id is the stream sequence, then a tag.
+		seq, _, _ := strings.Cut(ids[i], "-")
+		n, err := strconv.Atoi(seq)
 		if err != nil || n <= prev {
 			t.Fatalf("live ids not increasing: %q", ids)
 		}

@@ -176,7 +176,9 @@ func TestDemoEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	lastID, lastN := -1, -1
 	for _, e := range evs {
-		id, err := strconv.Atoi(e.id)
+		// A JetStream id is the stream sequence, then a tag.
+		seq, _, _ := strings.Cut(e.id, "-")
+		id, err := strconv.Atoi(seq)
 		if err != nil || id <= lastID {
 			t.Fatalf("ids not increasing: %+v", evs)
 		}
