@@ -55,7 +55,7 @@ var (
 // Sink metrics, labelled by pipeline and sink kind.
 var (
 	SinkPublished = counter("sink_published_total", "Messages acknowledged by the broker.", "pipeline", "sink")
-	SinkFailed    = counter("sink_failed_total", "Publish attempts that failed.", "pipeline", "sink")
+	SinkFailed    = counter("sink_failed_total", "Publish attempts that failed; each message the broker refused (e.g. for permissions) counts once.", "pipeline", "sink")
 	SinkLatency   = histogram("sink_publish_seconds", "Time from publish to broker acknowledgement of a batch.", latencyBuckets, "pipeline", "sink")
 )
 
