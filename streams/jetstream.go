@@ -209,10 +209,15 @@ func overlapsAny(pattern string, subjects []string) bool {
 type seqCursor struct {
 	seq uint64
 	tag jsTag
+	buf []byte // reused: an id is made for every event
 }
 
 func (c *seqCursor) advance(m *message) { c.seq = m.seq }
-func (c *seqCursor) id() string         { return jsID(c.seq, c.tag) }
+
+func (c *seqCursor) id() string {
+	c.buf = appendJSID(c.buf[:0], c.seq, c.tag)
+	return string(c.buf)
+}
 
 // errRecreated ends a subscription whose stream was deleted and recreated:
 // its ordered consumer would go on at the old sequence in the new stream,

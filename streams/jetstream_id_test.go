@@ -110,8 +110,13 @@ func TestJetStreamForeignDamagedAndPlainIDs(t *testing.T) {
 
 	mine := e.jsIDOf(t, "MINE", 2)
 	theirs := e.jsIDOf(t, "THEIRS", 2)
+	// A typo in the tag's last character, which holds only check bits.
 	damaged := []byte(mine)
-	damaged[len(damaged)-1] ^= 1 // a typo in the tag
+	if damaged[len(damaged)-1] == 'A' {
+		damaged[len(damaged)-1] = 'B'
+	} else {
+		damaged[len(damaged)-1] = 'A'
+	}
 	for _, tc := range []struct{ id, wantMsg string }{
 		{theirs, "another JetStream stream"},
 		{string(damaged), "damaged"},

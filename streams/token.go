@@ -158,27 +158,31 @@ func (t jsTag) raw() [4]byte {
 	return [4]byte{t.stream, byte(t.inc >> 16), byte(t.inc >> 8), byte(t.inc)}
 }
 
-// jsCheck is the check of the id for seq with the tag raw.
-func jsCheck(seq uint64, raw [4]byte) uint16 {
-	var b [binary.MaxVarintLen64 + 4]byte
-	n := binary.PutUvarint(b[:], seq)
-	n += copy(b[n:], raw[:])
-	return uint16(crc32.ChecksumIEEE(b[:n]))
+// appendJSCheck returns the check of the id for seq with the tag raw. It
+// uses the spare capacity of scratch, which it may grow, and returns it
+// for reuse.
+func appendJSCheck(scratch []byte, seq uint64, raw [4]byte) (uint16, []byte) {
+	b := binary.AppendUvarint(scratch[:0], seq)
+	b = append(b, raw[:]...)
+	return uint16(crc32.ChecksumIEEE(b)), b[:0]
 }
 
 // appendJSID appends the id of sequence seq in the stream incarnation t.
+// The check is computed in dst's spare capacity, so a dst with room for
+// the id and 14 bytes more costs no allocation.
 func appendJSID(dst []byte, seq uint64, t jsTag) []byte {
 	raw := t.raw()
+	sum, _ := appendJSCheck(dst[len(dst):], seq, raw)
 	var full [6]byte
 	copy(full[:], raw[:])
-	binary.BigEndian.PutUint16(full[4:], jsCheck(seq, raw))
+	binary.BigEndian.PutUint16(full[4:], sum)
 	dst = strconv.AppendUint(dst, seq, 10)
 	dst = append(dst, '-')
 	return base64.RawURLEncoding.AppendEncode(dst, full[:])
 }
 
 // jsID is the id of sequence seq in the stream incarnation t.
-func jsID(seq uint64, t jsTag) string { return string(appendJSID(nil, seq, t)) }
+func jsID(seq uint64, t jsTag) string { return string(appendJSID(make([]byte, 0, 32), seq, t)) }
 
 // jsPosition is a parsed JetStream id.
 type jsPosition struct {
@@ -204,7 +208,7 @@ func parseJSID(id string, stream uint8) (jsPosition, error) {
 		return jsPosition{}, fmt.Errorf("%w: %q is not a JetStream sequence id (bad tag)", ErrInvalidLastEventID, id)
 	}
 	raw := [4]byte(full[:4])
-	if jsCheck(seq, raw) != binary.BigEndian.Uint16(full[4:]) {
+	if sum, _ := appendJSCheck(nil, seq, raw); sum != binary.BigEndian.Uint16(full[4:]) {
 		return jsPosition{}, fmt.Errorf("%w: JetStream id %q is damaged (check mismatch)", ErrInvalidLastEventID, id)
 	}
 	if raw[0] != stream {
