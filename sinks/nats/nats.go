@@ -28,7 +28,9 @@
 // refused one and fails with ErrPermissionDenied, so the source retries the
 // rest instead of checkpointing past it. In JetStream mode a refused publish
 // never gets its PubAck; Write fails with ErrPermissionDenied as soon as the
-// refusal is reported instead of waiting for the ack timeout.
+// refusal is reported instead of waiting for the ack timeout. Two pipelines
+// sharing the connection fail only for their own subjects; see
+// natsconn.Violations.Sync for the (narrow) limits of the check.
 package nats
 
 import (
