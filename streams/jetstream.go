@@ -167,6 +167,7 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 	}))
 	if err != nil {
 		g.stop()
+		g.wait()
 		return feed{}, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
 	}
 	f := newFeed(&seqCursor{seq: seq, tag: tag}, func() {

@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -208,5 +209,112 @@ func TestJetStreamStartIDAcrossRecreation(t *testing.T) {
 	c := subscribe(t, hs.URL+"/js/src", map[string]string{"Last-Event-ID": id})
 	if got := datas(c.take(t, 3)); !slices.Equal(got, []string{"new1", "new2", "new3"}) {
 		t.Fatalf("resumed from the old start id: %v, want new1 new2 new3", got)
+	}
+}
+
+// A consumer error that is not a recreation, here an operator deleting the
+// subscriber's consumer, must not end the response: the ordered consumer
+// recreates itself on the same stream, which the guard confirms, and the
+// same response goes on with no gap.
+func TestJetStreamConsumerDeletedKeepsResponse(t *testing.T) {
+	e := startNATS(t)
+	st := e.createStream(t, "CDEL", "cdel.>")
+	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/cdel", "CDEL", "cdel.>")}, Deps{NATS: e.nc})
+	c := subscribe(t, hs.URL+"/js/cdel", nil)
+	e.jsPublish(t, "cdel.a", "", "e1")
+	if got := string(c.next(t).Data); got != "e1" {
+		t.Fatalf("got %q, want e1", got)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	names := st.ConsumerNames(ctx)
+	var deleted int
+	for name := range names.Name() {
+		if err := st.DeleteConsumer(ctx, name); err != nil {
+			t.Fatalf("delete consumer %s: %v", name, err)
+		}
+		deleted++
+	}
+	if err := names.Err(); err != nil || deleted != 1 {
+		t.Fatalf("deleted %d consumers (%v), want the subscriber's one", deleted, err)
+	}
+	for i := 2; i <= 4; i++ {
+		e.jsPublish(t, "cdel.a", "", fmt.Sprint("e", i))
+	}
+	evs := c.take(t, 3)
+	if got := datas(evs); !slices.Equal(got, []string{"e2", "e3", "e4"}) {
+		t.Fatalf("after the consumer was deleted the response delivered %v, want e2 e3 e4", got)
+	}
+	if want := e.jsIDOf(t, "CDEL", 4); evs[2].ID != want {
+		t.Errorf("id %q, want %q", evs[2].ID, want)
+	}
+}
+
+// The guard's two ways in, against a real server: the first message of a
+// server-side consumer passes only if the stream is still the incarnation
+// the subscriber started in, and a consumer error ends the subscription
+// once the stream is found as another incarnation, but not when it is the
+// same one. (End to end, which of the two notices a recreation first is a
+// race; each must hold alone.)
+func TestJetStreamGuard(t *testing.T) {
+	e := startNATS(t)
+	st := e.createStream(t, "GRD", "grd.>")
+	b, err := newJetStreamBackend(e.nc, jsStreamCfg("/js/grd", "GRD", ""), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tag := newJSTag("GRD", st.CachedInfo().Created)
+	guard := func() (*jsGuard, *subscriber) {
+		sub := newSubscriber(1, nil)
+		g := newJSGuard(b, tag, sub)
+		t.Cleanup(func() { g.stop(); g.wait() })
+		return g, sub
+	}
+	// settled waits until g's watch has looked at the stream.
+	settled := func(g *jsGuard) {
+		t.Helper()
+		deadline := time.Now().Add(waitLong)
+		for {
+			g.mu.Lock()
+			w := g.watching
+			g.mu.Unlock()
+			if !w {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("watch still running")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	admitting, admSub := guard()
+	if !admitting.admit("c1") || !admitting.admit("c1") {
+		t.Fatalf("a consumer of the subscriber's own incarnation refused: %v", admSub.reason())
+	}
+	same, sameSub := guard()
+	same.consumerFailed()
+	settled(same)
+	if err := sameSub.reason(); err != nil {
+		t.Fatalf("a consumer error on the same incarnation ended the subscription: %v", err)
+	}
+
+	e.recreateStream(t, "GRD", "grd.>")
+	if admitting.admit("c2") {
+		t.Fatal("a consumer on the recreated stream was admitted")
+	}
+	if err := admSub.reason(); !errors.Is(err, errRecreated) {
+		t.Errorf("admit ended the subscription with %v, want errRecreated", err)
+	}
+	watching, watchSub := guard()
+	watching.consumerFailed()
+	select {
+	case <-watchSub.done:
+	case <-time.After(waitLong):
+		t.Fatal("a consumer error did not end the subscription of a recreated stream")
+	}
+	if err := watchSub.reason(); !errors.Is(err, errRecreated) {
+		t.Errorf("the watch ended the subscription with %v, want errRecreated", err)
 	}
 }
