@@ -17,8 +17,8 @@ import (
 )
 
 // The id of every event is computed per subscriber, so its cost is paid
-// events × subscribers times. The JetStream id (one integer) is the
-// baseline a Kafka token is measured against.
+// events × subscribers times. The JetStream id (a sequence and a fixed
+// tag) is the baseline a Kafka token is measured against.
 
 func BenchmarkEventID(b *testing.B) {
 	b.Run("jetstream", func(b *testing.B) {

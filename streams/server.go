@@ -7,8 +7,11 @@
 // a resume token for the message's position in the queue, so a client that
 // reconnects with Last-Event-ID continues with no gap and no repeat:
 //
-//   - JetStream: the id is the stream sequence; a resume starts an ordered
-//     consumer at sequence+1.
+//   - JetStream: the id is the stream sequence plus a short tag naming the
+//     stream and its incarnation (1234-G0_EoV1b); a resume starts an
+//     ordered consumer at sequence+1, and an id from before the stream was
+//     recreated starts at its earliest message. A plain sequence is also
+//     accepted.
 //   - Kafka: the id is an opaque token holding the next offset of every
 //     partition of the topic; a resume seeks each partition.
 //   - Core NATS keeps no history: ids count events per connection and are
