@@ -202,10 +202,11 @@ func (s *recordingStore) checkMonotonic() error {
 	return nil
 }
 
-// newCoreReaderSubject is newCoreReader on another subject.
-func newCoreReaderSubject(t *testing.T, url, subject string) *coreAll {
+// newCoreReaderSubject is newCoreReader on another subject, connecting
+// with opts (credentials, say).
+func newCoreReaderSubject(t *testing.T, url, subject string, opts ...gonats.Option) *coreAll {
 	r := &coreAll{}
-	nc, err := gonats.Connect(url)
+	nc, err := gonats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -285,7 +285,7 @@ func TestJetStreamRefusedPublish(t *testing.T) {
 // and the checkpoint reaches the last one.
 func TestEndToEndCoreRefusedThenGranted(t *testing.T) {
 	b := permBroker(t)
-	r := newCoreReaderAs(t, b.URL(), "feed.>")
+	r := newCoreReaderSubject(t, b.URL(), "feed.>", gonats.UserInfo("admin", "pw"))
 	feed := sinktest.NewFeed(t, 40)
 	fs, err := checkpoint.NewFileStore(filepath.Join(t.TempDir(), "checkpoints"))
 	if err != nil {
@@ -316,29 +316,4 @@ func TestEndToEndCoreRefusedThenGranted(t *testing.T) {
 	if !nc.IsConnected() {
 		t.Fatalf("connection %v", nc.Status())
 	}
-}
-
-// newCoreReaderAs is newCoreReaderSubject reading as the admin user.
-func newCoreReaderAs(t *testing.T, url, subject string) *coreAll {
-	r := &coreAll{}
-	nc, err := gonats.Connect(url, gonats.UserInfo("admin", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sub, err := nc.Subscribe(subject, func(m *gonats.Msg) {
-		r.mu.Lock()
-		r.got = append(r.got, received(m))
-		r.mu.Unlock()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
