@@ -65,7 +65,7 @@ var (
 	StreamEventsSent    = counter("stream_events_sent_total", "Events written to SSE subscribers.", "stream")
 	SlowSubscriberDrops = counter("stream_slow_subscriber_disconnects_total", "Subscribers cut off for falling behind max_pending.", "stream")
 	AuthFailures        = counter("stream_auth_failures_total", "Requests refused by access control, by HTTP status.", "stream", "status")
-	ResumeTooOld        = counter("stream_resume_expired_total", "Resumes whose Last-Event-ID was older than the broker retains.", "stream")
+	ResumeTooOld        = counter("stream_resume_expired_total", "Resumes whose Last-Event-ID the broker no longer holds (older than it retains, or from before the stream was recreated); they start at the earliest message.", "stream")
 	SubscribersRejected = counter("stream_subscribers_rejected_total", "Subscriptions refused by max_subscribers.", "stream")
 )
 
