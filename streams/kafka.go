@@ -2,10 +2,13 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -20,6 +23,31 @@ import (
 // soon as it has data; this only caps how long an idle fetch holds a broker
 // connection before it is renewed.
 const readerMaxWait = 2 * time.Second
+
+// Bounds of the watch that ends subscribers whose partition log went below
+// their position.
+const (
+	// kafkaWatchEvery spaces the watch's look-ups; it is about how late a
+	// connected client learns that its topic was recreated or truncated.
+	kafkaWatchEvery = 2 * time.Second
+	// kafkaWatchTimeout bounds one look-up (metadata and end offsets).
+	kafkaWatchTimeout = 5 * time.Second
+)
+
+// errLogBelow ends a subscription whose partition log now ends before the
+// subscriber's position: the topic was deleted and recreated (offsets start
+// again at 0) or truncated (unclean leader election). kafka-go's reader
+// would wait, on heartbeats, until the new log reaches the old offset and
+// then skip everything before it. The client reconnects with its
+// Last-Event-ID, whose offset is then beyond the end, and starts that
+// partition at its earliest offset.
+var errLogBelow = errors.New("Kafka partition log ends before the subscriber's position (topic recreated or truncated?)")
+
+// errPartitionsChanged ends a subscription whose topic now has other
+// partitions than when it started: its readers would never read a partition
+// added since, nor stop waiting on one that is gone. The reconnect reads the
+// partitions the topic has then, a new one from its first offset.
+var errPartitionsChanged = errors.New("Kafka topic's partitions changed")
 
 // kafkaShared is the cluster access shared by every Kafka stream: a client
 // for metadata and offsets, and the dialer the partition readers use.
@@ -55,6 +83,16 @@ func (k *kafkaShared) close() { k.transport.CloseIdleConnections() }
 // with its own partition reader, never a consumer group: a group would
 // share the partitions out between subscribers instead of giving each all
 // of them, and would commit offsets nobody needs.
+//
+// Offsets name no topic incarnation, so a reader cannot tell a recreated or
+// truncated log from a quiet one. One watch per backend, running only while
+// it has subscribers, looks up the topic's partitions and end offsets every
+// watchEvery with the shared client and ends every subscriber whose
+// position lies beyond an end (errLogBelow) or whose partitions changed
+// (errPartitionsChanged): its broker load does not grow with the number of
+// subscribers. A new log that has already grown past the old position
+// before a look-up cannot be told apart from the old one; its first
+// messages are then skipped, as they would be by any offset-based consumer.
 type kafkaBackend struct {
 	k     *kafkaShared
 	topic string
@@ -62,16 +100,143 @@ type kafkaBackend struct {
 	start string
 	path  string
 	log   *slog.Logger
+	// watchEvery is kafkaWatchEvery; tests may shorten it.
+	watchEvery time.Duration
+
+	mu        sync.Mutex
+	subs      map[*kafkaSub]struct{}
+	stopWatch context.CancelFunc // set while a watch runs
+	closed    bool
+	watchers  sync.WaitGroup
+}
+
+// kafkaSub is what the watch knows of one subscriber.
+type kafkaSub struct {
+	sub *subscriber
+	cur *offsetCursor
 }
 
 func newKafkaBackend(k *kafkaShared, c config.Stream, log *slog.Logger) *kafkaBackend {
-	return &kafkaBackend{k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log}
+	return &kafkaBackend{
+		k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log,
+		watchEvery: kafkaWatchEvery,
+		subs:       map[*kafkaSub]struct{}{},
+	}
 }
 
 func (b *kafkaBackend) kind() string { return "kafka" }
 
-// close is a no-op: the readers are per subscriber, the client is shared.
-func (b *kafkaBackend) close() {}
+// close stops the watch and waits for it; the readers are per subscriber
+// and already stopped, the client is shared.
+func (b *kafkaBackend) close() {
+	b.mu.Lock()
+	b.closed = true
+	if b.stopWatch != nil {
+		b.stopWatch()
+		b.stopWatch = nil
+	}
+	b.mu.Unlock()
+	b.watchers.Wait()
+}
+
+// watchSub adds s to the watch, starting the watch for the first
+// subscriber.
+func (b *kafkaBackend) watchSub(s *kafkaSub) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.subs[s] = struct{}{}
+	if b.stopWatch != nil || b.closed {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopWatch = cancel
+	b.watchers.Add(1)
+	go b.watch(ctx)
+}
+
+// unwatchSub removes s, stopping the watch with the last subscriber.
+func (b *kafkaBackend) unwatchSub(s *kafkaSub) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.subs, s)
+	if len(b.subs) == 0 && b.stopWatch != nil {
+		b.stopWatch()
+		b.stopWatch = nil
+	}
+}
+
+// watch runs checkSubs every watchEvery until ctx ends.
+func (b *kafkaBackend) watch(ctx context.Context) {
+	defer b.watchers.Done()
+	t := time.NewTicker(b.watchEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		b.checkSubs(ctx)
+	}
+}
+
+// checkSubs looks up the topic's partitions and their end offsets once
+// and ends every subscriber that can no longer go on from its position. A
+// topic that is missing (deleted, not yet recreated) or a broker that does
+// not answer ends nobody: the readers wait meanwhile, and the clients keep
+// their heartbeats, since a reconnect would get 503, which ends an
+// EventSource for good.
+func (b *kafkaBackend) checkSubs(ctx context.Context) {
+	b.mu.Lock()
+	subs := make([]*kafkaSub, 0, len(b.subs))
+	for s := range b.subs {
+		subs = append(subs, s)
+	}
+	b.mu.Unlock()
+	if len(subs) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, kafkaWatchTimeout)
+	defer cancel()
+	parts, err := b.partitions(ctx)
+	if err == nil {
+		var ends position
+		if ends, err = b.offsets(ctx, parts, kafka.LastOffsetOf); err == nil {
+			b.endBeyond(subs, parts, ends)
+			return
+		}
+	}
+	if ctx.Err() == nil {
+		b.log.Debug("Kafka topic missing or not answering; subscribers wait", "stream", b.path, "topic", b.topic, "err", err)
+	}
+}
+
+// endBeyond ends the subscribers of subs that cannot go on in a topic
+// with partitions parts (sorted) ending at ends.
+func (b *kafkaBackend) endBeyond(subs []*kafkaSub, parts []int, ends position) {
+	var ended int
+	var first error
+	for _, s := range subs {
+		err := s.cur.check(parts, ends)
+		if err == nil {
+			continue
+		}
+		select {
+		case <-s.sub.done:
+			continue // already ending
+		default:
+		}
+		s.sub.fail(err)
+		if ended == 0 {
+			first = err
+		}
+		ended++
+	}
+	if ended > 0 {
+		b.log.Warn("Kafka topic recreated or truncated? ending responses so that their clients resume at the earliest offsets",
+			"stream", b.path, "topic", b.topic, "subscribers", ended, "err", first)
+	}
+}
 
 func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *request) (feed, error) {
 	if req.subject != "" {
@@ -102,15 +267,20 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 	start := make(position, len(parts))
 	switch {
 	case resume != nil:
-		var expired bool
-		start, expired, err = resumeFrom(resume, parts, first, last)
-		if err != nil {
-			return feed{}, fmt.Errorf("%w; was topic %q recreated?", err, b.topic)
+		var expired, beyond bool
+		start, expired, beyond = resumeFrom(resume, parts, first, last)
+		if expired || beyond {
+			metrics.ResumeTooOld.WithLabelValues(b.path).Inc()
 		}
 		if expired {
-			metrics.ResumeTooOld.WithLabelValues(b.path).Inc()
 			b.log.Warn("resume position no longer retained, starting at the earliest retained offsets",
 				"stream", b.path, "topic", b.topic)
+		}
+		if beyond {
+			// Not a client error: a 400 would end an EventSource for
+			// good, and waiting for the offset could mean forever.
+			b.log.Warn("resume position beyond the end of a partition (topic recreated or truncated?), starting there at the earliest retained offset",
+				"stream", b.path, "topic", b.topic, "last_event_id", req.lastEventID)
 		}
 	case !req.since.IsZero():
 		at, err := b.timeOffsets(ctx, parts, req.since)
@@ -142,6 +312,10 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 			MinBytes:  1,
 			MaxBytes:  10 << 20,
 			MaxWait:   readerMaxWait,
+			// A reader that reconnects (after the topic was deleted,
+			// say) to a log that now ends before its offset reports it
+			// instead of waiting until the log gets there.
+			OffsetOutOfRangeError: true,
 		})
 		if err := r.SetOffset(start[p]); err != nil {
 			_ = r.Close()
@@ -158,7 +332,20 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 			for {
 				km, err := r.ReadMessage(rctx)
 				if err != nil {
-					if rctx.Err() == nil {
+					switch {
+					case rctx.Err() != nil:
+					case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, kafka.LeaderNotAvailable):
+						// The topic is missing (deleted, not recreated
+						// yet) or has no leader yet. kafka-go retries
+						// on its own, with backoff, and reports each
+						// failed attempt past MaxAttempts; keep the
+						// client on heartbeats rather than end it into
+						// a 503, which ends an EventSource for good.
+						b.log.Debug("Kafka partition unavailable; the reader retries", "stream", b.path, "topic", b.topic, "partition", p, "err", err)
+						continue
+					case errors.Is(err, kafka.OffsetOutOfRange):
+						sub.fail(fmt.Errorf("%w: kafka %s/%d: %w", errLogBelow, b.topic, p, err))
+					default:
 						sub.fail(fmt.Errorf("kafka %s/%d: %w", b.topic, p, err))
 					}
 					return
@@ -173,7 +360,10 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 			}
 		}()
 	}
+	ks := &kafkaSub{sub: sub, cur: cur}
+	b.watchSub(ks)
 	f := newFeed(cur, func() {
+		b.unwatchSub(ks)
 		cancel()
 		wg.Wait()
 	})
@@ -185,10 +375,12 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 
 // resumeFrom turns a resume token into a start offset per partition, given
 // each partition's first retained and next (end) offset. expired reports
-// that some partition had already dropped the token's position, so it
-// starts at its earliest retained offset; a position beyond the end is an
-// error, since waiting for it could mean waiting forever.
-func resumeFrom(resume position, parts []int, first, last position) (start position, expired bool, err error) {
+// that some partition had already dropped the token's position; beyond,
+// that some partition now ends before it, as after the topic was recreated
+// or truncated, where waiting for the position could mean waiting forever.
+// Either partition starts at its earliest retained offset; the others
+// resume exactly.
+func resumeFrom(resume position, parts []int, first, last position) (start position, expired, beyond bool) {
 	start = make(position, len(parts))
 	for _, p := range parts {
 		off, ok := resume[p]
@@ -198,14 +390,15 @@ func resumeFrom(resume position, parts []int, first, last position) (start posit
 			// messages newer than the token.
 			off = first[p]
 		case off > last[p]:
-			return nil, false, fmt.Errorf("%w: offset %d of partition %d is beyond its end (%d)", ErrInvalidLastEventID, off, p, last[p])
+			beyond = true
+			off = first[p]
 		case off < first[p]:
 			expired = true
 			off = first[p]
 		}
 		start[p] = off
 	}
-	return start, expired, nil
+	return start, expired, beyond
 }
 
 func (b *kafkaBackend) partitions(ctx context.Context) ([]int, error) {
@@ -297,6 +490,9 @@ type offsetCursor struct {
 	tag   uint32
 	parts []int   // sorted
 	offs  []int64 // next offset, parallel to parts
+	// seen mirrors offs for the backend's watch, which reads it from
+	// another goroutine than the handler's, which advances the cursor.
+	seen  []atomic.Int64
 	index map[int]int
 	raw   []byte
 	text  []byte
@@ -309,8 +505,10 @@ func newOffsetCursor(tag uint32, start position) *offsetCursor {
 	}
 	sort.Ints(c.parts)
 	c.offs = make([]int64, len(c.parts))
+	c.seen = make([]atomic.Int64, len(c.parts))
 	for i, p := range c.parts {
 		c.offs[i] = start[p]
+		c.seen[i].Store(start[p])
 		c.index[p] = i
 	}
 	return c
@@ -319,7 +517,26 @@ func newOffsetCursor(tag uint32, start position) *offsetCursor {
 func (c *offsetCursor) advance(m *message) {
 	if i, ok := c.index[m.partition]; ok {
 		c.offs[i] = m.offset + 1
+		c.seen[i].Store(m.offset + 1)
 	}
+}
+
+// check reports why the subscriber cannot go on from the position its
+// client holds in a topic with partitions parts (sorted) ending at ends, or
+// nil. It is the position sent, not the readers' one, that matters: the
+// client resumes from it, so a subscriber whose readers went past an end
+// is ended once what they read has been sent, and its token then lies
+// beyond that end too.
+func (c *offsetCursor) check(parts []int, ends position) error {
+	if !slices.Equal(parts, c.parts) {
+		return fmt.Errorf("%w: partitions %v, now %v", errPartitionsChanged, c.parts, parts)
+	}
+	for i, p := range c.parts {
+		if off := c.seen[i].Load(); off > ends[p] {
+			return fmt.Errorf("%w: partition %d at offset %d, its log ends at %d", errLogBelow, p, off, ends[p])
+		}
+	}
+	return nil
 }
 
 func (c *offsetCursor) id() string {
