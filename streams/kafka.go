@@ -337,10 +337,13 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 					case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, kafka.LeaderNotAvailable):
 						// The topic is missing (deleted, not recreated
 						// yet) or has no leader yet. kafka-go retries
-						// on its own, with backoff, and reports each
-						// failed attempt past MaxAttempts; keep the
-						// client on heartbeats rather than end it into
-						// a 503, which ends an EventSource for good.
+						// on its own, with backoff: its leader look-up
+						// waits for the topic, but a failure past
+						// MaxAttempts elsewhere (reading the offsets) is
+						// reported. Keep the client on heartbeats
+						// rather than end it into a 503, which ends an
+						// EventSource for good; the watch ends it if
+						// the topic comes back shorter.
 						b.log.Debug("Kafka partition unavailable; the reader retries", "stream", b.path, "topic", b.topic, "partition", p, "err", err)
 						continue
 					case errors.Is(err, kafka.OffsetOutOfRange):

@@ -2,16 +2,22 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
+	"runtime"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 
@@ -142,4 +148,226 @@ func TestKafkaRecreatedTopicEndsConnectedClient(t *testing.T) {
 	if d := string(c2.next(t).Data); d != "marker" {
 		t.Fatalf("after the new topic's messages got %q, want marker", d)
 	}
+}
+
+// While the topic is missing (deleted, not recreated yet) the client keeps
+// its response and heartbeats, rather than being ended into a 503, which
+// would end an EventSource for good; once the topic is back its response
+// ends and the reconnect gets the new topic from its first message.
+func TestKafkaMissingTopicKeepsClientUntilRecreated(t *testing.T) {
+	const (
+		topic = "missing"
+		path  = "/kafka/missing"
+		parts = 2
+	)
+	// testbroker's kfake creates a topic on a metadata request, as
+	// brokers with auto.create.topics.enable do: there, the readers'
+	// look-up brings the deleted topic back at once (with the default
+	// partition count), which ends the response as a recreation. Here
+	// the topic stays missing until it is created.
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, topic))
+	if err != nil {
+		t.Fatalf("kfake: %v", err)
+	}
+	t.Cleanup(cluster.Close)
+	addr := cluster.ListenAddrs()[0]
+	publishRound(t, addr, topic, parts, 4, "old")
+	rec := &recordedLog{}
+	cfg := kafkaCfg(path, topic, "earliest")
+	cfg.Heartbeat = config.Duration(50 * time.Millisecond)
+	_, hs := startServer(t, []config.Stream{cfg},
+		Deps{Kafka: config.Kafka{Brokers: []string{addr}}, Logger: slog.New(rec)})
+
+	c := subscribe(t, hs.URL+path, nil)
+	last := c.take(t, parts*4)[parts*4-1].ID
+	deleteTopic(t, addr, topic)
+
+	// Wait until the watch has found the topic missing twice, by which
+	// time kafka-go's readers have also been through more than their
+	// MaxAttempts (about 0.7 s of backoff) looking for it.
+	deadline := time.Now().Add(waitLong)
+	for countLogged(rec, "DEBUG Kafka topic missing") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watch did not find the topic missing within %s: %q", waitLong, rec.lines())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Heartbeats still come after that, on the same response.
+	for len(c.comments) > 0 {
+		<-c.comments
+	}
+	for range 2 {
+		select {
+		case <-c.comments:
+		case <-c.done:
+			t.Fatalf("response ended while the topic was missing: %v", c.readErr())
+		case <-time.After(waitLong):
+			t.Fatal("no heartbeat while the topic was missing")
+		}
+	}
+
+	createTopic(t, addr, topic, parts)
+	want := publishRound(t, addr, topic, parts, 2, "new")
+	extra, took := c.endedWithin(t, kafkaRecreateWithin)
+	t.Logf("response ended %v after the new messages", took)
+	if len(extra) > 0 {
+		t.Fatalf("the old response delivered %v from the new topic", extra)
+	}
+	c2 := subscribe(t, hs.URL+path, map[string]string{"Last-Event-ID": last})
+	if g := byPartition(c2.take(t, parts*2)); fmt.Sprint(g) != fmt.Sprint(want) {
+		t.Fatalf("reconnect with %q got %v, want %v", last, g, want)
+	}
+}
+
+// logged reports whether some record of rec starts with prefix.
+func logged(rec *recordedLog, prefix string) bool { return countLogged(rec, prefix) > 0 }
+
+// countLogged counts the records of rec that start with prefix.
+func countLogged(rec *recordedLog, prefix string) int {
+	var n int
+	for _, l := range rec.lines() {
+		if strings.HasPrefix(l, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// A client reconnecting with a valid token whose offset lies beyond a
+// partition's end (the topic was recreated or truncated since) is not at
+// fault: that partition starts at its earliest offset, the others resume
+// exactly, the resume is counted and logged, and the answer is 200, not a
+// 400 that would end an EventSource for good.
+func TestKafkaResumeBeyondEndStartsAtEarliest(t *testing.T) {
+	const (
+		topic = "shorter"
+		path  = "/kafka/shorter"
+	)
+	k := testbroker.StartKafka(t, map[string]int32{topic: 2})
+	want := publishRound(t, k.Addr(), topic, 2, 3, "e")
+	rec := &recordedLog{}
+	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
+		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}, Logger: slog.New(rec)})
+
+	before := metricValue(t, metrics.ResumeTooOld.WithLabelValues(path))
+	// Partition 0 beyond its end (3), partition 1 within it.
+	tok := encodeToken(topicTag(topic), position{0: 40, 1: 1})
+	c := subscribe(t, hs.URL+path, map[string]string{"Last-Event-ID": tok})
+	got := byPartition(c.take(t, 3+2))
+	want["p1"] = want["p1"][1:]
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("resume from %v got %v, want partition 0 from its start and partition 1 from 1: %v", position{0: 40, 1: 1}, got, want)
+	}
+	if d := metricValue(t, metrics.ResumeTooOld.WithLabelValues(path)) - before; d != 1 {
+		t.Errorf("stream_resume_expired_total grew by %v, want 1", d)
+	}
+	if !logged(rec, "WARN resume position beyond the end") || !strings.Contains(strings.Join(rec.lines(), "\n"), "recreated or truncated?") {
+		t.Errorf("no warning about the resume beyond the end: %q", rec.lines())
+	}
+	// Ids go on from the new start, so the next resume is exact.
+	produce(t, kafkaWriter(t, k.Addr(), topic), kafkaMsg(0, "edit", "p0-live", time.Time{}))
+	if d := string(c.next(t).Data); d != "p0-live" {
+		t.Fatalf("got %q, want p0-live", d)
+	}
+}
+
+// The watch on its own, against a real broker: one look-up ends the
+// subscribers whose sent position lies beyond a partition's end or whose
+// partitions differ from the topic's, and no other; a missing topic ends
+// nobody. (End to end, kfake makes the readers see a deleted topic first;
+// the watch is what catches a log that shrank under a reader that never
+// reconnected, as after an unclean leader election.)
+func TestKafkaWatchEndsSubscribersBeyondTheEnd(t *testing.T) {
+	const topic = "watched"
+	k := testbroker.StartKafka(t, map[string]int32{topic: 2})
+	publishRound(t, k.Addr(), topic, 2, 3, "e") // both partitions end at 3
+	shared, err := newKafkaShared(config.Kafka{Brokers: []string{k.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(shared.close)
+	rec := &recordedLog{}
+	b := newKafkaBackend(shared, kafkaCfg("/kafka/watched", topic, ""), slog.New(rec))
+	b.watchEvery = time.Hour // only the explicit look-ups below
+	t.Cleanup(b.close)
+
+	sub := func(pos position) *kafkaSub {
+		s := &kafkaSub{sub: newSubscriber(1, nil), cur: newOffsetCursor(b.tag, pos)}
+		b.watchSub(s)
+		t.Cleanup(func() { b.unwatchSub(s) })
+		return s
+	}
+	atEnd := sub(position{0: 3, 1: 3})
+	within := sub(position{0: 0, 1: 2})
+	beyond := sub(position{0: 3, 1: 4})
+	fewer := sub(position{0: 3})
+	// A cursor advanced past the end by a message sent counts too.
+	advanced := sub(position{0: 3, 1: 3})
+	advanced.cur.advance(&message{partition: 0, offset: 3})
+
+	b.checkSubs(context.Background())
+	for name, s := range map[string]*kafkaSub{"at the end": atEnd, "within": within} {
+		if err := s.sub.reason(); err != nil {
+			t.Errorf("subscriber %s ended: %v", name, err)
+		}
+	}
+	for name, tc := range map[string]struct {
+		s    *kafkaSub
+		want error
+	}{
+		"beyond":           {beyond, errLogBelow},
+		"advanced beyond":  {advanced, errLogBelow},
+		"other partitions": {fewer, errPartitionsChanged},
+	} {
+		if err := tc.s.sub.reason(); !errors.Is(err, tc.want) {
+			t.Errorf("subscriber %s ended with %v, want %v", name, err, tc.want)
+		}
+	}
+	if !logged(rec, "WARN Kafka topic recreated or truncated?") {
+		t.Errorf("no warning about the ended subscribers: %q", rec.lines())
+	}
+
+	deleteTopic(t, k.Addr(), topic)
+	missing := sub(position{0: 3, 1: 3})
+	b.checkSubs(context.Background())
+	if err := missing.sub.reason(); err != nil {
+		t.Errorf("a subscriber of a missing topic was ended: %v", err)
+	}
+}
+
+// The watch runs only while the stream has subscribers: it starts with the
+// first and its goroutine is gone once the last has left.
+func TestKafkaWatchRunsOnlyWithSubscribers(t *testing.T) {
+	const (
+		topic = "quiet"
+		path  = "/kafka/quiet"
+	)
+	k := testbroker.StartKafka(t, map[string]int32{topic: 1})
+	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
+		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	const watchFn = "streams.(*kafkaBackend).watch("
+	if n := goroutinesIn(watchFn); n != 0 {
+		t.Fatalf("%d watch goroutines before any subscriber", n)
+	}
+	c1 := subscribe(t, hs.URL+path, nil)
+	c2 := subscribe(t, hs.URL+path, nil)
+	if n := goroutinesIn(watchFn); n != 1 {
+		t.Fatalf("%d watch goroutines for two subscribers, want 1", n)
+	}
+	c1.close()
+	c2.close()
+	testbroker.WaitGoroutinesGone(t, watchFn)
+}
+
+// goroutinesIn counts the goroutines whose stack holds fn.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var n int
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn) {
+			n++
+		}
+	}
+	return n
 }
