@@ -64,6 +64,14 @@ func newKafkaShared(c config.Kafka) (*kafkaShared, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The client answers metadata requests from the transport's cache; the
+	// watch (see kafkaBackend) sees a topic's new partitions and leaders
+	// only once it is refreshed, so refresh it at the watch's pace rather
+	// than kafka-go's 6 s. One metadata request per interval, however many
+	// streams and subscribers.
+	if tr.MetadataTTL == 0 {
+		tr.MetadataTTL = kafkaWatchEvery
+	}
 	d, err := kafkaconn.Dialer(c)
 	if err != nil {
 		return nil, err
@@ -106,6 +114,7 @@ type kafkaBackend struct {
 	mu        sync.Mutex
 	subs      map[*kafkaSub]struct{}
 	stopWatch context.CancelFunc // set while a watch runs
+	watchDone chan struct{}      // closed when that watch has returned
 	closed    bool
 	watchers  sync.WaitGroup
 }
@@ -150,24 +159,33 @@ func (b *kafkaBackend) watchSub(s *kafkaSub) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.stopWatch = cancel
+	b.watchDone = make(chan struct{})
 	b.watchers.Add(1)
-	go b.watch(ctx)
+	go b.watch(ctx, b.watchDone)
 }
 
-// unwatchSub removes s, stopping the watch with the last subscriber.
+// unwatchSub removes s, stopping the watch with the last subscriber. It
+// then waits for the watch to return, so that once every feed has stopped
+// no look-up is in flight: the shared client's connections are closed
+// right after.
 func (b *kafkaBackend) unwatchSub(s *kafkaSub) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	delete(b.subs, s)
-	if len(b.subs) == 0 && b.stopWatch != nil {
-		b.stopWatch()
-		b.stopWatch = nil
+	if len(b.subs) > 0 || b.stopWatch == nil {
+		b.mu.Unlock()
+		return
 	}
+	b.stopWatch()
+	b.stopWatch = nil
+	done := b.watchDone
+	b.mu.Unlock()
+	<-done // prompt: the look-up in flight is cancelled
 }
 
-// watch runs checkSubs every watchEvery until ctx ends.
-func (b *kafkaBackend) watch(ctx context.Context) {
+// watch runs checkSubs every watchEvery until ctx ends, then closes done.
+func (b *kafkaBackend) watch(ctx context.Context, done chan struct{}) {
 	defer b.watchers.Done()
+	defer close(done)
 	t := time.NewTicker(b.watchEvery)
 	defer t.Stop()
 	for {

@@ -371,3 +371,59 @@ func goroutinesIn(fn string) int {
 	}
 	return n
 }
+
+// A connected client's readers cover the partitions the topic had when it
+// subscribed: partitions added since would never be read. Its response
+// ends, and the reconnect reads the new partition from its first message
+// and the old ones exactly where they were.
+func TestKafkaAddedPartitionEndsConnectedClient(t *testing.T) {
+	const (
+		topic = "growing"
+		path  = "/kafka/growing"
+	)
+	k := testbroker.StartKafka(t, map[string]int32{topic: 1})
+	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
+		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	c := subscribe(t, hs.URL+path, nil)
+	produce(t, kafkaWriter(t, k.Addr(), topic), kafkaMsg(0, "edit", "p0-a", time.Time{}))
+	last := c.next(t).ID
+
+	req := kmsg.NewPtrCreatePartitionsRequest()
+	req.TimeoutMillis = int32(waitLong / time.Millisecond)
+	rt := kmsg.NewCreatePartitionsRequestTopic()
+	rt.Topic = topic
+	rt.Count = 2
+	req.Topics = append(req.Topics, rt)
+	for _, r := range kafkaAdmin(t, k.Addr(), req).(*kmsg.CreatePartitionsResponse).Topics {
+		if err := kerr.ErrorForCode(r.ErrorCode); err != nil {
+			t.Fatalf("create partitions: %v", err)
+		}
+	}
+	// A fresh writer sees both partitions.
+	produce(t, kafkaWriter(t, k.Addr(), topic), kafkaMsg(1, "edit", "p1-a", time.Time{}), kafkaMsg(0, "edit", "p0-b", time.Time{}))
+
+	added := time.Now()
+	extra := c.ended(t)
+	t.Logf("response ended %v after the partition was added", time.Since(added))
+	// Partition 0's reader may deliver p0-b before the end; the client
+	// then resumes after it.
+	want := map[string][]string{"p0": {"p0-b"}, "p1": {"p1-a"}}
+	switch {
+	case len(extra) == 0:
+	case len(extra) == 1 && string(extra[0].Data) == "p0-b":
+		last = extra[0].ID
+		want = map[string][]string{"p1": {"p1-a"}}
+	default:
+		t.Fatalf("before its end the response delivered %v, want at most p0-b", datas(extra))
+	}
+	c2 := subscribe(t, hs.URL+path, map[string]string{"Last-Event-ID": last})
+	n := len(want["p0"]) + len(want["p1"])
+	if got := byPartition(c2.take(t, n)); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("reconnect got %v, want %v", got, want)
+	}
+	// Nothing repeated.
+	produce(t, kafkaWriter(t, k.Addr(), topic), kafkaMsg(1, "edit", "p1-b", time.Time{}))
+	if d := string(c2.next(t).Data); d != "p1-b" {
+		t.Fatalf("after the resumed events got %q, want p1-b", d)
+	}
+}
