@@ -267,7 +267,7 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 			return feed{}, err
 		}
 	}
-	parts, err := b.partitions(ctx)
+	parts, err := b.partitionsSoon(ctx)
 	if err != nil {
 		return feed{}, err
 	}
@@ -422,6 +422,30 @@ func resumeFrom(resume position, parts []int, first, last position) (start posit
 	return start, expired, beyond
 }
 
+// partitionsSoon is partitions, but gives a topic the client does not know
+// the time its metadata cache takes to learn of it. A topic just created
+// or recreated is served by the broker before the cache (refreshed every
+// kafkaWatchEvery) has it, and a client whose response was ended because
+// its topic was recreated reconnects right then: a 503 would end an
+// EventSource for good. A topic that is really missing gets its 503 that
+// much later.
+func (b *kafkaBackend) partitionsSoon(ctx context.Context) ([]int, error) {
+	deadline := time.Now().Add(2 * kafkaWatchEvery)
+	for {
+		parts, err := b.partitions(ctx)
+		if !errors.Is(err, kafka.UnknownTopicOrPartition) || time.Now().After(deadline) {
+			return parts, err
+		}
+		t := time.NewTimer(100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
 func (b *kafkaBackend) partitions(ctx context.Context) ([]int, error) {
 	md, err := b.k.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{b.topic}})
 	if err != nil {
@@ -432,7 +456,7 @@ func (b *kafkaBackend) partitions(ctx context.Context) ([]int, error) {
 			continue
 		}
 		if t.Error != nil {
-			return nil, fmt.Errorf("%w: kafka topic %q: %v", ErrUnavailable, b.topic, t.Error)
+			return nil, fmt.Errorf("%w: kafka topic %q: %w", ErrUnavailable, b.topic, t.Error)
 		}
 		parts := make([]int, 0, len(t.Partitions))
 		for _, p := range t.Partitions {

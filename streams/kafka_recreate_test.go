@@ -427,3 +427,21 @@ func TestKafkaAddedPartitionEndsConnectedClient(t *testing.T) {
 		t.Fatalf("after the resumed events got %q, want p1-b", d)
 	}
 }
+
+// A topic the broker serves but the bridge's metadata cache does not know
+// yet (just created, or recreated, which is when ended clients reconnect)
+// is waited for rather than answered 503, which would end an EventSource
+// for good.
+func TestKafkaTopicCreatedJustNowIsServed(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"known": 1})
+	_, hs := startServer(t, []config.Stream{kafkaCfg("/kafka/known", "known", ""), kafkaCfg("/kafka/fresh", "fresh", "")},
+		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	// The first subscriber fills the cache, which then lacks "fresh".
+	subscribe(t, hs.URL+"/kafka/known", nil)
+	createTopic(t, k.Addr(), "fresh", 1)
+	c := subscribe(t, hs.URL+"/kafka/fresh", nil)
+	produce(t, kafkaWriter(t, k.Addr(), "fresh"), kafkaMsg(0, "edit", "first", time.Time{}))
+	if d := string(c.next(t).Data); d != "first" {
+		t.Fatalf("got %q, want first", d)
+	}
+}
