@@ -107,6 +107,9 @@ func publishRound(t *testing.T, addr, topic string, parts, n int, prefix string)
 // the last id it holds gets every message of the new topic, once and in
 // order per partition.
 func TestKafkaRecreatedTopicEndsConnectedClient(t *testing.T) {
+	// Parallel: it mostly waits on the broker and the watch; its
+	// topic, path and log are its own.
+	t.Parallel()
 	const (
 		topic = "recreated"
 		path  = "/kafka/recreated"
@@ -155,6 +158,7 @@ func TestKafkaRecreatedTopicEndsConnectedClient(t *testing.T) {
 // would end an EventSource for good; once the topic is back its response
 // ends and the reconnect gets the new topic from its first message.
 func TestKafkaMissingTopicKeepsClientUntilRecreated(t *testing.T) {
+	t.Parallel()
 	const (
 		topic = "missing"
 		path  = "/kafka/missing"
@@ -182,11 +186,12 @@ func TestKafkaMissingTopicKeepsClientUntilRecreated(t *testing.T) {
 	last := c.take(t, parts*4)[parts*4-1].ID
 	deleteTopic(t, addr, topic)
 
-	// Wait until the watch has found the topic missing twice, by which
-	// time kafka-go's readers have also been through more than their
-	// MaxAttempts (about 0.7 s of backoff) looking for it.
-	deadline := time.Now().Add(waitLong)
-	for countLogged(rec, "DEBUG Kafka topic missing") < 2 {
+	// Wait until the watch has found the topic missing, and kafka-go's
+	// readers have been through more than their MaxAttempts (about 0.7 s
+	// of backoff) looking for it.
+	deleted := time.Now()
+	deadline := deleted.Add(waitLong)
+	for !logged(rec, "DEBUG Kafka topic missing") || time.Since(deleted) < 1500*time.Millisecond {
 		if time.Now().After(deadline) {
 			t.Fatalf("the watch did not find the topic missing within %s: %q", waitLong, rec.lines())
 		}
@@ -220,17 +225,13 @@ func TestKafkaMissingTopicKeepsClientUntilRecreated(t *testing.T) {
 }
 
 // logged reports whether some record of rec starts with prefix.
-func logged(rec *recordedLog, prefix string) bool { return countLogged(rec, prefix) > 0 }
-
-// countLogged counts the records of rec that start with prefix.
-func countLogged(rec *recordedLog, prefix string) int {
-	var n int
+func logged(rec *recordedLog, prefix string) bool {
 	for _, l := range rec.lines() {
 		if strings.HasPrefix(l, prefix) {
-			n++
+			return true
 		}
 	}
-	return n
+	return false
 }
 
 // A client reconnecting with a valid token whose offset lies beyond a
@@ -239,6 +240,7 @@ func countLogged(rec *recordedLog, prefix string) int {
 // exactly, the resume is counted and logged, and the answer is 200, not a
 // 400 that would end an EventSource for good.
 func TestKafkaResumeBeyondEndStartsAtEarliest(t *testing.T) {
+	t.Parallel()
 	const (
 		topic = "shorter"
 		path  = "/kafka/shorter"
@@ -377,6 +379,7 @@ func goroutinesIn(fn string) int {
 // ends, and the reconnect reads the new partition from its first message
 // and the old ones exactly where they were.
 func TestKafkaAddedPartitionEndsConnectedClient(t *testing.T) {
+	t.Parallel()
 	const (
 		topic = "growing"
 		path  = "/kafka/growing"
@@ -433,6 +436,7 @@ func TestKafkaAddedPartitionEndsConnectedClient(t *testing.T) {
 // is waited for rather than answered 503, which would end an EventSource
 // for good.
 func TestKafkaTopicCreatedJustNowIsServed(t *testing.T) {
+	t.Parallel()
 	k := testbroker.StartKafka(t, map[string]int32{"known": 1})
 	_, hs := startServer(t, []config.Stream{kafkaCfg("/kafka/known", "known", ""), kafkaCfg("/kafka/fresh", "fresh", "")},
 		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
