@@ -108,7 +108,8 @@ type kafkaBackend struct {
 	start string
 	path  string
 	log   *slog.Logger
-	// watchEvery is kafkaWatchEvery; tests may shorten it.
+	// watchEvery is kafkaWatchEvery; a test may change it before the
+	// first subscriber.
 	watchEvery time.Duration
 
 	mu        sync.Mutex
