@@ -397,11 +397,16 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 
 // resumeFrom turns a resume token into a start offset per partition, given
 // each partition's first retained and next (end) offset. expired reports
-// that some partition had already dropped the token's position; beyond,
-// that some partition now ends before it, as after the topic was recreated
-// or truncated, where waiting for the position could mean waiting forever.
-// Either partition starts at its earliest retained offset; the others
-// resume exactly.
+// that some partition had already dropped the token's position: that
+// partition starts at its earliest retained offset, the others resume
+// exactly. beyond reports that some partition now ends before the token's
+// position, as after the topic was deleted and recreated (or truncated),
+// where waiting for the position could mean waiting forever. Then every
+// partition starts at its earliest retained offset: in a recreated topic
+// the other partitions' positions also name messages of the old topic, and
+// resuming there would skip the new topic's first messages. A truncated
+// partition's neighbours are replayed instead, which repeats but loses
+// nothing.
 func resumeFrom(resume position, parts []int, first, last position) (start position, expired, beyond bool) {
 	start = make(position, len(parts))
 	for _, p := range parts {
@@ -413,12 +418,16 @@ func resumeFrom(resume position, parts []int, first, last position) (start posit
 			off = first[p]
 		case off > last[p]:
 			beyond = true
-			off = first[p]
 		case off < first[p]:
 			expired = true
 			off = first[p]
 		}
 		start[p] = off
+	}
+	if beyond {
+		for _, p := range parts {
+			start[p] = first[p]
+		}
 	}
 	return start, expired, beyond
 }

@@ -214,9 +214,11 @@ func TestResumeFrom(t *testing.T) {
 		{"within", position{0: 15, 1: 7, 2: 5}, position{0: 15, 1: 7, 2: 5}, false, false},
 		{"older than retained", position{0: 3, 1: 2, 2: 5}, position{0: 10, 1: 2, 2: 5}, true, false},
 		{"partition added since", position{0: 12, 1: 1}, position{0: 12, 1: 1, 2: 5}, false, false},
-		// Recreated or truncated: only the partition beyond its end
-		// starts at its earliest offset.
-		{"beyond the end", position{0: 21, 1: 3, 2: 5}, position{0: 10, 1: 3, 2: 5}, false, true},
+		// Recreated or truncated: every partition starts at its
+		// earliest offset, since the others' positions may belong to
+		// the old topic too.
+		{"beyond the end", position{0: 21, 1: 3, 2: 5}, position{0: 10, 1: 0, 2: 5}, false, true},
+		{"beyond on one partition only", position{0: 15, 1: 3, 2: 6}, position{0: 10, 1: 0, 2: 5}, false, true},
 		{"beyond and expired", position{0: 2, 1: 8, 2: 6}, position{0: 10, 1: 0, 2: 5}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
