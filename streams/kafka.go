@@ -298,7 +298,7 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 		if beyond {
 			// Not a client error: a 400 would end an EventSource for
 			// good, and waiting for the offset could mean forever.
-			b.log.Warn("resume position beyond the end of a partition (topic recreated or truncated?), starting there at the earliest retained offset",
+			b.log.Warn("resume position beyond the end of a partition (topic recreated or truncated?), starting every partition at its earliest retained offset",
 				"stream", b.path, "topic", b.topic, "last_event_id", req.lastEventID)
 		}
 	case !req.since.IsZero():
