@@ -63,18 +63,22 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printed := make(chan struct{})
+	// The wait for readiness ends with Run too: a demo whose bridge failed
+	// to start must not print URLs for it, 10 s later, after the error.
+	wctx, cancelWait := context.WithTimeout(ctx, 10*time.Second)
 	go func() {
 		defer close(printed)
 		// Print once the pipeline is up, so the first curl finds the
 		// stream; a slow start still gets the URLs after a few seconds.
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if err := d.WaitReady(wctx); err != nil && ctx.Err() != nil {
+		if err := d.WaitReady(wctx); err != nil && !errors.Is(wctx.Err(), context.DeadlineExceeded) {
 			return
 		}
 		d.PrintURLs(stdout, dir)
 	}()
-	defer func() { <-printed }()
+	defer func() {
+		cancelWait()
+		<-printed
+	}()
 	if err := d.Run(ctx); err != nil {
 		fmt.Fprintln(stderr, "ssebridge demo:", err)
 		return 1
