@@ -3,10 +3,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"net/http"
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -244,7 +247,13 @@ func (v *validator) source(key string, s *Source) {
 	if s.Method != "" && !isToken(s.Method) {
 		v.errorf(key+".method", "must be an HTTP method like GET or POST, got %q", s.Method)
 	}
-	for name, value := range s.Headers {
+	// Header names ignore case: of User-Agent and user-agent only one is
+	// sent, and which one would depend on map order. Sorted, so that the
+	// complaint is the same on every run.
+	names := slices.Sorted(maps.Keys(s.Headers))
+	seen := map[string]string{}
+	for _, name := range names {
+		value := s.Headers[name]
 		hk := key + ".headers." + name
 		if !isToken(name) {
 			v.errorf(hk, "not a valid header name")
@@ -252,6 +261,17 @@ func (v *validator) source(key string, s *Source) {
 		if strings.ContainsAny(value, "\r\n\x00") {
 			v.errorf(hk, "header values cannot contain line breaks")
 		}
+		canon := http.CanonicalHeaderKey(name)
+		if first, dup := seen[canon]; dup {
+			// Point at whichever of the two comes later in the file.
+			later := name
+			if v.c.Line(key+".headers."+first) > v.c.Line(hk) {
+				first, later = later, first
+			}
+			v.errorf(key+".headers."+later, "same header as %s (header names ignore case); keep one", first)
+			continue
+		}
+		seen[canon] = name
 	}
 	for j, e := range s.Events {
 		if e == "" || strings.ContainsAny(e, "\r\n") {

@@ -1,0 +1,34 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestHeaderNamesDifferingInCase: HTTP header names ignore case, so
+// User-Agent and user-agent in one headers block would send only one of
+// the two, chosen by map order. The file is refused instead, at the line
+// of the later key, naming both.
+func TestHeaderNamesDifferingInCase(t *testing.T) {
+	const file = `nats: {embedded: true}
+pipelines:
+  - name: a
+    source:
+      url: https://example.com/feed
+      headers:
+        User-Agent: first
+        Accept: text/event-stream
+        user-agent: second
+    sink: {nats: {subject: s}}
+`
+	for range 5 { // map order varies: the message must not
+		_, err := parse("c.yaml", []byte(file), func(string) (string, bool) { return "", false })
+		if err == nil {
+			t.Fatal("two spellings of User-Agent were accepted")
+		}
+		want := "c.yaml:9: pipelines[0].source.headers.user-agent: same header as User-Agent (header names ignore case); keep one"
+		if strings.TrimSpace(err.Error()) != want {
+			t.Fatalf("error:\n%v\nwant:\n%s", err, want)
+		}
+	}
+}
