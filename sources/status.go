@@ -80,6 +80,10 @@ var (
 	ErrStreamEnded = errors.New("server closed the stream")
 	// ErrContentType: the response is not text/event-stream.
 	ErrContentType = errors.New("response Content-Type is not text/event-stream")
+	// ErrContentEncoding: the response is compressed with an encoding the
+	// worker cannot decode (only gzip is); it happens when Header sets
+	// Accept-Encoding, which turns off net/http's own decompression.
+	ErrContentEncoding = errors.New("unsupported response Content-Encoding")
 	// ErrBadRedirect: a redirect without a usable Location, or too many.
 	ErrBadRedirect = errors.New("unusable redirect")
 	// ErrShutdownTimeout: Run's flush after cancellation did not finish in

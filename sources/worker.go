@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -388,7 +389,7 @@ func classify(err error) (reason string, permanent bool, retryAfter time.Duratio
 		return ReasonHTTPOther, false, se.RetryAfter
 	case errors.Is(err, ErrBadRedirect):
 		return ReasonRedirect, true, 0
-	case errors.Is(err, ErrContentType):
+	case errors.Is(err, ErrContentType), errors.Is(err, ErrContentEncoding):
 		return ReasonContentType, true, 0
 	case errors.Is(err, ErrIdleTimeout):
 		return ReasonIdle, false, 0
@@ -441,7 +442,10 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 	w.setConnected()
 	w.log.Info("source connected", "url", w.cfg.URL, "last_event_id", lastID)
 
-	body := &idleReader{r: resp.Body, timer: idle, idle: w.cfg.IdleTimeout, bytes: w.m.bytes}
+	var body io.Reader = &idleReader{r: resp.Body, timer: idle, idle: w.cfg.IdleTimeout, bytes: w.m.bytes}
+	if isGzip(resp) {
+		body = &gzipBody{r: body}
+	}
 	d := sse.NewDecoder(body)
 	if w.cfg.MaxEventSize > 0 {
 		d.SetMaxEventSize(w.cfg.MaxEventSize)
@@ -544,7 +548,40 @@ func checkResponse(resp *http.Response) error {
 	if err != nil || mt != "text/event-stream" {
 		return fmt.Errorf("%w: got %q", ErrContentType, ct)
 	}
+	// net/http decodes gzip itself (and removes the header) unless the
+	// request set Accept-Encoding; then the encoding is ours to undo.
+	if ce := strings.TrimSpace(resp.Header.Get("Content-Encoding")); ce != "" && !strings.EqualFold(ce, "identity") && !isGzip(resp) {
+		return fmt.Errorf("%w: %q (only gzip is decoded; remove Accept-Encoding from the headers)", ErrContentEncoding, ce)
+	}
 	return nil
+}
+
+// isGzip reports whether resp's body is still gzip-compressed.
+func isGzip(resp *http.Response) bool {
+	ce := strings.TrimSpace(resp.Header.Get("Content-Encoding"))
+	return !resp.Uncompressed && (strings.EqualFold(ce, "gzip") || strings.EqualFold(ce, "x-gzip"))
+}
+
+// gzipBody decompresses a gzip response body. The gzip reader is created
+// on the first Read because creating it reads the gzip header, which the
+// server may send only with its first event (under the idle timer).
+type gzipBody struct {
+	r io.Reader
+	z *gzip.Reader
+}
+
+func (g *gzipBody) Read(p []byte) (int, error) {
+	if g.z == nil {
+		z, err := gzip.NewReader(g.r)
+		if err != nil {
+			if err == io.EOF {
+				return 0, io.EOF // an empty body: the stream ended
+			}
+			return 0, fmt.Errorf("gzip: %w", err)
+		}
+		g.z = z
+	}
+	return g.z.Read(p)
 }
 
 // idleReader counts bytes and runs the idle timer only while waiting for

@@ -1,0 +1,91 @@
+package sources
+
+import (
+	"compress/gzip"
+	"context"
+	"errors"
+	"net/http"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestGzipWhenAcceptEncodingSet: a user who sets Accept-Encoding: gzip
+// (copied from a browser or curl) turns off net/http's transparent
+// decompression; the worker must still decode the gzip stream instead of
+// feeding compressed bytes to the SSE decoder and silently losing every
+// event.
+func TestGzipWhenAcceptEncodingSet(t *testing.T) {
+	sink := newTestSink()
+	var buffered atomic.Bool
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Accept-Encoding") != "gzip, deflate" {
+			http.Error(w, "want the user's Accept-Encoding", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "gzip")
+		w.WriteHeader(http.StatusOK)
+		zw := gzip.NewWriter(w)
+		for i := 1; i <= 3; i++ {
+			_, _ = zw.Write([]byte(event(i, "\r\n")))
+			_ = zw.Flush() // a streaming server flushes every event
+			w.(http.Flusher).Flush()
+			// Each event arrives while the stream is still open,
+			// not only once the gzip stream ends.
+			// (Polled here, not with waitFor: this is the handler's
+			// goroutine; a hang ends with the missing ids below.)
+			for deadline := time.Now().Add(10 * time.Second); len(sink.ids()) < i && time.Now().Before(deadline); {
+				time.Sleep(2 * time.Millisecond)
+			}
+			if len(sink.ids()) < i {
+				buffered.Store(true)
+			}
+		}
+		_ = zw.Close()
+	})
+	w, err := New(Config{Name: tname(t), URL: srv.URL, Once: true,
+		Header: http.Header{"Accept-Encoding": {"gzip, deflate"}}}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background()); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if got := sink.ids(); !eqStrings(got, seq(1, 3)) {
+		t.Errorf("ids = %v, want 1..3", got)
+	}
+	if buffered.Load() {
+		t.Error("events were held back until the gzip stream ended")
+	}
+	if m := sink.messages(); len(m) > 0 && string(m[0].Event.Data) != "payload 1" {
+		t.Errorf("data = %q", m[0].Event.Data)
+	}
+}
+
+// TestUnsupportedContentEncoding: an encoding the worker cannot decode is
+// a clear configuration error, not garbage decoded as events.
+func TestUnsupportedContentEncoding(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Encoding", "br")
+		w.WriteHeader(http.StatusOK)
+		write(w, "\x8b\x05\x80id: 1\ndata: x\n\n\x03")
+	})
+	sink := newTestSink()
+	w, err := New(Config{Name: tname(t), URL: srv.URL, Once: true,
+		Header: http.Header{"Accept-Encoding": {"br"}}}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = w.Run(context.Background())
+	if !errors.Is(err, ErrContentEncoding) {
+		t.Fatalf("Run = %v, want ErrContentEncoding", err)
+	}
+	if _, permanent, _ := classify(err); !permanent {
+		t.Errorf("an unsupported encoding is not a configuration error")
+	}
+	if len(sink.ids()) != 0 {
+		t.Errorf("events from an undecodable body: %v", sink.ids())
+	}
+}
