@@ -89,3 +89,34 @@ func TestUnsupportedContentEncoding(t *testing.T) {
 		t.Errorf("events from an undecodable body: %v", sink.ids())
 	}
 }
+
+// TestHostHeader: a Host header in the configured headers (a feed behind a
+// shared IP or reached through an address, as with curl -H 'Host: ...')
+// is sent; net/http ignores Host in Request.Header, so it was dropped.
+func TestHostHeader(t *testing.T) {
+	var log requestLog
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		log.add(r, r.Host)
+		if r.Host != "feed.example" {
+			http.Error(w, "unknown virtual host "+r.Host, http.StatusNotFound)
+			return
+		}
+		sseHeaders(w)
+		write(w, event(1, "\n"))
+	})
+	sink := newTestSink()
+	w, err := New(Config{Name: tname(t), URL: srv.URL, Once: true,
+		Header: http.Header{"Host": {"feed.example"}}}, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background()); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if reqs := log.all(); len(reqs) != 1 || reqs[0].body != "feed.example" {
+		t.Errorf("requests = %+v, want one for Host feed.example", reqs)
+	}
+	if !eqStrings(sink.ids(), []string{"1"}) {
+		t.Errorf("ids = %v", sink.ids())
+	}
+}

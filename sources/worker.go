@@ -523,6 +523,12 @@ func (w *Worker) newRequest(ctx context.Context, lastID string) (*http.Request, 
 	if req.Header.Get("Cache-Control") == "" {
 		req.Header.Set("Cache-Control", "no-cache")
 	}
+	// net/http ignores a Host in Header and sends the URL's host: a
+	// configured Host (a virtual host reached by address) goes in req.Host.
+	if h := req.Header.Get("Host"); h != "" {
+		req.Host = h
+	}
+	req.Header.Del("Host")
 	req.Header.Del("Last-Event-ID")
 	if lastID != "" {
 		req.Header.Set("Last-Event-ID", lastID)
