@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssebridge/ssebridge/bridge/checkpoint"
+	"github.com/ssebridge/ssebridge/internal/logging"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sse"
@@ -423,6 +425,13 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		idle.Stop()
 	}
 	if err != nil {
+		// The error repeats the URL (or a redirect's), whose query often
+		// holds an API key; it goes to logs and Status.LastError, which
+		// /api/status and /readyz serve.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = logging.RedactURL(ue.URL)
+		}
 		if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
 			return 0, fmt.Errorf("waiting for response headers: %w", ErrIdleTimeout)
 		}
