@@ -463,10 +463,12 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		}
 	}
 
-	// The running config: new pipelines and streams, old everything else.
+	// The running config: new pipelines, streams and shutdown_timeout (read
+	// afresh by every stop), old everything restartFields names.
 	merged := *old
 	merged.Pipelines = cfg.Pipelines
 	merged.Streams = cfg.Streams
+	merged.ShutdownTimeout = cfg.ShutdownTimeout
 	merged.File = cfg.File
 	b.mu.Lock()
 	b.cfg = &merged
