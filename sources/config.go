@@ -188,6 +188,13 @@ func ConfigFromPipeline(p config.Pipeline) (Config, error) {
 		for k, v := range s.Headers {
 			c.Header.Set(k, v)
 		}
+		// The worker owns Last-Event-ID (the acknowledged ID on every
+		// reconnection) and drops it from Header; a configured one means
+		// "start after this event" when no checkpoint exists yet.
+		if id := c.Header.Get("Last-Event-ID"); id != "" {
+			c.LastEventID = id
+		}
+		c.Header.Del("Last-Event-ID")
 	}
 	tc, err := TLSConfig(s.TLS)
 	if err != nil {

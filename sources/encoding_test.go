@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ssebridge/ssebridge/bridge/config"
 )
 
 // TestGzipWhenAcceptEncodingSet: a user who sets Accept-Encoding: gzip
@@ -117,6 +119,46 @@ func TestHostHeader(t *testing.T) {
 		t.Errorf("requests = %+v, want one for Host feed.example", reqs)
 	}
 	if !eqStrings(sink.ids(), []string{"1"}) {
+		t.Errorf("ids = %v", sink.ids())
+	}
+}
+
+// TestLastEventIDHeaderInConfig: a pipeline whose headers set
+// Last-Event-ID (to start after a known event) sends it on the first
+// connection, when no checkpoint says otherwise, instead of the worker
+// silently dropping it; later connections send the acknowledged ID.
+func TestLastEventIDHeaderInConfig(t *testing.T) {
+	var log requestLog
+	var conns atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		log.add(r, "")
+		if conns.Add(1) > 1 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		sseHeaders(w)
+		write(w, event(startID(r), "\n"))
+	})
+	c, err := ConfigFromPipeline(config.Pipeline{Name: tname(t), Source: config.Source{
+		URL: srv.URL, Headers: map[string]string{"Last-Event-ID": "41", "X-Api-Key": "k"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sl fakeSleep
+	c.Sleep = sl.Sleep
+	sink := newTestSink()
+	w, err := New(c, sink, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Run(context.Background()); !errors.Is(err, ErrServerStopped) {
+		t.Fatalf("Run = %v", err)
+	}
+	reqs := log.all()
+	if len(reqs) != 2 || reqs[0].lastEventID != "41" || reqs[1].lastEventID != "42" || reqs[0].header.Get("X-Api-Key") != "k" {
+		t.Errorf("requests = %+v, want Last-Event-ID 41 then 42", reqs)
+	}
+	if !eqStrings(sink.ids(), []string{"42"}) {
 		t.Errorf("ids = %v", sink.ids())
 	}
 }
