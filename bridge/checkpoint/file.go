@@ -50,8 +50,9 @@ type fileRecord struct {
 	SavedAt  time.Time `json:"saved_at"`
 }
 
-// NewFileStore opens (creating it if needed) a checkpoint directory. It
-// removes temporary files left by a crash during an earlier Save.
+// NewFileStore opens (creating it if needed) a checkpoint directory and
+// checks that it can write there. It removes temporary files left by a
+// crash during an earlier Save.
 func NewFileStore(dir string) (*FileStore, error) {
 	if dir == "" {
 		return nil, errors.New("checkpoint: empty directory")
@@ -68,6 +69,14 @@ func NewFileStore(dir string) (*FileStore, error) {
 			_ = os.Remove(filepath.Join(dir, e.Name())) // best effort: a leftover is harmless
 		}
 	}
+	// Fail now rather than on every Save: a store that cannot write would
+	// let pipelines run while their place is never kept.
+	f, err := os.CreateTemp(dir, ".probe"+tmpMarker+"*")
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: directory %s is not writable: %w", dir, err)
+	}
+	_ = f.Close()
+	_ = os.Remove(f.Name())
 	return &FileStore{dir: dir}, nil
 }
 

@@ -170,3 +170,29 @@ func TestFileStoreConcurrent(t *testing.T) {
 }
 
 var _ Store = (*FileStore)(nil)
+
+// TestFileStoreUnwritableDir: a checkpoint directory the process cannot
+// write (a volume owned by another user, a read-only mount) is an error at
+// open, naming the directory, not a bridge that runs "ready" while every
+// Save fails and a restart loses its place.
+func TestFileStoreUnwritableDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod(dir, 0o700) })
+	if f, err := os.CreateTemp(dir, "probe"); err == nil {
+		// Running as root, which ignores file modes: sysfs refuses new
+		// files even to root.
+		f.Close()
+		_ = os.Remove(f.Name())
+		dir = "/sys"
+	}
+	s, err := NewFileStore(dir)
+	if err == nil {
+		t.Fatalf("NewFileStore(%s) = nil error; Save then fails with %v", dir, s.Save(context.Background(), "p", "1"))
+	}
+	if !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "not writable") {
+		t.Errorf("error %q does not say that %s is not writable", err, dir)
+	}
+}
