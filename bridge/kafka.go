@@ -67,6 +67,12 @@ func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
 			continue
 		}
 		// ApiVersions proves a Kafka protocol peer, not just an open port.
+		// kafka-go waits for the reply without a deadline of its own: a
+		// peer that accepts but never answers would hold the probe, and
+		// every /readyz queued behind its lock, for good.
+		if dl, ok := ctx.Deadline(); ok {
+			_ = conn.SetDeadline(dl)
+		}
 		_, err = conn.ApiVersions()
 		conn.Close()
 		if err != nil {
