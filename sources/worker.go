@@ -193,6 +193,12 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) >= 10 {
 		return fmt.Errorf("%w: stopped after %d redirects", ErrBadRedirect, len(via))
 	}
+	// net/http sets Referer to the previous URL, query (often the feed's
+	// API key) included, whatever host the redirect goes to. Keep only a
+	// Referer the configuration itself set.
+	if via[0].Header.Get("Referer") == "" {
+		req.Header.Del("Referer")
+	}
 	return nil
 }
 
