@@ -162,3 +162,37 @@ func TestLastEventIDHeaderInConfig(t *testing.T) {
 		t.Errorf("ids = %v", sink.ids())
 	}
 }
+
+// TestContentTypeWithOddParameters: what matters is the media type; a
+// parameter net/http's parser finds malformed (a bare "charset", a
+// trailing comma) must not turn a working feed into a configuration
+// error, as browsers and curl read it fine. Other types still fail.
+func TestContentTypeWithOddParameters(t *testing.T) {
+	for _, tc := range []struct {
+		ct string
+		ok bool
+	}{
+		{"text/event-stream; charset", true},
+		{"text/event-stream; charset=utf-8,", true},
+		{"Text/Event-Stream;;", true},
+		{"text/plain; charset", false},
+		{"text/event-streams", false},
+	} {
+		srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", tc.ct)
+			write(w, event(1, "\n"))
+		})
+		sink := newTestSink()
+		w, err := New(Config{Name: tname(t), URL: srv.URL, Once: true}, sink, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = w.Run(context.Background())
+		if tc.ok && (err != nil || !eqStrings(sink.ids(), []string{"1"})) {
+			t.Errorf("%q: Run = %v, ids %v; want the event", tc.ct, err, sink.ids())
+		}
+		if !tc.ok && !errors.Is(err, ErrContentType) {
+			t.Errorf("%q: Run = %v, want ErrContentType", tc.ct, err)
+		}
+	}
+}

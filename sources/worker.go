@@ -565,8 +565,11 @@ func checkResponse(resp *http.Response) error {
 			RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	}
 	ct := resp.Header.Get("Content-Type")
+	// Only the media type matters (the stream is UTF-8 whatever the
+	// charset says); ParseMediaType still returns it when a parameter is
+	// malformed, which browsers ignore too.
 	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil || mt != "text/event-stream" {
+	if (err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter)) || mt != "text/event-stream" {
 		return fmt.Errorf("%w: got %q", ErrContentType, ct)
 	}
 	// net/http decodes gzip itself (and removes the header) unless the
