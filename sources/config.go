@@ -19,9 +19,11 @@ package sources
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -246,6 +248,34 @@ func (c Config) validate() error {
 		probs = append(probs, "url is required")
 	} else if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
 		probs = append(probs, fmt.Sprintf("url %q: scheme must be http or https", c.URL))
+	} else if u, err := url.Parse(c.URL); err != nil {
+		// Without the URL itself, whose query may hold a key.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		probs = append(probs, fmt.Sprintf("url: %v", err))
+	} else if u.Host == "" {
+		probs = append(probs, "url: no host")
+	}
+	// What net/http refuses to send would fail every connection attempt,
+	// retried forever as if the network were down: refuse it here.
+	if c.Method != "" && !isToken(c.Method) {
+		probs = append(probs, fmt.Sprintf("method %q is not a valid HTTP method", c.Method))
+	}
+	for name, vs := range c.Header {
+		if !isToken(name) {
+			probs = append(probs, fmt.Sprintf("header %q: not a valid header name", name))
+		}
+		for _, v := range vs {
+			if hasCTL(v) {
+				probs = append(probs, fmt.Sprintf("header %q: value contains a control character", name))
+				break
+			}
+		}
+	}
+	if hasCTL(c.LastEventID) {
+		probs = append(probs, "last event id contains a control character: it cannot be sent as Last-Event-ID")
 	}
 	if c.RetryInitial < 0 {
 		probs = append(probs, "retry initial must not be negative")
@@ -276,6 +306,34 @@ func (c Config) validate() error {
 	// Map iteration order must not make the message flap.
 	slices.Sort(probs)
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(probs, "; "))
+}
+
+// isToken reports whether s is an RFC 9110 token (header names, methods).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hasCTL reports whether a header value holds a byte net/http refuses to
+// send: a control character other than tab.
+func hasCTL(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

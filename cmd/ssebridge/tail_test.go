@@ -234,6 +234,12 @@ func TestTailUsage(t *testing.T) {
 		{[]string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, "unexpected argument"},
 		{[]string{"-retry", "1m", "-retry-max", "1s", "http://127.0.0.1:1"}, "exceeds retry max"},
 		{[]string{"ftp://127.0.0.1:1"}, "scheme"},
+		// Requests net/http can never send: exit 2 at once, not
+		// "reconnecting" until interrupted.
+		{[]string{"http://exa mple.com/"}, "url"},
+		{[]string{"-X", "GE T", "http://127.0.0.1:1"}, "method"},
+		{[]string{"-H", "X-A: a\x01b", "http://127.0.0.1:1"}, "control character"},
+		{[]string{"-last-event-id", "a\x01b", "http://127.0.0.1:1"}, "control character"},
 	} {
 		if code, _, errOut := runTail(t, tc.args...); code != 2 || !strings.Contains(errOut, tc.stderr) {
 			t.Errorf("%v: exit %d, stderr %q, want 2 and %q", tc.args, code, errOut, tc.stderr)
