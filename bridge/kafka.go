@@ -6,6 +6,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 )
@@ -59,29 +61,49 @@ func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
 	}
 	ctx, cancel := context.WithTimeout(ctx, kafkaProbeTimeout)
 	defer cancel()
-	var errs []error
-	for _, b := range cfg.Brokers {
-		conn, err := d.DialContext(ctx, "tcp", b)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		// ApiVersions proves a Kafka protocol peer, not just an open port.
-		// kafka-go waits for the reply without a deadline of its own: a
-		// peer that accepts but never answers would hold the probe, and
-		// every /readyz queued behind its lock, for good.
-		if dl, ok := ctx.Deadline(); ok {
-			_ = conn.SetDeadline(dl)
-		}
-		_, err = conn.ApiVersions()
-		conn.Close()
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		st.Connected, st.Broker = true, b
-		return st
+	// Every broker at once: one that hangs must neither use up the others'
+	// budget nor make a cluster that answers look down.
+	type result struct {
+		i   int
+		err error
 	}
-	st.Error = errors.Join(errs...).Error()
+	results := make(chan result, len(cfg.Brokers))
+	for i, b := range cfg.Brokers {
+		go func() { results <- result{i, probeBroker(ctx, d, b)} }()
+	}
+	errs := make([]error, len(cfg.Brokers))
+	for range cfg.Brokers {
+		r := <-results
+		errs[r.i] = r.err
+		if r.err == nil && !st.Connected {
+			st.Connected, st.Broker = true, cfg.Brokers[r.i]
+			cancel() // the other answers are not needed
+		}
+	}
+	if !st.Connected {
+		st.Error = errors.Join(errs...).Error()
+	}
 	return st
+}
+
+// probeBroker dials one broker and asks it for its API versions, within
+// ctx.
+func probeBroker(ctx context.Context, d *kafka.Dialer, addr string) error {
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	// kafka-go waits for the reply without a deadline of its own: a peer
+	// that accepts but never answers would hold the probe, and every
+	// /readyz queued behind its lock, for good. Cancelling ctx (another
+	// broker answered) ends the wait too.
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	// ApiVersions proves a Kafka protocol peer, not just an open port.
+	_, err = conn.ApiVersions()
+	return err
 }

@@ -11,45 +11,51 @@ import (
 	"time"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 
-// TestReadinessAnswersWithSilentKafka: a broker address that accepts TCP
-// connections but never answers (a hung broker, a wrong port on a silent
-// service) must make /readyz answer 503 within the probe's timeout. The
-// probe used to wait for the ApiVersions reply without a deadline, holding
-// the probe's lock, so /readyz and /api/status hung for good.
-func TestReadinessAnswersWithSilentKafka(t *testing.T) {
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	stopSilent := make(chan struct{})
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() { // read everything, answer nothing
-				defer conns.Done()
-				go func() { <-stopSilent; c.Close() }()
-				_, _ = io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	defer func() {
-		silent.Close()
-		close(stopSilent)
-		conns.Wait()
-	}()
-
+// silentBroker listens on loopback, accepts connections, reads whatever
+// arrives and never answers: a hung broker, or a silent service on the
+// port a broker list names.
+func silentBroker(t *testing.T) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{DataDir: t.TempDir(), Kafka: config.Kafka{Brokers: []string{silent.Addr().String()}}}
+	var conns sync.WaitGroup
+	stop := make(chan struct{})
+	// The accept loop counts too, so no Add races the cleanup's Wait.
+	conns.Add(1)
+	go func() {
+		defer conns.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(2)
+			go func() { defer conns.Done(); <-stop; c.Close() }()
+			go func() { defer conns.Done(); _, _ = io.Copy(io.Discard, c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		close(stop)
+		conns.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// readyzWithBrokers runs a bridge whose kafka.brokers is brokers and
+// returns the status code of one GET /readyz.
+func readyzWithBrokers(t *testing.T, brokers ...string) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{DataDir: t.TempDir(), Kafka: config.Kafka{Brokers: brokers}}
 	cfg.SetDefaults()
 	b, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -71,10 +77,30 @@ func TestReadinessAnswersWithSilentKafka(t *testing.T) {
 	defer client.CloseIdleConnections()
 	resp, err := client.Get("http://" + ln.Addr().String() + "/readyz")
 	if err != nil {
-		t.Fatalf("/readyz with a silent Kafka broker: %v", err)
+		t.Fatalf("/readyz with brokers %v: %v", brokers, err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz = %d, want 503", resp.StatusCode)
+	return resp.StatusCode
+}
+
+// TestReadinessAnswersWithSilentKafka: a broker that accepts TCP
+// connections but never answers must make /readyz answer 503 within the
+// probe's timeout. The probe used to wait for the ApiVersions reply
+// without a deadline, holding the probe's lock, so /readyz and
+// /api/status hung for good.
+func TestReadinessAnswersWithSilentKafka(t *testing.T) {
+	if code := readyzWithBrokers(t, silentBroker(t)); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d, want 503", code)
+	}
+}
+
+// TestReadinessWithOneSilentKafkaBroker: one hung broker among several must
+// not make the bridge unready while another broker answers. Probed one
+// after the other, the silent first broker used up the whole probe budget
+// and the healthy second one was never asked.
+func TestReadinessWithOneSilentKafkaBroker(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"t": 1})
+	if code := readyzWithBrokers(t, silentBroker(t), k.Addr()); code != http.StatusOK {
+		t.Fatalf("/readyz = %d, want 200: the second broker answers", code)
 	}
 }
