@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -545,7 +546,17 @@ func (w *Worker) newRequest(ctx context.Context, lastID string) (*http.Request, 
 	}
 	req.Header.Del("Host")
 	req.Header.Del("Last-Event-ID")
-	if lastID != "" {
+	switch {
+	case lastID == "":
+	case hasCTL(lastID):
+		// The feed sent an id with a control character: valid SSE, which
+		// a browser would send back, but net/http refuses the header and
+		// would fail every attempt. Resuming without it may replay or skip
+		// what the feed sent meanwhile; never resuming would stop the
+		// pipeline for good.
+		w.log.Warn("last event id holds a control character that HTTP cannot carry; reconnecting without Last-Event-ID",
+			"last_event_id", strconv.Quote(lastID))
+	default:
 		req.Header.Set("Last-Event-ID", lastID)
 	}
 	return req, nil
