@@ -364,11 +364,34 @@ func (d *decoder) checkSlice(n *yaml.Node, t reflect.Type, key string) bool {
 	for i, item := range n.Content {
 		k := fmt.Sprintf("%s[%d]", key, i)
 		d.lines[k] = item.Line
+		target := item
+		if item.Kind == yaml.AliasNode && item.Alias != nil {
+			target = item.Alias
+		}
+		if isNull(target) {
+			d.errorf(item.Line, k, "empty list item (a '-' with nothing after it)")
+			n.Content[i] = placeholder(t.Elem())
+			continue
+		}
 		if !d.check(item, t.Elem(), k) {
-			n.Content[i] = nullNode
+			n.Content[i] = placeholder(t.Elem())
 		}
 	}
 	return true
+}
+
+// placeholder stands for a rejected list item of type t. yaml.v3 drops a
+// null item from a list of structs or strings, which would move every
+// later item up one index, so that its problems would be reported under
+// the wrong index and line (or hidden as following from this one).
+func placeholder(t reflect.Type) *yaml.Node {
+	switch t.Kind() {
+	case reflect.Struct:
+		return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	case reflect.String:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str"}
+	}
+	return nullNode
 }
 
 func (d *decoder) checkMap(n *yaml.Node, t reflect.Type, key string) bool {
