@@ -377,8 +377,9 @@ func (b *Bridge) closeBrokers(ctx context.Context) error {
 
 // Reload applies cfg's pipelines and streams: those added, removed or
 // changed are started or stopped; the others keep running untouched.
-// Settings that need a restart (data_dir, http, nats, kafka) are kept and a
-// warning names them. Called before Run, it only replaces the config.
+// Settings that need a restart (data_dir, shutdown_timeout, http, nats,
+// kafka, log.format) are kept and a warning names them. Called before
+// Run, it only replaces the config.
 func (b *Bridge) Reload(cfg *config.Config) error {
 	if cfg == nil {
 		return errors.New("bridge: reload: nil config")
@@ -463,12 +464,10 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		}
 	}
 
-	// The running config: new pipelines, streams and shutdown_timeout (read
-	// afresh by every stop), old everything restartFields names.
+	// The running config: new pipelines and streams, old everything else.
 	merged := *old
 	merged.Pipelines = cfg.Pipelines
 	merged.Streams = cfg.Streams
-	merged.ShutdownTimeout = cfg.ShutdownTimeout
 	merged.File = cfg.File
 	b.mu.Lock()
 	b.cfg = &merged
@@ -483,6 +482,11 @@ func restartFields(a, b *config.Config) []string {
 	var out []string
 	if a.DataDir != b.DataDir {
 		out = append(out, "data_dir")
+	}
+	// Each running worker took its share of the drain budget when it
+	// started: a new value would apply to some pipelines and not others.
+	if a.ShutdownTimeout != b.ShutdownTimeout {
+		out = append(out, "shutdown_timeout")
 	}
 	if !reflect.DeepEqual(a.HTTP, b.HTTP) {
 		out = append(out, "http")
