@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -61,6 +62,20 @@ func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
 	}
 	ctx, cancel := context.WithTimeout(ctx, kafkaProbeTimeout)
 	defer cancel()
+	// kafka-go waits for a broker's answers (the SASL handshake inside the
+	// dial, ApiVersions after it) with no deadline of its own: a peer that
+	// accepts but never answers would hold the probe, and every /readyz
+	// queued behind its lock, for good. Closing the socket when the probe
+	// ends (timed out, or another broker answered) ends every such wait.
+	dialer := &net.Dialer{DualStack: d.DualStack}
+	d.DialFunc = func(dctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(dctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		context.AfterFunc(ctx, func() { _ = c.Close() })
+		return c, nil
+	}
 	// Every broker at once: one that hangs must neither use up the others'
 	// budget nor make a cluster that answers look down.
 	type result struct {
@@ -86,23 +101,13 @@ func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
 	return st
 }
 
-// probeBroker dials one broker and asks it for its API versions, within
-// ctx.
+// probeBroker dials one broker with d and asks it for its API versions.
 func probeBroker(ctx context.Context, d *kafka.Dialer, addr string) error {
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	// kafka-go waits for the reply without a deadline of its own: a peer
-	// that accepts but never answers would hold the probe, and every
-	// /readyz queued behind its lock, for good. Cancelling ctx (another
-	// broker answered) ends the wait too.
-	if dl, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
 	// ApiVersions proves a Kafka protocol peer, not just an open port.
 	_, err = conn.ApiVersions()
 	return err

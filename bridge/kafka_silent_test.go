@@ -51,11 +51,18 @@ func silentBroker(t *testing.T) string {
 // returns the status code of one GET /readyz.
 func readyzWithBrokers(t *testing.T, brokers ...string) int {
 	t.Helper()
+	return readyzWithKafka(t, config.Kafka{Brokers: brokers})
+}
+
+// readyzWithKafka runs a bridge with the kafka block k and returns the
+// status code of one GET /readyz.
+func readyzWithKafka(t *testing.T, k config.Kafka) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{DataDir: t.TempDir(), Kafka: config.Kafka{Brokers: brokers}}
+	cfg := &config.Config{DataDir: t.TempDir(), Kafka: k}
 	cfg.SetDefaults()
 	b, err := New(cfg, Options{Listener: ln, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
@@ -77,7 +84,7 @@ func readyzWithBrokers(t *testing.T, brokers ...string) int {
 	defer client.CloseIdleConnections()
 	resp, err := client.Get("http://" + ln.Addr().String() + "/readyz")
 	if err != nil {
-		t.Fatalf("/readyz with brokers %v: %v", brokers, err)
+		t.Fatalf("/readyz with brokers %v: %v", k.Brokers, err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode
@@ -102,5 +109,18 @@ func TestReadinessWithOneSilentKafkaBroker(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"t": 1})
 	if code := readyzWithBrokers(t, silentBroker(t), k.Addr()); code != http.StatusOK {
 		t.Fatalf("/readyz = %d, want 200: the second broker answers", code)
+	}
+}
+
+// TestReadinessAnswersWithSilentSASLKafka: with SASL, kafka-go runs the
+// SASL handshake inside the dial, where no deadline bounds the wait for
+// the broker's answer; a silent broker must still get a 503 in time.
+func TestReadinessAnswersWithSilentSASLKafka(t *testing.T) {
+	k := config.Kafka{
+		Brokers: []string{silentBroker(t)},
+		SASL:    &config.SASL{Mechanism: config.SASLPlain, Username: "u", Password: "p"},
+	}
+	if code := readyzWithKafka(t, k); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d, want 503", code)
 	}
 }
