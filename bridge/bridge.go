@@ -39,6 +39,10 @@ var (
 	ErrShutdownTimeout = errors.New("bridge: graceful shutdown timed out")
 	// ErrAlreadyRun is returned by a second call to Run: a Bridge is single use.
 	ErrAlreadyRun = errors.New("bridge: Run called twice")
+	// ErrDataDirInUse is returned by Run when another bridge (in this
+	// process or another) runs on the same data_dir: the two would share one
+	// JetStream store and overwrite each other's checkpoints.
+	ErrDataDirInUse = errors.New("data_dir is in use by another ssebridge")
 )
 
 // Options are the runtime's dependencies that do not belong in the YAML.
@@ -147,6 +151,19 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 	}
 	b.reloadMu.Lock()
 	cfg := b.cfg
+	if cfg.DataDir != "" {
+		// Before anything writes there: a second bridge on the same
+		// directory would share its JetStream store and checkpoints.
+		release, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			b.reloadMu.Unlock()
+			if b.opts.Listener != nil {
+				b.opts.Listener.Close()
+			}
+			return err
+		}
+		defer release()
+	}
 	if err := b.connect(cfg); err != nil {
 		b.reloadMu.Unlock()
 		b.closeBrokers(context.Background())
