@@ -15,13 +15,15 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
-// ErrNotReady is returned when the server did not become ready in time.
+// ErrNotReady is returned when the server did not become ready in time, or
+// reported a fatal error while starting.
 var ErrNotReady = errors.New("embedded NATS server not ready")
 
 // readyTimeout bounds how long Start waits for JetStream to recover its store.
@@ -78,17 +80,34 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
+	// Always installed, even without a Logger: a fatal start-up error
+	// (the listen port taken, say) is only ever logged by nats-server,
+	// and the wait below reports it instead of timing out.
+	log := slog.New(slog.DiscardHandler)
 	if opts.Logger != nil {
-		srv.SetLoggerV2(&slogAdapter{log: opts.Logger.With("component", "nats-server")}, false, false, false)
+		log = opts.Logger.With("component", "nats-server")
 	}
+	adapter := &slogAdapter{log: log}
+	srv.SetLoggerV2(adapter, false, false, false)
 	srv.Start()
-	if !srv.ReadyForConnections(readyTimeout) {
+	deadline := time.Now().Add(readyTimeout)
+	for !srv.ReadyForConnections(readyPoll) {
+		fatal := adapter.fatal()
+		if fatal == "" && time.Now().Before(deadline) {
+			continue
+		}
 		srv.Shutdown()
 		srv.WaitForShutdown()
+		if fatal != "" {
+			return nil, fmt.Errorf("embedded NATS: %w: %s", ErrNotReady, fatal)
+		}
 		return nil, fmt.Errorf("embedded NATS: %w within %s", ErrNotReady, readyTimeout)
 	}
 	return &Server{srv: srv}, nil
 }
+
+// readyPoll is how often the start-up wait looks for a fatal error.
+const readyPoll = 100 * time.Millisecond
 
 // splitListen parses HOST:PORT, defaulting the host to loopback.
 func splitListen(addr string) (string, int, error) {
@@ -137,12 +156,33 @@ func (s *Server) Shutdown() {
 	s.srv.WaitForShutdown()
 }
 
-// slogAdapter routes nats-server's printf-style log into slog.
-type slogAdapter struct{ log *slog.Logger }
+// slogAdapter routes nats-server's printf-style log into slog, and keeps
+// the first fatal message for the start-up wait.
+type slogAdapter struct {
+	log *slog.Logger
+
+	mu        sync.Mutex
+	firstFail string
+}
+
+// fatal returns the first fatal message logged, "" when there was none.
+func (a *slogAdapter) fatal() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.firstFail
+}
 
 func (a *slogAdapter) Noticef(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }
 func (a *slogAdapter) Warnf(format string, v ...any)   { a.log.Warn(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Fatalf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Errorf(format string, v ...any)  { a.log.Error(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Debugf(format string, v ...any)  { a.log.Debug(fmt.Sprintf(format, v...)) }
-func (a *slogAdapter) Tracef(format string, v ...any)  { a.log.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	a.mu.Lock()
+	if a.firstFail == "" {
+		a.firstFail = msg
+	}
+	a.mu.Unlock()
+	a.log.Error(msg)
+}
+func (a *slogAdapter) Errorf(format string, v ...any) { a.log.Error(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Debugf(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }
+func (a *slogAdapter) Tracef(format string, v ...any) { a.log.Debug(fmt.Sprintf(format, v...)) }

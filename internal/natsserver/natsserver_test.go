@@ -2,6 +2,9 @@ package natsserver
 
 import (
 	"context"
+	"errors"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +120,28 @@ func TestStartErrors(t *testing.T) {
 	}
 	if _, err := Start(Options{DataDir: t.TempDir(), Listen: "nonsense"}); err == nil {
 		t.Fatal("Start with a bad listen address succeeded")
+	}
+}
+
+// TestListenPortTaken: a listen address already in use fails the start at
+// once with nats-server's own reason, instead of a bare "not ready" after
+// the whole 30 s ready timeout.
+func TestListenPortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	start := time.Now()
+	s, err := Start(Options{DataDir: t.TempDir(), Listen: ln.Addr().String()})
+	if err == nil {
+		s.Shutdown()
+		t.Fatal("started on a port already in use")
+	}
+	if !errors.Is(err, ErrNotReady) || !strings.Contains(err.Error(), ln.Addr().String()) {
+		t.Fatalf("error %q, want ErrNotReady naming %s", err, ln.Addr())
+	}
+	if waited := time.Since(start); waited > readyTimeout/2 {
+		t.Fatalf("took %v to report a taken port: the ready timeout ran out", waited)
 	}
 }
