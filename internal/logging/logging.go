@@ -207,7 +207,9 @@ func redactString(s string) string {
 func redactURLsIn(s string) string {
 	fields := strings.Fields(s)
 	for _, f := range fields {
-		trim := strings.Trim(f, `"'(),;`)
+		// The punctuation around a URL in text is not part of it:
+		// net/http writes `Get "URL": ...`.
+		trim := strings.Trim(f, `"'(),;:`)
 		if strings.Contains(trim, "://") && strings.Contains(trim, "@") {
 			if r := RedactURL(trim); r != trim {
 				s = strings.ReplaceAll(s, trim, r)

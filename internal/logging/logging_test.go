@@ -40,6 +40,11 @@ func TestRedactsSecretAttributes(t *testing.T) {
 			l.Error("m", "err", errors.New("upstream rejected Authorization: Bearer "+secret+" with 401"))
 		}, "with 401"},
 		{"bearer in a message attr", func(l *slog.Logger) { l.Info("m", "detail", "sent bearer "+secret) }, "sent bearer"},
+		// net/http quotes the URL and follows it with a colon: that
+		// punctuation is not part of the URL and must read as before.
+		{"URL password in a net/http error", func(l *slog.Logger) {
+			l.Error("m", "err", errors.New(`Get "https://bob:`+secret+`@h/feed?x=1": dial tcp: connection refused`))
+		}, `@h/feed?x=1": dial tcp: connection refused`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
