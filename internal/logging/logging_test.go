@@ -44,7 +44,7 @@ func TestRedactsSecretAttributes(t *testing.T) {
 		// punctuation is not part of the URL and must read as before.
 		{"URL password in a net/http error", func(l *slog.Logger) {
 			l.Error("m", "err", errors.New(`Get "https://bob:`+secret+`@h/feed?x=1": dial tcp: connection refused`))
-		}, `@h/feed?x=1": dial tcp: connection refused`},
+		}, `@h/feed?x=1\": dial tcp: connection refused`}, // JSON-escaped quote
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
