@@ -26,6 +26,9 @@ type jsBackend struct {
 	subject string // "" serves every subject of the stream
 	path    string
 	log     *slog.Logger
+	// watch looks the stream up every guardRetryMax for the subscribers'
+	// guards (see checkGuards).
+	watch *memberWatch[*jsGuard]
 }
 
 func newJetStreamBackend(nc *nats.Conn, c config.Stream, log *slog.Logger) (*jsBackend, error) {
@@ -33,7 +36,35 @@ func newJetStreamBackend(nc *nats.Conn, c config.Stream, log *slog.Logger) (*jsB
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	return &jsBackend{js: js, stream: c.NATS.JetStream.Stream, subject: c.NATS.Subject, path: c.Path, log: log}, nil
+	b := &jsBackend{js: js, stream: c.NATS.JetStream.Stream, subject: c.NATS.Subject, path: c.Path, log: log}
+	b.watch = newMemberWatch[*jsGuard](guardRetryMax, b.checkGuards)
+	return b, nil
+}
+
+// checkGuards looks the stream up once and ends every subscriber that
+// started in another incarnation. The guards catch a recreation on a
+// consumer error or on the first message of a recreated consumer; this
+// catches it when neither comes, as when the ordered consumer recreated
+// itself on the new stream without reporting an error and the new stream
+// has not reached the subscriber's old sequence. A missing stream or one
+// not answering ends nobody: the clients keep their heartbeats.
+func (b *jsBackend) checkGuards(ctx context.Context) {
+	guards := b.watch.snapshot()
+	if len(guards) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, guardCheckTimeout)
+	defer cancel()
+	st, err := b.js.Stream(ctx, b.stream)
+	if err != nil {
+		return
+	}
+	tag := newJSTag(b.stream, st.CachedInfo().Created)
+	for _, g := range guards {
+		if g.tag != tag {
+			g.sub.fail(errRecreated)
+		}
+	}
 }
 
 func (b *jsBackend) kind() string { return "jetstream" }
@@ -170,7 +201,9 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		g.wait()
 		return feed{}, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
 	}
+	b.watch.add(g)
 	f := newFeed(&seqCursor{seq: seq, tag: tag}, func() {
+		b.watch.remove(g)
 		g.stop()
 		cc.Stop()
 		<-cc.Closed()
@@ -187,7 +220,7 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 	return f, nil
 }
 
-func (b *jsBackend) close() {}
+func (b *jsBackend) close() { b.watch.close() }
 
 // overlapsAny reports whether some subject matched by pattern is also
 // matched by one of subjects. A stream without subjects of its own (a

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
@@ -22,14 +24,14 @@ const recreateWithin = 10 * time.Second
 // recreateStream deletes the JetStream stream name and creates it again
 // with the same subjects, as an operator or an IaC tool would: its
 // sequences start again at 1.
-func (e *natsEnv) recreateStream(t *testing.T, name string, subjects ...string) {
+func (e *natsEnv) recreateStream(t *testing.T, name string, subjects ...string) jetstream.Stream {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 	defer cancel()
 	if err := e.js.DeleteStream(ctx, name); err != nil {
 		t.Fatalf("delete stream %s: %v", name, err)
 	}
-	e.createStream(t, name, subjects...)
+	return e.createStream(t, name, subjects...)
 }
 
 // jsIDOf is the id the server gives sequence seq of stream name as it is
@@ -316,5 +318,55 @@ func TestJetStreamGuard(t *testing.T) {
 	}
 	if err := watchSub.reason(); !errors.Is(err, errRecreated) {
 		t.Errorf("the watch ended the subscription with %v, want errRecreated", err)
+	}
+}
+
+// The stream watch on its own: one look-up ends the subscribers that
+// started in another incarnation of the stream, even with no consumer
+// error and no message (the ordered consumer may recreate itself on a new
+// stream without reporting anything, and then waits for the old sequence),
+// and leaves the others; a missing stream ends nobody.
+func TestJetStreamWatchEndsOtherIncarnations(t *testing.T) {
+	e := startNATS(t)
+	st := e.createStream(t, "WCH", "wch.>")
+	b, err := newJetStreamBackend(e.nc, jsStreamCfg("/js/wch", "WCH", ""), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.watch.every = time.Hour // only the explicit look-ups below
+	t.Cleanup(b.close)
+	member := func(tag jsTag) *subscriber {
+		sub := newSubscriber(1, nil)
+		g := newJSGuard(b, tag, sub)
+		b.watch.add(g)
+		t.Cleanup(func() { b.watch.remove(g); g.stop(); g.wait() })
+		return sub
+	}
+	oldTag := newJSTag("WCH", st.CachedInfo().Created)
+	old := member(oldTag)
+	b.checkGuards(context.Background())
+	if err := old.reason(); err != nil {
+		t.Fatalf("a subscriber of the current incarnation was ended: %v", err)
+	}
+
+	newer := e.recreateStream(t, "WCH", "wch.>")
+	current := member(newJSTag("WCH", newer.CachedInfo().Created))
+	b.checkGuards(context.Background())
+	if err := old.reason(); !errors.Is(err, errRecreated) {
+		t.Errorf("subscriber of the old incarnation ended with %v, want errRecreated", err)
+	}
+	if err := current.reason(); err != nil {
+		t.Errorf("subscriber of the new incarnation was ended: %v", err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitLong)
+	defer cancel()
+	if err := e.js.DeleteStream(ctx, "WCH"); err != nil {
+		t.Fatal(err)
+	}
+	missing := member(oldTag)
+	b.checkGuards(context.Background())
+	if err := missing.reason(); err != nil {
+		t.Errorf("a subscriber of a missing stream was ended: %v", err)
 	}
 }

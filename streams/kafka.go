@@ -95,7 +95,7 @@ func (k *kafkaShared) close() { k.transport.CloseIdleConnections() }
 // Offsets name no topic incarnation, so a reader cannot tell a recreated or
 // truncated log from a quiet one. One watch per backend, running only while
 // it has subscribers, looks up the topic's partitions and end offsets every
-// watchEvery with the shared client and ends every subscriber whose
+// kafkaWatchEvery with the shared client and ends every subscriber whose
 // position lies beyond an end (errLogBelow) or whose partitions changed
 // (errPartitionsChanged): its broker load does not grow with the number of
 // subscribers. A new log that has already grown past the old position
@@ -108,16 +108,9 @@ type kafkaBackend struct {
 	start string
 	path  string
 	log   *slog.Logger
-	// watchEvery is kafkaWatchEvery; a test may change it before the
-	// first subscriber.
-	watchEvery time.Duration
-
-	mu        sync.Mutex
-	subs      map[*kafkaSub]struct{}
-	stopWatch context.CancelFunc // set while a watch runs
-	watchDone chan struct{}      // closed when that watch has returned
-	closed    bool
-	watchers  sync.WaitGroup
+	// watch checks the topic for the subscribers (see checkSubs); its
+	// interval is kafkaWatchEvery.
+	watch *memberWatch[*kafkaSub]
 }
 
 // kafkaSub is what the watch knows of one subscriber.
@@ -127,77 +120,18 @@ type kafkaSub struct {
 }
 
 func newKafkaBackend(k *kafkaShared, c config.Stream, log *slog.Logger) *kafkaBackend {
-	return &kafkaBackend{
+	b := &kafkaBackend{
 		k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log,
-		watchEvery: kafkaWatchEvery,
-		subs:       map[*kafkaSub]struct{}{},
 	}
+	b.watch = newMemberWatch[*kafkaSub](kafkaWatchEvery, b.checkSubs)
+	return b
 }
 
 func (b *kafkaBackend) kind() string { return "kafka" }
 
 // close stops the watch and waits for it; the readers are per subscriber
 // and already stopped, the client is shared.
-func (b *kafkaBackend) close() {
-	b.mu.Lock()
-	b.closed = true
-	if b.stopWatch != nil {
-		b.stopWatch()
-		b.stopWatch = nil
-	}
-	b.mu.Unlock()
-	b.watchers.Wait()
-}
-
-// watchSub adds s to the watch, starting the watch for the first
-// subscriber.
-func (b *kafkaBackend) watchSub(s *kafkaSub) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.subs[s] = struct{}{}
-	if b.stopWatch != nil || b.closed {
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	b.stopWatch = cancel
-	b.watchDone = make(chan struct{})
-	b.watchers.Add(1)
-	go b.watch(ctx, b.watchDone)
-}
-
-// unwatchSub removes s, stopping the watch with the last subscriber. It
-// then waits for the watch to return, so that once every feed has stopped
-// no look-up is in flight: the shared client's connections are closed
-// right after.
-func (b *kafkaBackend) unwatchSub(s *kafkaSub) {
-	b.mu.Lock()
-	delete(b.subs, s)
-	if len(b.subs) > 0 || b.stopWatch == nil {
-		b.mu.Unlock()
-		return
-	}
-	b.stopWatch()
-	b.stopWatch = nil
-	done := b.watchDone
-	b.mu.Unlock()
-	<-done // prompt: the look-up in flight is cancelled
-}
-
-// watch runs checkSubs every watchEvery until ctx ends, then closes done.
-func (b *kafkaBackend) watch(ctx context.Context, done chan struct{}) {
-	defer b.watchers.Done()
-	defer close(done)
-	t := time.NewTicker(b.watchEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		b.checkSubs(ctx)
-	}
-}
+func (b *kafkaBackend) close() { b.watch.close() }
 
 // checkSubs looks up the topic's partitions and their end offsets once
 // and ends every subscriber that can no longer go on from its position. A
@@ -206,12 +140,7 @@ func (b *kafkaBackend) watch(ctx context.Context, done chan struct{}) {
 // their heartbeats, since a reconnect would get 503, which ends an
 // EventSource for good.
 func (b *kafkaBackend) checkSubs(ctx context.Context) {
-	b.mu.Lock()
-	subs := make([]*kafkaSub, 0, len(b.subs))
-	for s := range b.subs {
-		subs = append(subs, s)
-	}
-	b.mu.Unlock()
+	subs := b.watch.snapshot()
 	if len(subs) == 0 {
 		return
 	}
@@ -383,9 +312,9 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 		}()
 	}
 	ks := &kafkaSub{sub: sub, cur: cur}
-	b.watchSub(ks)
+	b.watch.add(ks)
 	f := newFeed(cur, func() {
-		b.unwatchSub(ks)
+		b.watch.remove(ks)
 		cancel()
 		wg.Wait()
 	})

@@ -290,13 +290,13 @@ func TestKafkaWatchEndsSubscribersBeyondTheEnd(t *testing.T) {
 	t.Cleanup(shared.close)
 	rec := &recordedLog{}
 	b := newKafkaBackend(shared, kafkaCfg("/kafka/watched", topic, ""), slog.New(rec))
-	b.watchEvery = time.Hour // only the explicit look-ups below
+	b.watch.every = time.Hour // only the explicit look-ups below
 	t.Cleanup(b.close)
 
 	sub := func(pos position) *kafkaSub {
 		s := &kafkaSub{sub: newSubscriber(1, nil), cur: newOffsetCursor(b.tag, pos)}
-		b.watchSub(s)
-		t.Cleanup(func() { b.unwatchSub(s) })
+		b.watch.add(s)
+		t.Cleanup(func() { b.watch.remove(s) })
 		return s
 	}
 	atEnd := sub(position{0: 3, 1: 3})
@@ -347,7 +347,7 @@ func TestKafkaWatchRunsOnlyWithSubscribers(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{topic: 1})
 	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
 		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
-	const watchFn = "streams.(*kafkaBackend).watch("
+	const watchFn = "streams.(*memberWatch[" // only Kafka streams here
 	if n := goroutinesIn(watchFn); n != 0 {
 		t.Fatalf("%d watch goroutines before any subscriber", n)
 	}
