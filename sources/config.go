@@ -260,11 +260,11 @@ func (c Config) validate() error {
 	}
 	// What net/http refuses to send would fail every connection attempt,
 	// retried forever as if the network were down: refuse it here.
-	if c.Method != "" && !isToken(c.Method) {
+	if c.Method != "" && !config.IsToken(c.Method) {
 		probs = append(probs, fmt.Sprintf("method %q is not a valid HTTP method", c.Method))
 	}
 	for name, vs := range c.Header {
-		if !isToken(name) {
+		if !config.IsToken(name) {
 			probs = append(probs, fmt.Sprintf("header %q: not a valid header name", name))
 		}
 		for _, v := range vs {
@@ -306,23 +306,6 @@ func (c Config) validate() error {
 	// Map iteration order must not make the message flap.
 	slices.Sort(probs)
 	return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(probs, "; "))
-}
-
-// isToken reports whether s is an RFC 9110 token (header names, methods).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // hasCTL reports whether a header value holds a byte net/http refuses to

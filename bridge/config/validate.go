@@ -244,7 +244,7 @@ func (v *validator) source(key string, s *Source) {
 		u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
 		v.errorf(key+".url", "must be an http:// or https:// URL, got %q", u.Redacted())
 	}
-	if s.Method != "" && !isToken(s.Method) {
+	if s.Method != "" && !IsToken(s.Method) {
 		v.errorf(key+".method", "must be an HTTP method like GET or POST, got %q", s.Method)
 	}
 	// Header names ignore case: of User-Agent and user-agent only one is
@@ -255,7 +255,7 @@ func (v *validator) source(key string, s *Source) {
 	for _, name := range names {
 		value := s.Headers[name]
 		hk := key + ".headers." + name
-		if !isToken(name) {
+		if !IsToken(name) {
 			v.errorf(hk, "not a valid header name")
 		}
 		if strings.ContainsAny(value, "\r\n\x00") {
@@ -603,8 +603,10 @@ func (v *validator) at(key string) string {
 	return ""
 }
 
-// isToken reports whether s is an RFC 9110 token (header names, methods).
-func isToken(s string) bool {
+// IsToken reports whether s is an RFC 9110 token, as HTTP methods and
+// header names must be. Sources check programmatic configurations with it
+// too (ssebridge tail's flags), so both paths agree.
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}
