@@ -46,6 +46,14 @@ func Options(cfg config.NATS, name string, log *slog.Logger) ([]nats.Option, err
 		// The bridge may start before its broker (docker compose up):
 		// keep trying in the background instead of failing start-up.
 		nats.RetryOnFailedConnect(true),
+		// No reconnect buffer: a publish while disconnected fails at once
+		// instead of being held by nats.go and sent after the reconnect.
+		// The sinks retry failed batches themselves, in order, from their
+		// own queue; a held copy of a batch that already failed would reach
+		// the server later, out of order with the retry (JetStream stored
+		// such stale publishes after newer ones when the stream came back
+		// part way through them).
+		nats.ReconnectBufSize(-1),
 	}
 	opts = append(opts, Handlers(log)...)
 

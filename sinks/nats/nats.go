@@ -93,6 +93,10 @@ type Sink struct {
 	// to spot IDs inherited by events without an id field.
 	lastID  string
 	started bool
+	// probe is set after a failed JetStream write: the next one waits for
+	// the ack of its first message before pipelining the rest (see
+	// writeJetStream).
+	probe bool
 
 	published, failed, unroutable, tooLarge prometheus.Counter
 	latency                                 prometheus.Observer
@@ -223,6 +227,7 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		s.lastID = msgs[n-1].Event.ID
 		s.started = true
 	}
+	s.probe = s.js != nil && err != nil
 	if refused > 0 {
 		// Refused messages are counted one by one: each is an event the
 		// broker would not take, not just one failed attempt.
@@ -408,6 +413,15 @@ func (s *Sink) ctxOr(ctx context.Context, what string, err error) error {
 // their acks strictly in order: n is the acknowledged prefix. A failure
 // stops the batch; publishes already in flight behind it may still land,
 // which the Nats-Msg-Id makes harmless when the caller retries.
+//
+// Order in the stream needs two more things. nats.go's own retry of a
+// publish that met no responders (JetStream not ready yet after a server
+// restart) is off: it resends that one message 250 ms later, after the
+// ones behind it, so the stream would store them out of order. And after a
+// failed write the stream may still be coming back, refusing a message
+// while taking the ones published just after it: the next write publishes
+// its first message alone and opens the window only once that one is
+// acknowledged.
 func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, acked int, err error) {
 	env := route.NewEnv(nil)
 	type slot struct {
@@ -415,6 +429,11 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		subj string
 	}
 	window := make([]slot, 0, min(s.maxInFlight, len(msgs)))
+	limit := s.maxInFlight
+	if s.probe {
+		limit = 1
+	}
+	ok := func() { n, acked, limit = n+1, acked+1, s.maxInFlight }
 	// A refused publish never gets its PubAck; its -ERR (recorded by
 	// perms) ends the wait early instead of the ack timeout.
 	var mark natsconn.Mark
@@ -446,8 +465,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		deny := func() error {
 			select {
 			case <-head.fut.Ok():
-				n++
-				acked++
+				ok()
 				return nil
 			default:
 			}
@@ -461,8 +479,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		for {
 			select {
 			case <-head.fut.Ok():
-				n++
-				acked++
+				ok()
 				return nil
 			case err := <-head.fut.Err():
 				return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), err)
@@ -479,7 +496,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		}
 	}
 	for i := range msgs {
-		for len(window) >= s.maxInFlight {
+		for len(window) >= limit {
 			if err := resolve(); err != nil {
 				return n, acked, err
 			}
@@ -489,7 +506,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 			window = append(window, slot{})
 			continue
 		}
-		fut, err := s.js.PublishMsgAsync(p.msg, jetstream.WithStallWait(AckTimeout))
+		fut, err := s.js.PublishMsgAsync(p.msg, jetstream.WithStallWait(AckTimeout), jetstream.WithRetryAttempts(0))
 		if err != nil {
 			// Settle what is already in flight so n is as large as it can
 			// truthfully be, then report the failure.

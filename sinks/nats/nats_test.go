@@ -194,7 +194,15 @@ type jsEnv struct {
 
 func newJSEnv(t *testing.T, opts ...testbroker.NATSOption) jsEnv {
 	b := testbroker.StartNATS(t, opts...)
-	js, err := jetstream.New(connect(t, b.URL()))
+	// The reading side is a plain client with nats.go's reconnect buffer,
+	// so that reads right after a broker restart wait for the reconnect;
+	// the sink's connection (nc) is the bridge's, which has none.
+	rc, err := gonats.Connect(b.URL(), gonats.ReconnectWait(25*time.Millisecond), gonats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rc.Close)
+	js, err := jetstream.New(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
