@@ -32,3 +32,25 @@ pipelines:
 		}
 	}
 }
+
+// TestHeaderValueControlCharacters: a control character in a header value
+// (from an environment variable, say) is reported by validate with its
+// line; net/http would refuse the request on every connection attempt.
+func TestHeaderValueControlCharacters(t *testing.T) {
+	const file = `nats: {embedded: true}
+pipelines:
+  - name: a
+    source:
+      url: https://example.com/feed
+      headers:
+        X-Api-Key: ${KEY}
+        X-Tab: "a	b"
+    sink: {nats: {subject: s}}
+`
+	env := func(name string) (string, bool) { return "abc\x01def", name == "KEY" }
+	_, err := parse("c.yaml", []byte(file), env)
+	want := "c.yaml:7: pipelines[0].source.headers.X-Api-Key: header values cannot contain control characters or line breaks"
+	if err == nil || strings.TrimSpace(err.Error()) != want {
+		t.Fatalf("error:\n%v\nwant:\n%s", err, want)
+	}
+}

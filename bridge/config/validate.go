@@ -258,8 +258,10 @@ func (v *validator) source(key string, s *Source) {
 		if !IsToken(name) {
 			v.errorf(hk, "not a valid header name")
 		}
-		if strings.ContainsAny(value, "\r\n\x00") {
-			v.errorf(hk, "header values cannot contain line breaks")
+		if strings.IndexFunc(value, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }) >= 0 {
+			// HTTP refuses them (net/http would fail every connection
+			// attempt): say so here, with the line, not at start-up.
+			v.errorf(hk, "header values cannot contain control characters or line breaks")
 		}
 		canon := http.CanonicalHeaderKey(name)
 		if first, dup := seen[canon]; dup {
