@@ -26,8 +26,8 @@ type jsBackend struct {
 	subject string // "" serves every subject of the stream
 	path    string
 	log     *slog.Logger
-	// watch looks the stream up every guardRetryMax for the subscribers'
-	// guards (see checkGuards).
+	// watch looks the stream up every guardWatchEvery for the
+	// subscribers' guards (see checkGuards).
 	watch *memberWatch[*jsGuard]
 }
 
@@ -37,17 +37,18 @@ func newJetStreamBackend(nc *nats.Conn, c config.Stream, log *slog.Logger) (*jsB
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	b := &jsBackend{js: js, stream: c.NATS.JetStream.Stream, subject: c.NATS.Subject, path: c.Path, log: log}
-	b.watch = newMemberWatch[*jsGuard](guardRetryMax, b.checkGuards)
+	b.watch = newMemberWatch[*jsGuard](guardWatchEvery, b.checkGuards)
 	return b, nil
 }
 
 // checkGuards looks the stream up once and ends every subscriber that
-// started in another incarnation. The guards catch a recreation on a
-// consumer error or on the first message of a recreated consumer; this
-// catches it when neither comes, as when the ordered consumer recreated
-// itself on the new stream without reporting an error and the new stream
-// has not reached the subscriber's old sequence. A missing stream or one
-// not answering ends nobody: the clients keep their heartbeats.
+// started in another incarnation. The guards catch a recreation on the
+// first message of a recreated consumer; this catches it when none comes,
+// as when the new stream has not reached the subscriber's old sequence
+// (the ordered consumer recreates itself there, often without reporting
+// an error). A missing stream or one not answering ends nobody: the
+// clients keep their heartbeats, since a reconnect would get 503, which
+// ends an EventSource for good.
 func (b *jsBackend) checkGuards(ctx context.Context) {
 	guards := b.watch.snapshot()
 	if len(guards) == 0 {
@@ -191,14 +192,9 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 			return
 		}
 		b.log.Debug("JetStream consumer error", "stream", b.path, "err", err)
-		// A deleted stream shows here first (its consumers go with
-		// it); whether it came back as another incarnation is checked
-		// apart, as this runs under the ordered consumer's lock.
-		g.consumerFailed()
 	}))
 	if err != nil {
 		g.stop()
-		g.wait()
 		return feed{}, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
 	}
 	b.watch.add(g)
@@ -207,7 +203,6 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		g.stop()
 		cc.Stop()
 		<-cc.Closed()
-		g.wait()
 		// Delete the server-side consumer now rather than leave it for
 		// InactiveThreshold: busy sites see many short subscriptions.
 		if info := cons.CachedInfo(); info != nil {
@@ -264,21 +259,18 @@ var errRecreated = errors.New("JetStream stream was deleted and recreated")
 const (
 	// guardCheckTimeout bounds one stream info request.
 	guardCheckTimeout = 5 * time.Second
-	// guardRetryMin and guardRetryMax space the look-ups while the
-	// stream is missing or JetStream does not answer; the maximum is how
-	// late a client may learn that a deleted stream was recreated.
-	guardRetryMin = 250 * time.Millisecond
-	guardRetryMax = 2 * time.Second
+	// guardWatchEvery spaces the stream watch's look-ups: it is how late
+	// a client may learn that its stream was recreated.
+	guardWatchEvery = 2 * time.Second
 )
 
 // jsGuard keeps one subscriber on the stream incarnation it started in. An
 // ordered consumer survives its stream being deleted and recreated under the
 // same name: it recreates its server-side consumer, which then reads the new
 // stream from the old sequence on. So every server-side consumer is checked
-// against the stream's incarnation before its first message is passed on,
-// and a consumer error (the deleted stream takes its consumers along) starts
-// a watch that ends the subscription as soon as the stream is back as
-// another incarnation, even if no message ever comes.
+// against the stream's incarnation before its first message is passed on;
+// the backend's stream watch (checkGuards) ends the subscription when no
+// message comes.
 type jsGuard struct {
 	b   *jsBackend
 	tag jsTag
@@ -289,10 +281,6 @@ type jsGuard struct {
 
 	mu       sync.Mutex
 	admitted string // the consumer whose messages may pass
-	stopped  bool
-	watching bool // a watch goroutine runs
-	pending  bool // a consumer error came since the watch last looked
-	wg       sync.WaitGroup
 }
 
 func newJSGuard(b *jsBackend, tag jsTag, sub *subscriber) *jsGuard {
@@ -335,61 +323,6 @@ func (g *jsGuard) admit(consumer string) bool {
 	return true
 }
 
-// consumerFailed starts a watch of the stream unless one runs; it never
-// blocks, as it is called under the ordered consumer's lock.
-func (g *jsGuard) consumerFailed() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.pending = true
-	if g.stopped || g.watching {
-		return
-	}
-	g.watching = true
-	g.wg.Add(1)
-	go g.watch()
-}
-
-// watch looks the stream up until it finds it, for every consumer error
-// that came meanwhile: as the same incarnation (a broker restart, a
-// consumer deleted on its own), nothing is to be done; as another one, the
-// subscription ends. A stream that is missing may come back: the client
-// keeps its heartbeats meanwhile, since a reconnect would get 503, which
-// ends an EventSource for good.
-func (g *jsGuard) watch() {
-	defer g.wg.Done()
-	for {
-		g.mu.Lock()
-		if !g.pending || g.stopped {
-			g.watching = false
-			g.mu.Unlock()
-			return
-		}
-		g.pending = false
-		g.mu.Unlock()
-
-		delay := guardRetryMin
-		for {
-			same, err := g.check()
-			if err == nil && !same {
-				g.sub.fail(errRecreated)
-				return
-			}
-			if err == nil {
-				break
-			}
-			g.b.log.Debug("JetStream stream not found or not answering; looking again", "stream", g.b.path, "err", err)
-			t := time.NewTimer(delay)
-			select {
-			case <-g.ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-			delay = min(2*delay, guardRetryMax)
-		}
-	}
-}
-
 // check reports whether the stream is the incarnation the subscriber
 // started in; a missing stream is an error.
 func (g *jsGuard) check() (bool, error) {
@@ -402,13 +335,5 @@ func (g *jsGuard) check() (bool, error) {
 	return newJSTag(g.b.stream, st.CachedInfo().Created) == g.tag, nil
 }
 
-// stop aborts look-ups in flight and starts no new watch.
-func (g *jsGuard) stop() {
-	g.cancel()
-	g.mu.Lock()
-	g.stopped = true
-	g.mu.Unlock()
-}
-
-// wait returns once no watch runs; call it after stop.
-func (g *jsGuard) wait() { g.wg.Wait() }
+// stop aborts a look-up in flight.
+func (g *jsGuard) stop() { g.cancel() }
