@@ -57,6 +57,10 @@ var (
 	SinkPublished = counter("sink_published_total", "Messages acknowledged by the broker.", "pipeline", "sink")
 	SinkFailed    = counter("sink_failed_total", "Publish attempts that failed; each message the broker refused (e.g. for permissions) counts once.", "pipeline", "sink")
 	SinkLatency   = histogram("sink_publish_seconds", "Time from publish to broker acknowledgement of a batch.", latencyBuckets, "pipeline", "sink")
+	// SinkDuplicates counts publishes JetStream acknowledged as duplicates:
+	// an identical message (same Nats-Msg-Id) was already stored, as when a
+	// crash replays events acknowledged after the last checkpoint.
+	SinkDuplicates = counter("sink_duplicates_total", "Publishes the broker acknowledged as duplicates of a message it already stored (replays after a crash).", "pipeline")
 )
 
 // Reverse stream metrics, labelled by stream path.

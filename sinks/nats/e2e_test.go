@@ -139,7 +139,9 @@ func TestCrashReplayDeduplicated(t *testing.T) {
 		seen[g.Headers[sinks.HeaderID]] = true
 	}
 	sinktest.CheckDelivered(t, "wiki", feed.Events(), got)
-	if got[len(got)-1].Headers[gonats.MsgIdHdr] != natssink.MsgID("wiki", "300") {
+	fe := feed.Events()[len(feed.Events())-1]
+	last := sinktest.Msg("wiki", fe.ID, fe.Type, fe.Data)
+	if got[len(got)-1].Headers[gonats.MsgIdHdr] != natssink.MsgID(&last) {
 		t.Fatalf("last Nats-Msg-Id = %q", got[len(got)-1].Headers[gonats.MsgIdHdr])
 	}
 }

@@ -8,15 +8,22 @@
 // in JetStream mode it is each message's PubAck, collected in order from a
 // window of at most max_in_flight asynchronous publishes.
 //
-// Deduplication: JetStream messages carry Nats-Msg-Id = pipeline + ":" +
-// event ID, so a batch replayed after a crash (the checkpoint lagging the
-// acks) is dropped by the stream's duplicate window instead of stored twice.
+// Deduplication: JetStream messages carry a Nats-Msg-Id made of the
+// pipeline, the event ID and a hash of the event's type and data (see
+// MsgID), so a batch replayed after a crash (the checkpoint lagging the
+// acks) is dropped by the stream's duplicate window instead of stored twice,
+// while a different event that reuses an ID (per-symbol IDs such as BTC, a
+// counter restarted upstream, a correction sent under the ID of the update)
+// gets its own Nats-Msg-Id and is stored. The residual case: an event equal
+// to one stored within the duplicate window in ID, type and data is taken
+// for its replay and stored once. A PubAck flagged Duplicate is counted in
+// ssebridge_sink_duplicates_total and logged at a bounded rate.
 // The SSE standard lets events without an id field inherit the previous ID;
-// such followers would share one Nats-Msg-Id and be discarded as
-// duplicates, so a message whose ID equals the previous message's, or that
-// the source marks as InheritedID (which it knows even for the first event
-// after a restart), gets no Nats-Msg-Id (it may then be duplicated by a
-// replay, never lost).
+// such followers (a run of "data: ping" keep-alives, say) would share one
+// Nats-Msg-Id and be discarded as duplicates, so a message whose ID equals
+// the previous message's, or that the source marks as InheritedID (which it
+// knows even for the first event after a restart), gets no Nats-Msg-Id (it
+// may then be duplicated by a replay, never lost).
 //
 // Permissions: a core publish the server refuses (the NATS user may not
 // publish to the subject) gets no acknowledgement to miss, only an
@@ -35,8 +42,11 @@ package nats
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"time"
@@ -46,6 +56,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/logging"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/sinks"
@@ -98,8 +109,11 @@ type Sink struct {
 	// writeJetStream).
 	probe bool
 
-	published, failed, unroutable, tooLarge prometheus.Counter
-	latency                                 prometheus.Observer
+	published, failed, unroutable, tooLarge, duplicates prometheus.Counter
+	latency                                             prometheus.Observer
+	// dupLog bounds the duplicate warnings: a replay after a crash can
+	// bring thousands at once.
+	dupLog *logging.Every
 }
 
 // New opens a NATS sink for pipeline on nc. With cfg.JetStream and
@@ -127,6 +141,8 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 		latency:     metrics.SinkLatency.WithLabelValues(pipeline, Kind),
 		unroutable:  metrics.EventsFailed.WithLabelValues(pipeline, "unroutable"),
 		tooLarge:    metrics.EventsFailed.WithLabelValues(pipeline, "too_large"),
+		duplicates:  metrics.SinkDuplicates.WithLabelValues(pipeline),
+		dupLog:      logging.NewEvery(5 * time.Second),
 	}
 	if s.maxInFlight <= 0 {
 		s.maxInFlight = config.DefaultNATSMaxInFlight
@@ -264,7 +280,7 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 			prev, known = msgs[i-1].Event.ID, true
 		}
 		if !known || prev != m.Event.ID {
-			nm.Header.Set(jetstream.MsgIDHeader, MsgID(m.Pipeline, m.Event.ID))
+			nm.Header.Set(jetstream.MsgIDHeader, MsgID(m))
 		}
 	}
 	if size := len(nm.Data) + headerSize(nm.Header); int64(size) > s.nc.MaxPayload() {
@@ -276,8 +292,22 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 	return prepared{msg: nm}
 }
 
-// MsgID is the JetStream deduplication ID of an event.
-func MsgID(pipeline, eventID string) string { return pipeline + ":" + eventID }
+// MsgID is the JetStream deduplication ID of m: "pipeline:id:hash", hash
+// being 16 hex digits of FNV-1a 64 over the event type and data. A replay
+// of the same event maps to the same ID; an event that reuses an ID with
+// other data (or another type) does not. FNV is stable across processes
+// and releases, which a replay after a restart or an upgrade needs; it is
+// not a defence against a feed forging collisions, which could only make
+// it drop its own events.
+func MsgID(m *sinks.Message) string {
+	h := fnv.New64a()
+	h.Write([]byte(m.Event.Type))
+	h.Write([]byte{0}) // "ab"+"c" must not hash like "a"+"bc"
+	h.Write(m.Event.Data)
+	var sum [8]byte
+	binary.BigEndian.PutUint64(sum[:], h.Sum64())
+	return m.Pipeline + ":" + m.Event.ID + ":" + hex.EncodeToString(sum[:])
+}
 
 // Headers are the SSE headers of m (without Nats-Msg-Id).
 func Headers(m *sinks.Message) gonats.Header {
@@ -433,7 +463,12 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 	if s.probe {
 		limit = 1
 	}
-	ok := func() { n, acked, limit = n+1, acked+1, s.maxInFlight }
+	ok := func(ack *jetstream.PubAck) {
+		n, acked, limit = n+1, acked+1, s.maxInFlight
+		if ack != nil && ack.Duplicate {
+			s.duplicate(ack)
+		}
+	}
 	// A refused publish never gets its PubAck; its -ERR (recorded by
 	// perms) ends the wait early instead of the ack timeout.
 	var mark natsconn.Mark
@@ -464,8 +499,8 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		// its ack came after all (the refusal was an older publish's).
 		deny := func() error {
 			select {
-			case <-head.fut.Ok():
-				ok()
+			case ack := <-head.fut.Ok():
+				ok(ack)
 				return nil
 			default:
 			}
@@ -478,8 +513,8 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		}
 		for {
 			select {
-			case <-head.fut.Ok():
-				ok()
+			case ack := <-head.fut.Ok():
+				ok(ack)
 				return nil
 			case err := <-head.fut.Err():
 				return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), err)
@@ -525,6 +560,17 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		}
 	}
 	return n, acked, nil
+}
+
+// duplicate counts and logs a publish JetStream acknowledged without
+// storing it, because a message with the same Nats-Msg-Id is already in
+// the stream: the event is stored, once.
+func (s *Sink) duplicate(ack *jetstream.PubAck) {
+	s.duplicates.Inc()
+	if ok, more := s.dupLog.Allow(); ok {
+		s.log.Warn("jetstream dropped a duplicate: an identical event (same id, type and data) is already stored",
+			"pipeline", s.pipeline, "stream", ack.Stream, "stored_seq", ack.Sequence, "more_since_last_line", more)
+	}
 }
 
 // String describes the sink for logs.

@@ -273,7 +273,8 @@ func TestJetStreamDedupOnReplay(t *testing.T) {
 	var ids []string
 	for _, m := range got {
 		ids = append(ids, m.Header.Get(sinks.HeaderID))
-		if want := natssink.MsgID("wiki", m.Header.Get(sinks.HeaderID)); m.Header.Get(jetstream.MsgIDHeader) != want {
+		sm := sinktest.Msg("wiki", m.Header.Get(sinks.HeaderID), m.Header.Get(sinks.HeaderEvent), m.Data)
+		if want := natssink.MsgID(&sm); m.Header.Get(jetstream.MsgIDHeader) != want {
 			t.Errorf("Nats-Msg-Id = %q, want %q", m.Header.Get(jetstream.MsgIDHeader), want)
 		}
 	}
