@@ -36,17 +36,24 @@ type worker interface {
 
 // PipelineStatus is one pipeline's state as /api/status and /readyz report it.
 type PipelineStatus struct {
-	Name        string    `json:"name"`
-	State       string    `json:"state"`
-	Ready       bool      `json:"ready"`
-	Sink        string    `json:"sink"`
-	URL         string    `json:"url"`
-	LastEventID string    `json:"last_event_id"`
-	Received    uint64    `json:"received"`
-	Forwarded   uint64    `json:"forwarded"`
-	Filtered    uint64    `json:"filtered"`
-	Failed      uint64    `json:"failed"`
-	Reconnects  uint64    `json:"reconnects"`
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	Ready       bool   `json:"ready"`
+	Sink        string `json:"sink"`
+	URL         string `json:"url"`
+	LastEventID string `json:"last_event_id"`
+	Received    uint64 `json:"received"`
+	Forwarded   uint64 `json:"forwarded"`
+	Filtered    uint64 `json:"filtered"`
+	Failed      uint64 `json:"failed"`
+	Reconnects  uint64 `json:"reconnects"`
+	// CheckpointError is why saving the checkpoint fails (empty when it
+	// works); the pipeline is then not ready, and pauses once Unsaved
+	// reaches checkpoint_max_unsaved.
+	CheckpointError      string    `json:"checkpoint_error,omitempty"`
+	CheckpointErrorSince time.Time `json:"checkpoint_error_since,omitzero"`
+	// Unsaved counts acknowledged events not yet in the checkpoint.
+	Unsaved     uint64    `json:"unsaved"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Since is when the current connection (or bridge state) began.

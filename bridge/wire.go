@@ -39,6 +39,10 @@ func (w sourceWorker) Status() PipelineStatus {
 		Reconnects:  st.Reconnects,
 		LastError:   st.LastError,
 		Since:       st.ConnectedSince,
+
+		CheckpointError:      st.CheckpointError,
+		CheckpointErrorSince: st.CheckpointErrorSince,
+		Unsaved:              st.Unsaved,
 	}
 	if !st.LastErrorAt.IsZero() {
 		ps.LastErrorAt = st.LastErrorAt
@@ -77,9 +81,12 @@ func isServerStopped(err error) bool { return errors.Is(err, sources.ErrServerSt
 
 // stateReady: a pipeline is ready when it is connected or waiting out its
 // backoff; connecting again after a drop is part of that cycle, while a
-// first connection that has not answered yet, a paused sink, a failed set
-// up or a stopped feed are not ready.
+// first connection that has not answered yet, a paused sink, a failing
+// checkpoint store, a failed set up or a stopped feed are not ready.
 func stateReady(st PipelineStatus) bool {
+	if st.CheckpointError != "" {
+		return false
+	}
 	switch st.State {
 	case "connected", "backoff", StateStandby:
 		return true

@@ -57,6 +57,9 @@ const (
 	// DefaultCheckpointEvery saves the checkpoint after this many
 	// acknowledged events even before CheckpointInterval has passed.
 	DefaultCheckpointEvery = 1000
+	// DefaultMaxUnsaved is how many acknowledged events the checkpoint
+	// may lag while the store fails before forwarding pauses.
+	DefaultMaxUnsaved = config.DefaultCheckpointMaxUnsaved
 	// DefaultShutdownTimeout bounds the flush on graceful shutdown.
 	DefaultShutdownTimeout = config.DefaultShutdownTimeout
 )
@@ -120,6 +123,12 @@ type Config struct {
 	// CheckpointEvery saves after that many acknowledged events even
 	// sooner; 0 means DefaultCheckpointEvery.
 	CheckpointEvery int
+	// MaxUnsaved bounds the acknowledged events the checkpoint may lag
+	// while the store fails: past it the worker stops forwarding (the
+	// queue fills and the feed is pushed back, nothing is dropped) and
+	// retries the save until it succeeds, so that a crash replays at most
+	// MaxUnsaved events. 0 means DefaultMaxUnsaved.
+	MaxUnsaved int
 	// ShutdownTimeout bounds the flush to the sink after Run's context is
 	// cancelled; 0 means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -175,6 +184,7 @@ func ConfigFromPipeline(p config.Pipeline) (Config, error) {
 		IdleTimeout:  s.IdleTimeout.D(),
 		MaxEventSize: s.MaxEventSize,
 		QueueSize:    s.QueueSize,
+		MaxUnsaved:   s.CheckpointMaxUnsaved,
 	}
 	if c.RetryInitial == 0 {
 		c.RetryInitial = DefaultRetryInitial
@@ -228,6 +238,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointEvery == 0 {
 		c.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if c.MaxUnsaved == 0 {
+		c.MaxUnsaved = DefaultMaxUnsaved
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -290,6 +303,7 @@ func (c Config) validate() error {
 		"idle_timeout": int64(c.IdleTimeout), "max_event_size": int64(c.MaxEventSize),
 		"queue_size": int64(c.QueueSize), "batch_size": int64(c.BatchSize),
 		"checkpoint_interval": int64(c.CheckpointInterval), "checkpoint_every": int64(c.CheckpointEvery),
+		"max_unsaved":      int64(c.MaxUnsaved),
 		"shutdown_timeout": int64(c.ShutdownTimeout),
 	} {
 		if v < 0 {

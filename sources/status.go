@@ -51,6 +51,12 @@ type Status struct {
 	HasLastEventID bool
 	// CheckpointID is the ID last saved to the checkpoint store.
 	CheckpointID string
+	// CheckpointError is why the last checkpoint save failed, empty once
+	// one succeeded; CheckpointErrorSince is when the failures began.
+	// Unsaved counts the acknowledged events the checkpoint lags behind.
+	CheckpointError      string
+	CheckpointErrorSince time.Time
+	Unsaved              uint64
 	// Received counts events dispatched by the decoder, Forwarded those
 	// acknowledged by the sink, Filtered those skipped by the event type
 	// filter, Failed those skipped as too large.

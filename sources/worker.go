@@ -91,6 +91,8 @@ type Worker struct {
 	ckLastSave  time.Time
 	ckSavedID   string
 	ckHaveSaved bool
+	ckFailing   bool           // the last save failed
+	ckFailLog   *logging.Every // failures are logged at a bounded rate
 
 	m workerMetrics
 }
@@ -99,6 +101,7 @@ type workerMetrics struct {
 	received, forwarded, filtered, tooLarge, bytes prometheus.Counter
 	lag                                            prometheus.Observer
 	ckGauge                                        prometheus.Gauge
+	ckFailures                                     prometheus.Counter
 }
 
 type itemKind uint8
@@ -183,7 +186,10 @@ func New(cfg Config, sink sinks.Sink, store checkpoint.Store) (*Worker, error) {
 		bytes:     metrics.BytesReceived.WithLabelValues(name),
 		lag:       metrics.EndToEndLag.WithLabelValues(name),
 		ckGauge:   metrics.CheckpointTimestamp.WithLabelValues(name),
+
+		ckFailures: metrics.CheckpointFailures.WithLabelValues(name),
 	}
+	w.ckFailLog = logging.NewEvery(5 * time.Second)
 	w.st.Name = name
 	w.st.State = StateConnecting
 	w.published = -1
@@ -242,7 +248,7 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 	readErr := make(chan error, 1)
 	writeErr := make(chan error, 1)
 	go func() { readErr <- w.readLoop(ctx) }()
-	go func() { writeErr <- w.writeLoop(sinkCtx) }()
+	go func() { writeErr <- w.writeLoop(sinkCtx, ctx) }()
 
 	var werr error
 	timedOut := false
@@ -363,6 +369,14 @@ func (w *Worker) retryDelay(permanent bool, retryAfter time.Duration) time.Durat
 	d := w.bo.NextBackOff()
 	if d == backoff.Stop || d > w.cfg.RetryMax {
 		d = w.cfg.RetryMax
+	}
+	if w.haveRetry {
+		// The server's retry is the reconnection time (WHATWG): jitter
+		// may add to it, never take from it. A draw below it is mirrored
+		// above it, which keeps the spread.
+		if floor := w.bo.InitialInterval; d < floor {
+			d = min(2*floor-d, max(w.cfg.RetryMax, floor))
+		}
 	}
 	// The server's Retry-After is a floor, even above RetryMax: it asked.
 	return max(d, retryAfter)
@@ -774,7 +788,9 @@ func (w *Worker) publishState() {
 
 // ---- writer ----
 
-func (w *Worker) writeLoop(ctx context.Context) error {
+// writeLoop delivers the queue to the sink under ctx, which outlives
+// runCtx (Run's) by the shutdown flush.
+func (w *Worker) writeLoop(ctx, runCtx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -792,8 +808,14 @@ func (w *Worker) writeLoop(ctx context.Context) error {
 			}
 			batch = append(batch[:0], it)
 			closed := false
+			limit := w.cfg.BatchSize
+			if w.ckFailing {
+				// Never past MaxUnsaved unsaved events (holdWhileUnsaved
+				// waits at it), even within a batch.
+				limit = max(1, min(limit, w.cfg.MaxUnsaved-w.ckPending))
+			}
 		fill:
-			for len(batch) < w.cfg.BatchSize {
+			for len(batch) < limit {
 				select {
 				case it, ok := <-w.queue:
 					if !ok {
@@ -815,6 +837,10 @@ func (w *Worker) writeLoop(ctx context.Context) error {
 			}
 			if closed {
 				return w.saveCheckpoint(true)
+			}
+			if err := w.holdWhileUnsaved(runCtx); err != nil {
+				_ = w.saveCheckpoint(true)
+				return err
 			}
 			if w.ckDirty {
 				due := w.ckLastSave.Add(w.cfg.CheckpointInterval)
@@ -840,6 +866,32 @@ func (w *Worker) writeLoop(ctx context.Context) error {
 				timer.Reset(w.cfg.CheckpointInterval)
 				armed = true
 			}
+		}
+	}
+}
+
+// holdWhileUnsaved stops forwarding while the checkpoint store fails and
+// MaxUnsaved acknowledged events wait to be saved: the reader then blocks
+// (state paused), the queue fills and TCP pushes back on the feed, so a
+// crash replays at most MaxUnsaved events instead of the whole outage. It
+// retries the save with backoff and returns nil once one succeeds, or an
+// error when ctx (Run's) ends first: the events still queued are then
+// neither delivered nor checkpointed, and are fetched again on restart.
+func (w *Worker) holdWhileUnsaved(ctx context.Context) error {
+	if !w.ckFailing || w.ckPending < w.cfg.MaxUnsaved {
+		return nil
+	}
+	w.log.Error("checkpoint store failing: forwarding paused until a checkpoint is saved",
+		"unsaved", w.ckPending, "max_unsaved", w.cfg.MaxUnsaved)
+	w.setPaused(true, nil)
+	defer w.setPaused(false, nil)
+	w.sinkBo.Reset()
+	for {
+		if err := w.cfg.Sleep(ctx, w.sinkBo.NextBackOff()); err != nil {
+			return fmt.Errorf("checkpoint store failing at shutdown: %d acknowledged events not checkpointed (fetched again on restart): %w", w.ckPending, err)
+		}
+		if w.saveCheckpoint(false) == nil {
+			return nil
 		}
 	}
 }
@@ -894,12 +946,13 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 			return
 		}
 		id := seg[upto-1].msg.Event.ID
+		w.ckDirty = true
+		w.ckPending += upto - pos
 		w.mu.Lock()
 		w.st.LastEventID, w.st.HasLastEventID = id, true
 		w.st.Forwarded += uint64(forwarded)
+		w.st.Unsaved = uint64(w.ckPending)
 		w.mu.Unlock()
-		w.ckDirty = true
-		w.ckPending += upto - pos
 		pos = upto
 	}
 	ack(0, 0)
@@ -929,6 +982,12 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 		if !failing {
 			failing = true
 			w.sinkBo.Reset()
+		}
+		if w.ckDirty {
+			// What the broker acknowledged before failing is saved now, not
+			// when it comes back: a crash during the outage must not
+			// replay it.
+			_ = w.saveCheckpoint(false)
 		}
 		w.setPaused(true, err)
 		delay := w.sinkBo.NextBackOff()
@@ -962,26 +1021,58 @@ func (w *Worker) saveCheckpoint(final bool) error {
 	id, have := w.st.LastEventID, w.st.HasLastEventID
 	w.mu.Unlock()
 	if w.store == nil || !have || (w.ckHaveSaved && id == w.ckSavedID) {
-		w.ckDirty, w.ckPending = false, 0
+		// Nothing new to write (events without ids): the store already
+		// holds the right value, failing or not.
+		w.ckDirty, w.ckPending, w.ckFailing = false, 0, false
+		w.mu.Lock()
+		w.st.Unsaved = 0
+		w.st.CheckpointError, w.st.CheckpointErrorSince = "", time.Time{}
+		w.mu.Unlock()
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), checkpointSaveTimeout)
 	defer cancel()
 	if err := w.store.Save(ctx, w.cfg.Name, id); err != nil {
 		err = fmt.Errorf("save checkpoint %q: %w", id, err)
-		if final {
-			w.log.Error("checkpoint not saved at shutdown", "error", err)
-		} else {
-			w.log.Warn("checkpoint not saved, will retry", "error", err)
-		}
+		w.checkpointFailed(err, final)
 		return err
 	}
 	now := time.Now()
+	if w.ckFailing {
+		w.ckFailing = false
+		w.log.Info("checkpoint store recovered", "checkpoint", id)
+	}
 	w.ckDirty, w.ckPending, w.ckLastSave = false, 0, now
 	w.ckSavedID, w.ckHaveSaved = id, true
 	w.m.ckGauge.Set(float64(now.UnixNano()) / 1e9)
 	w.mu.Lock()
 	w.st.CheckpointID = id
+	w.st.CheckpointError, w.st.CheckpointErrorSince = "", time.Time{}
+	w.st.Unsaved = 0
 	w.mu.Unlock()
 	return nil
+}
+
+// checkpointFailed records a failed save: counted, shown in Status
+// (hence /api/status and /readyz), and logged at most every few seconds,
+// with the number of failures the line stands for, since a store that
+// refuses every write fails once per batch.
+func (w *Worker) checkpointFailed(err error, final bool) {
+	w.m.ckFailures.Inc()
+	w.mu.Lock()
+	if !w.ckFailing {
+		w.st.CheckpointErrorSince = time.Now()
+	}
+	w.st.CheckpointError = err.Error()
+	unsaved := w.st.Unsaved
+	w.mu.Unlock()
+	w.ckFailing = true
+	if final {
+		w.log.Error("checkpoint not saved at shutdown: the events after it are fetched again on restart", "unsaved", unsaved, "error", err)
+		return
+	}
+	if ok, more := w.ckFailLog.Allow(); ok {
+		w.log.Warn("checkpoint not saved, will retry", "unsaved", unsaved, "max_unsaved", w.cfg.MaxUnsaved,
+			"failures_since_last_line", more, "error", err)
+	}
 }

@@ -121,10 +121,10 @@ func TestRetryFieldAndBackoff(t *testing.T) {
 	ds := sl.delays()
 	ms := time.Millisecond
 	want := []struct{ lo, hi time.Duration }{
-		{1875 * ms, 3125 * ms},  // base from retry: 2500 ±25%
+		{2500 * ms, 3125 * ms},  // base from retry: 2500, jitter only above
 		{3750 * ms, 6250 * ms},  // doubled after a failure
 		{7500 * ms, 12000 * ms}, // doubled again, capped at RetryMax
-		{1875 * ms, 3125 * ms},  // reset: the 4th connection delivered an event
+		{2500 * ms, 3125 * ms},  // reset: the 4th connection delivered an event
 		{3750 * ms, 6250 * ms},  //
 		{7500 * ms, 12000 * ms}, //
 		{9000 * ms, 12000 * ms}, // RetryMax, jitter below it only

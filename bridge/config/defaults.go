@@ -23,6 +23,10 @@ const (
 	DefaultIdleTimeout  = 90 * time.Second
 	DefaultMaxEventSize = 4 << 20 // 4 MiB
 	DefaultQueueSize    = 1024
+	// DefaultCheckpointMaxUnsaved is how many acknowledged events the
+	// checkpoint may lag while the checkpoint store fails before forwarding
+	// pauses: what a crash then replays at most.
+	DefaultCheckpointMaxUnsaved = 10000
 
 	DefaultNATSMaxInFlight = 256
 
@@ -90,6 +94,7 @@ func (p *Pipeline) SetDefaults() {
 	setDuration(&s.IdleTimeout, DefaultIdleTimeout)
 	setInt(&s.MaxEventSize, DefaultMaxEventSize)
 	setInt(&s.QueueSize, DefaultQueueSize)
+	setInt(&s.CheckpointMaxUnsaved, DefaultCheckpointMaxUnsaved)
 	if n := p.Sink.NATS; n != nil {
 		setInt(&n.MaxInFlight, DefaultNATSMaxInFlight)
 	}

@@ -121,6 +121,10 @@ type Source struct {
 	MaxEventSize int `yaml:"max_event_size"`
 	// QueueSize bounds the events buffered between socket and sink.
 	QueueSize int `yaml:"queue_size"`
+	// CheckpointMaxUnsaved bounds the acknowledged events not yet in the
+	// checkpoint while the store fails; past it forwarding pauses until a
+	// save succeeds, so a crash replays at most that many.
+	CheckpointMaxUnsaved int `yaml:"checkpoint_max_unsaved"`
 }
 
 // Retry bounds the reconnection delay.

@@ -290,6 +290,7 @@ func (v *validator) source(key string, s *Source) {
 	v.tls(key+".tls", s.TLS)
 	v.nonNegative(key+".max_event_size", int64(s.MaxEventSize))
 	v.nonNegative(key+".queue_size", int64(s.QueueSize))
+	v.nonNegative(key+".checkpoint_max_unsaved", int64(s.CheckpointMaxUnsaved))
 }
 
 func orDefault(d Duration, def time.Duration) time.Duration {

@@ -49,7 +49,10 @@ var (
 	// CheckpointTimestamp is when the checkpoint last advanced (Unix seconds);
 	// age is time() minus it.
 	CheckpointTimestamp = gauge("pipeline_checkpoint_timestamp_seconds", "When the pipeline's checkpoint last advanced, Unix time.", "pipeline")
-	EndToEndLag         = histogram("pipeline_lag_seconds", "From event received to broker acknowledgement.", latencyBuckets, "pipeline")
+	// CheckpointFailures counts failed checkpoint saves; while they fail the
+	// pipeline pauses once checkpoint_max_unsaved events are unsaved.
+	CheckpointFailures = counter("pipeline_checkpoint_failures_total", "Checkpoint saves that failed (the store refused the write).", "pipeline")
+	EndToEndLag        = histogram("pipeline_lag_seconds", "From event received to broker acknowledgement.", latencyBuckets, "pipeline")
 )
 
 // Sink metrics, labelled by pipeline and sink kind.
