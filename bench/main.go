@@ -6,14 +6,21 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
-
-	"github.com/ssebridge/ssebridge/sse"
 )
 
 func main() {
-	// Placeholder until the scenarios land: prove the product's codec links.
-	_ = sse.Event{}
-	fmt.Fprintln(os.Stderr, "bench: no scenarios yet")
+	quick := flag.Bool("quick", false, "a smoke run of a few seconds")
+	flag.Parse()
+	size, rounds := 6<<20, 9
+	if *quick {
+		size, rounds = 256<<10, 2
+	}
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	if _, _, _, err := runDecode(size, rounds, logf); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
 }

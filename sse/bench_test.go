@@ -20,6 +20,19 @@ var benchInputs = []benchInput{
 	smallEvents(1000),
 	largeEvents(20),
 	manyLineEvents(100),
+	nonASCIIEvents(200),
+}
+
+// nonASCIIEvents are ~500 byte JSON events of prose in Cyrillic, Chinese,
+// Greek and emoji: mostly 2 to 4 byte UTF-8 sequences.
+func nonASCIIEvents(n int) (in benchInput) {
+	var b bytes.Buffer
+	prose := "Москва — столица России, 北京是中华人民共和国的首都, Αθήνα είναι η πρωτεύουσα της Ελλάδας 🎉🚀, "
+	for i := range n {
+		fmt.Fprintf(&b, "id: %d\nevent: edit\ndata: {\"seq\":%d,\"title\":\"%s\",\"comment\":\"%s\"}\n\n", i, i, prose, prose)
+	}
+	in.name, in.stream, in.events = "nonascii", b.Bytes(), n
+	return in
 }
 
 // smallEvents is the common case: ~100 byte JSON events, each with a new id.
