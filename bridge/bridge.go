@@ -74,6 +74,11 @@ type Bridge struct {
 	running   bool
 	stopped   bool
 	pipelines map[string]*pipeline
+	// draining holds pipelines a reload stopped that did not finish their
+	// drain in time: a replacement of the same name waits for them, since
+	// two runs of one pipeline would read the feed twice and the old one's
+	// last checkpoint save could move the checkpoint back.
+	draining map[string]*pipeline
 	streams   map[string]*stream
 
 	// Set up by Run.
@@ -114,6 +119,7 @@ func New(cfg *config.Config, opts Options) (*Bridge, error) {
 		leaser:    leaser,
 		cfg:       cfg,
 		pipelines: map[string]*pipeline{},
+		draining:  map[string]*pipeline{},
 		streams:   map[string]*stream{},
 		started:   make(chan struct{}),
 	}, nil

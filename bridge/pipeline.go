@@ -101,8 +101,9 @@ func (b *Bridge) startPipeline(pc config.Pipeline) {
 	}
 	b.mu.Lock()
 	b.pipelines[pc.Name] = p
+	prev := b.draining[pc.Name]
 	b.mu.Unlock()
-	go p.supervise(ctx)
+	go p.supervise(ctx, prev)
 }
 
 // stopPipeline stops and forgets a pipeline, waiting for its drain within
@@ -124,7 +125,20 @@ func (b *Bridge) stopPipeline(name string) {
 	deadline, _ := ctx.Deadline()
 	p.stop(deadline)
 	if err := p.wait(ctx); err != nil {
-		p.log.Error("pipeline did not stop in time", "err", err)
+		p.log.Error("pipeline did not stop in time; a replacement waits until it has", "err", err)
+		b.mu.Lock()
+		b.draining[name] = p
+		b.mu.Unlock()
+		go func() {
+			// p's worker is bounded by its own shutdown timeout and the
+			// sink close by its deadline: done closes.
+			<-p.done
+			b.mu.Lock()
+			if b.draining[name] == p {
+				delete(b.draining, name)
+			}
+			b.mu.Unlock()
+		}()
 	}
 }
 
@@ -192,8 +206,19 @@ func (p *pipeline) setState(state string, err error) {
 }
 
 // supervise runs the pipeline until ctx is done or the server ends the feed.
-func (p *pipeline) supervise(ctx context.Context) {
+// With prev (an earlier run of the same pipeline still draining) it starts
+// only once prev has stopped.
+func (p *pipeline) supervise(ctx context.Context, prev *pipeline) {
 	defer close(p.done)
+	if prev != nil {
+		p.log.Warn("waiting for the previous run of this pipeline to stop before starting")
+		select {
+		case <-prev.done:
+		case <-ctx.Done():
+			p.setState(StateStopped, nil)
+			return
+		}
+	}
 	bo := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(time.Second),
 		backoff.WithMaxInterval(30*time.Second),
