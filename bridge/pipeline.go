@@ -250,6 +250,18 @@ func (p *pipeline) supervise(ctx context.Context, prev *pipeline) {
 		if ran {
 			bo.Reset()
 		}
+		if errors.Is(err, sinks.ErrNotConnected) {
+			// The broker is down, not the pipeline wrong: start again as
+			// soon as it is back, not a backoff of up to 30 s later.
+			p.setState(StateFailed, err)
+			p.log.Warn("pipeline waiting for its broker", "err", err)
+			if !p.waitBroker(ctx) {
+				p.setState(StateStopped, nil)
+				p.log.Info("pipeline stopped")
+				return
+			}
+			continue
+		}
 		delay := bo.NextBackOff()
 		p.setState(StateFailed, err)
 		p.log.Error("pipeline failed, retrying", "err", err, "in", delay.String())
@@ -261,6 +273,34 @@ func (p *pipeline) supervise(ctx context.Context, prev *pipeline) {
 			p.log.Info("pipeline stopped")
 			return
 		case <-t.C:
+		}
+	}
+}
+
+// brokerPoll is how often a pipeline whose broker is unreachable looks
+// again: nats.go reconnects on its own, this only notices.
+const brokerPoll = 100 * time.Millisecond
+
+// waitBroker waits until the pipeline's broker connection is up again (the
+// bridge's NATS connection; a Kafka sink has no standing connection to
+// watch, so it waits one second), false if ctx ended first.
+func (p *pipeline) waitBroker(ctx context.Context) bool {
+	t := time.NewTicker(brokerPoll)
+	defer t.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		if p.cfg.Sink.NATS == nil {
+			if i >= int(time.Second/brokerPoll) {
+				return true
+			}
+			continue
+		}
+		if nc := p.b.NATS(); nc != nil && nc.IsConnected() {
+			return true
 		}
 	}
 }

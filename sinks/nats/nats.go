@@ -171,6 +171,11 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 // left alone: its configuration belongs to whoever created it.
 func ensureStream(ctx context.Context, js jetstream.JetStream, cfg config.NATSSink) error {
 	spec := cfg.Stream
+	if nc := js.Conn(); !nc.IsConnected() {
+		// A request now would fail with whatever the client's state
+		// produces ("outbound buffer limit exceeded"); say what is wrong.
+		return fmt.Errorf("stream %q: %w: NATS is not connected (%s)", spec.Name, sinks.ErrNotConnected, nc.Status())
+	}
 	ctx, cancel := context.WithTimeout(ctx, AckTimeout)
 	defer cancel()
 	_, err := js.Stream(ctx, spec.Name)
@@ -178,6 +183,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg config.NATSSi
 		return nil
 	}
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		if !js.Conn().IsConnected() {
+			return fmt.Errorf("stream %q: %w: NATS is not connected: %w", spec.Name, sinks.ErrNotConnected, err)
+		}
 		return fmt.Errorf("stream %q: %w", spec.Name, err)
 	}
 	subjects := spec.Subjects
@@ -200,6 +208,9 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg config.NATSSi
 		sc.MaxBytes = -1
 	}
 	if _, err := js.CreateStream(ctx, sc); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		if !js.Conn().IsConnected() {
+			return fmt.Errorf("create stream %q: %w: NATS is not connected: %w", spec.Name, sinks.ErrNotConnected, err)
+		}
 		return fmt.Errorf("create stream %q: %w", spec.Name, err)
 	}
 	return nil
