@@ -390,7 +390,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	req, err := parseRequest(r)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+		http.Error(w, capEcho(err.Error()), http.StatusBadRequest)
 		return
 	}
 
@@ -493,6 +493,17 @@ func parseRequest(r *http.Request) (*request, error) {
 	return req, nil
 }
 
+// capEcho keeps an error body short: errors quote what the client sent
+// (Last-Event-ID, since=), which may be kilobytes. The middle goes; the
+// start and the reason at the end stay.
+func capEcho(msg string) string {
+	const keep = 120
+	if len(msg) <= 2*keep+40 {
+		return msg
+	}
+	return strings.ToValidUTF8(fmt.Sprintf("%s…(%d bytes)…%s", msg[:keep], len(msg)-2*keep, msg[len(msg)-keep:]), "")
+}
+
 // statusOf maps a subscription error to its HTTP status.
 func statusOf(err error) int {
 	switch {
@@ -525,7 +536,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		if code >= 500 {
 			s.log.Warn("stream subscription failed", "stream", path, "err", err)
 		}
-		http.Error(w, err.Error(), code)
+		http.Error(w, capEcho(err.Error()), code)
 		return
 	}
 	defer f.stop()

@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,24 +24,33 @@ func init() {
 	}
 }
 
+const demoDescription = `Runs the whole product on this machine with nothing installed: an embedded
+NATS server with JetStream, a local SSE feed ticking every second, a pipeline
+ingesting it and a reverse stream serving it back, all on one HTTP address.
+Prints the URLs to open; Ctrl-C drains and exits 0.`
+
 func demoCommand(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("demo", "[flags]", demoDescription, stderr)
 	addr := fs.String("addr", "127.0.0.1:8080", "HTTP `address` for the status page, the feed and the reverse stream")
 	dataDir := fs.String("data-dir", "", "`directory` for JetStream and checkpoints (default: a temporary directory removed on exit)")
 	burst := fs.Int("burst", 0, "send this many events per tick instead of one (load mode)")
 	interval := fs.Duration("interval", 0, "time between ticks (default 1s)")
+	cors := fs.String("cors", "*", "`origins` (comma-separated) whose pages may read the reverse stream; * for any, \"\" for none")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	if code, done := parseSubcommandFlags(fs, args); done {
+		return code
+	}
+	if *burst < 0 || *interval < 0 {
+		fmt.Fprintln(stderr, "ssebridge demo: -burst and -interval must not be negative")
+		fs.Usage()
 		return 2
 	}
-	if fs.NArg() > 0 || *burst < 0 || *interval < 0 {
-		fmt.Fprintln(stderr, "usage: ssebridge demo [-addr HOST:PORT] [-data-dir DIR] [-burst N]")
-		return 2
+	var origins []string
+	for _, o := range strings.Split(*cors, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
 	}
 	log, _, err := logging.New(stderr, *logFormat, *logLevel)
 	if err != nil {
@@ -57,7 +68,7 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d, err := demo.New(demo.Options{Addr: *addr, DataDir: dir, Burst: *burst, Interval: *interval, Logger: log})
+	d, err := demo.New(demo.Options{Addr: *addr, DataDir: dir, Burst: *burst, Interval: *interval, CORS: origins, Logger: log})
 	if err != nil {
 		fmt.Fprintln(stderr, "ssebridge demo:", err)
 		return 1
@@ -73,7 +84,7 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 		if err := d.WaitReady(wctx); err != nil && !errors.Is(wctx.Err(), context.DeadlineExceeded) {
 			return
 		}
-		d.PrintURLs(stdout, dir)
+		d.PrintURLs(stdout, dir, selfCommand(os.Args[0]))
 	}()
 	defer func() {
 		cancelWait()
@@ -84,4 +95,38 @@ func demoCommand(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// selfCommand is how to run ssebridge again as it was started, given
+// os.Args[0]. After `go run ./cmd/ssebridge`, the binary sits in a go-build
+// directory (a temporary one, or the build cache) and "ssebridge" is not a
+// command: the answer is `go run` with the package as the user likely
+// typed it. Otherwise it is the name the user typed ("./ssebridge", or
+// "ssebridge" when found on PATH).
+func selfCommand(arg0 string) string {
+	if !builtByGoRun(arg0) {
+		return arg0
+	}
+	if _, err := os.Stat(filepath.Join("cmd", "ssebridge", "main.go")); err == nil {
+		return "go run ./cmd/ssebridge"
+	}
+	if wd, err := os.Getwd(); err == nil && filepath.Base(wd) == "ssebridge" && filepath.Base(filepath.Dir(wd)) == "cmd" {
+		return "go run ."
+	}
+	if info, ok := debug.ReadBuildInfo(); ok && info.Path != "" {
+		return "go run " + info.Path
+	}
+	return "go run github.com/ssebridge/ssebridge/cmd/ssebridge"
+}
+
+// builtByGoRun reports whether path is a binary `go run` built: it lives
+// under a directory named go-build... (/tmp/go-build123/b001/exe/ssebridge,
+// or $GOCACHE, ~/.cache/go-build/ab/...-d/ssebridge, where go run caches it).
+func builtByGoRun(path string) bool {
+	for _, part := range strings.Split(filepath.ToSlash(filepath.Dir(path)), "/") {
+		if strings.HasPrefix(part, "go-build") {
+			return true
+		}
+	}
+	return false
 }

@@ -6,10 +6,13 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+	"strings"
 )
 
 // command is one subcommand. run gets the arguments after the subcommand's
@@ -52,8 +55,60 @@ func usage(w io.Writer) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	width := 0
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
+		width = max(width, len(n))
+	}
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'ssebridge <command> -h' for a command's flags.")
+}
+
+// newFlags returns the flag set of a subcommand with the usage every command
+// shares, printed on stderr for -h and after a usage error:
+//
+//	usage: ssebridge NAME SYNOPSIS
+//
+//	DESCRIPTION
+//
+//	flags:
+//	  -flag ...
+//
+// The flags section is left out for a command without flags.
+func newFlags(name, synopsis, description string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "usage: %s\n", strings.TrimSpace("ssebridge "+name+" "+synopsis))
+		if description != "" {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimRight(description, "\n"))
+		}
+		hasFlags := false
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+		if hasFlags {
+			fmt.Fprintln(w, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+// parseSubcommandFlags parses args with fs and reports whether the command is done:
+// -h asked for help (exit 0), a bad flag or a stray argument is a usage
+// error (exit 2).
+func parseSubcommandFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, true
+		}
+		return 2, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "ssebridge %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2, true
+	}
+	return 0, false
 }

@@ -75,10 +75,13 @@ func TestDispatch(t *testing.T) {
 		{name: "validate help", args: []string{"validate", "-h"}, code: 0, stderrHas: "usage: ssebridge validate -config FILE"},
 		{name: "version", args: []string{"version"}, code: 0, stdoutHas: "ssebridge dev " + runtime.Version(), emptyError: true},
 		{name: "version argument", args: []string{"version", "-x"}, code: 2, stderrHas: "usage: ssebridge version"},
+		{name: "version stray argument", args: []string{"version", "x"}, code: 2, stderrHas: `unexpected argument "x"`},
+		{name: "version help", args: []string{"version", "-h"}, code: 0, stderrHas: "usage: ssebridge version"},
+		{name: "run without -config", args: []string{"run"}, code: 2, stderrHas: "-config is required"},
 		{name: "unknown command", args: []string{"frobnicate"}, code: 2, stderrHas: `unknown command "frobnicate"`},
 		{name: "unknown command shows usage", args: []string{"-config"}, code: 2, stderrHas: "usage: ssebridge <command>"},
 		{name: "no command", args: nil, code: 2, stderrHas: "usage: ssebridge <command>"},
-		{name: "help", args: []string{"help"}, code: 0, stdoutHas: "validate  check a configuration file"},
+		{name: "help", args: []string{"help"}, code: 0, stdoutHas: "validate     check a configuration file"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,5 +154,44 @@ func TestBinary(t *testing.T) {
 	}
 	if code, _, errOut := run("validate", "-bogus"); code != 2 || !strings.Contains(errOut, "-bogus") {
 		t.Errorf("unknown flag: %d %q", code, errOut)
+	}
+}
+
+// TestEveryCommandUsage: every command takes -h (exit 0) and answers a bad
+// flag with exit 2, both with the one usage style: "usage: ssebridge NAME",
+// a description, then the flags under "flags:".
+func TestEveryCommandUsage(t *testing.T) {
+	if len(commands) < 6 {
+		t.Fatalf("only %d commands registered", len(commands))
+	}
+	for name := range commands {
+		t.Run(name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := dispatch([]string{name, "-h"}, &stdout, &stderr); code != 0 {
+				t.Errorf("-h: exit %d, stderr %q", code, stderr.String())
+			}
+			help := stderr.String()
+			if !strings.HasPrefix(help, "usage: ssebridge "+name) || stdout.Len() != 0 {
+				t.Errorf("-h: stdout %q, stderr %q, want the usage on stderr", stdout.String(), help)
+			}
+			lines := strings.Split(help, "\n")
+			if len(lines) < 3 || lines[1] != "" || lines[2] == "" {
+				t.Errorf("-h: want the usage line, a blank line and a description:\n%s", help)
+			}
+			if strings.Contains(help, "Usage of") {
+				t.Errorf("-h prints Go's default usage:\n%s", help)
+			}
+			if name != "version" && !strings.Contains(help, "\nflags:\n  -") {
+				t.Errorf("-h lists no flags:\n%s", help)
+			}
+			stdout.Reset()
+			stderr.Reset()
+			if code := dispatch([]string{name, "-no-such-flag"}, &stdout, &stderr); code != 2 {
+				t.Errorf("bad flag: exit %d", code)
+			}
+			if !strings.Contains(stderr.String(), "flag provided but not defined: -no-such-flag\nusage: ssebridge "+name) {
+				t.Errorf("bad flag: stderr %q", stderr.String())
+			}
+		})
 	}
 }

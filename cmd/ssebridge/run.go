@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -24,20 +22,14 @@ func init() {
 }
 
 func runCommand(args []string, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "configuration `file` (YAML)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: ssebridge run -config FILE\n\nRuns until SIGINT or SIGTERM, then drains and exits 0; SIGHUP reloads FILE.")
-		fs.PrintDefaults()
+	fs := newFlags("run", "-config FILE",
+		"Runs the pipelines and streams of FILE until SIGINT or SIGTERM, then drains\nand exits 0; SIGHUP reloads FILE.", stderr)
+	path := fs.String("config", "", "configuration `FILE` (YAML, required)")
+	if code, done := parseSubcommandFlags(fs, args); done {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if *path == "" || fs.NArg() > 0 {
+	if *path == "" {
+		fmt.Fprintln(stderr, "ssebridge run: -config is required")
 		fs.Usage()
 		return 2
 	}

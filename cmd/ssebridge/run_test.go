@@ -259,7 +259,7 @@ func testDemoBinary(t *testing.T, bin string) {
 	var out strings.Builder
 	var streamURL, dataDir string
 	sc := bufio.NewScanner(stdout)
-	for sc.Scan() && !strings.Contains(out.String(), "ssebridge tail ") {
+	for sc.Scan() && !strings.Contains(out.String(), " tail ") {
 		line := sc.Text()
 		out.WriteString(line + "\n")
 		if _, rest, ok := strings.Cut(line, "(data in "); ok {
@@ -275,12 +275,25 @@ func testDemoBinary(t *testing.T, bin string) {
 		_ = cmd.Wait()
 		t.Fatalf("demo output lacks the curl line or the data dir:\n%s", out.String())
 	}
-	if !strings.Contains(out.String(), "ssebridge tail "+streamURL) {
-		t.Errorf("no tail line for %s:\n%s", streamURL, out.String())
+	// The printed tail command is the binary as it was started, and it
+	// works when pasted.
+	tailLine := bin + " tail " + streamURL
+	if !strings.Contains(out.String(), "or:              "+tailLine+"\n") {
+		t.Errorf("no tail line %q:\n%s", tailLine, out.String())
 	}
-	resp, err := http.Get(streamURL)
+	tailOut, err := exec.CommandContext(ctx, bin, "tail", "-n", "2", streamURL).Output()
+	if err != nil || strings.Count(string(tailOut), `"event":"tick"`) != 2 {
+		t.Errorf("the printed tail command: %v, output %q", err, tailOut)
+	}
+	// A page of another origin may read the stream (-cors defaults to *).
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, streamURL, nil)
+	req.Header.Set("Origin", "http://localhost:9999")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+		t.Errorf("Access-Control-Allow-Origin %q, want *", got)
 	}
 	ids := 0
 	br := bufio.NewScanner(resp.Body)

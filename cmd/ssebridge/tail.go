@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
@@ -28,15 +30,12 @@ func init() {
 	}
 }
 
-const tailUsage = `usage: ssebridge tail [flags] URL
-
-Prints every event of the SSE feed at URL as one JSON line
+const tailDescription = `Prints every event of the SSE feed at URL as one JSON line
 {"id":"...","event":"...","data":"..."} (id is the last event ID at dispatch,
 event the type). Without -once it reconnects like a pipeline source: with
 Last-Event-ID, honouring the server's retry field, with exponential backoff.
-A 204 answer ends it with status 0.
-
-flags:`
+A 204 answer ends it with status 0. Connection errors go to stderr, or with
+-errors to stdout instead, as JSON lines in order with the events.`
 
 // headerFlags collects repeated -H 'Name: value' flags.
 type headerFlags struct{ h http.Header }
@@ -60,8 +59,7 @@ func tailCommand(args []string, stdout, stderr io.Writer) int {
 }
 
 func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("tail", "[flags] URL", tailDescription, stderr)
 	headers := &headerFlags{h: http.Header{}}
 	fs.Var(headers, "H", "request header `'Name: value'` (repeatable)")
 	method := fs.String("X", "", "request `method` (default GET, POST with -d)")
@@ -74,12 +72,8 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	idle := fs.Duration("idle-timeout", 0, "reconnect after this long without a byte (0: never)")
 	maxSize := fs.Int("max-event-size", sse.DefaultMaxEventSize, "largest event in `bytes`; larger ones are skipped")
 	comments := fs.Bool("comments", false, `also print comment lines as {"comment":"..."}`)
-	showErrors := fs.Bool("errors", false, `also print connection errors as {"error":"..."}, in order with the events`)
+	showErrors := fs.Bool("errors", false, `print connection errors as {"error":"..."} lines on stdout, in order with the events, instead of on stderr`)
 	insecure := fs.Bool("insecure", false, "do not verify the server's TLS certificate")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), tailUsage)
-		fs.PrintDefaults()
-	}
 	// Flags may also follow the URL: ssebridge tail URL -n 5.
 	var url string
 	for rest := args; ; {
@@ -124,8 +118,11 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	out := &lineWriter{w: stdout, limit: *limit, reached: cancel}
+	// reported is the last error shown as a JSON line: the one Run may
+	// return with -once must not be shown a second time on stderr.
+	var reported atomic.Pointer[error]
 	cfg := sources.Config{
-		Name:         "tail",
+		Name:         tailName,
 		URL:          url,
 		Method:       strings.ToUpper(*method),
 		Header:       headers.h,
@@ -142,11 +139,12 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if errors.Is(err, sources.ErrServerStopped) {
 				return // not an error: the server is done
 			}
-			if *showErrors {
+			switch {
+			case *showErrors:
 				out.print(map[string]string{"error": err.Error()})
-			}
-			if !*once { // with -once the error is reported on exit
-				fmt.Fprintf(stderr, "ssebridge tail: %v (reconnecting)\n", err)
+				reported.Store(&err)
+			case !*once: // with -once the error is reported on exit
+				fmt.Fprintf(stderr, "ssebridge tail: %s (reconnecting)\n", aboutURL(url, err))
 			}
 		},
 	}
@@ -158,7 +156,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	w, err := sources.New(cfg, out, nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "ssebridge tail: %v\n", err)
+		fmt.Fprintf(stderr, "ssebridge tail: %s\n", aboutURL(url, err))
 		return 2
 	}
 	err = w.Run(ctx)
@@ -167,10 +165,32 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if err != nil && !errors.Is(err, sources.ErrServerStopped) {
-		fmt.Fprintf(stderr, "ssebridge tail: %v\n", err)
+		if last := reported.Load(); last == nil || !errors.Is(err, *last) {
+			fmt.Fprintf(stderr, "ssebridge tail: %s\n", aboutURL(url, err))
+		}
 		return 1
 	}
 	return 0
+}
+
+// tailName names tail's source worker, for its metrics and the prefix
+// its errors carry; aboutURL puts the URL in that prefix's place.
+const tailName = "tail"
+
+// aboutURL words an error of tail's source for its user, who knows the
+// URL they typed, not the worker's name: "URL: cause". The source wraps
+// its errors as `source "tail": ...`, and net/http names the method and
+// URL again (`Get "URL": ...`); both go.
+func aboutURL(rawURL string, err error) string {
+	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("source %q: ", tailName))
+	var ue *neturl.Error
+	if errors.As(err, &ue) && ue.URL == rawURL && ue.Err != nil {
+		msg = strings.Replace(msg, ue.Error(), ue.Err.Error(), 1)
+	}
+	if strings.HasPrefix(msg, rawURL) {
+		return msg
+	}
+	return rawURL + ": " + msg
 }
 
 // tailEvent is one output line; the field order is the documented one.

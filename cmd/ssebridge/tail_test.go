@@ -117,6 +117,18 @@ func TestTailOnceFailures(t *testing.T) {
 			if code != 1 || out != "" || !strings.Contains(errOut, tc.stderr) || strings.Count(errOut, "\n") != 1 {
 				t.Errorf("exit %d, stdout %q, stderr %q (want one line with %q)", code, out, errOut, tc.stderr)
 			}
+			// The error speaks of the URL the user typed, not of the
+			// source worker's internal name.
+			if !strings.HasPrefix(errOut, "ssebridge tail: "+url+": ") || strings.Contains(errOut, `source "`) {
+				t.Errorf("stderr %q, want it to start with ssebridge tail: %s: and not name the source", errOut, url)
+			}
+			// With -errors the error is printed once: as a JSON line.
+			code, out, errOut = runTail(t, "-once", "-errors", url)
+			var line struct{ Error string }
+			_ = json.Unmarshal([]byte(out), &line)
+			if code != 1 || errOut != "" || strings.Count(out, "\n") != 1 || !strings.Contains(line.Error, tc.stderr) {
+				t.Errorf("-errors: exit %d, stdout %q, stderr %q (want one JSON error line and nothing on stderr)", code, out, errOut)
+			}
 		})
 	}
 	// A parameter on the content type is fine.
@@ -186,8 +198,8 @@ func TestTailReconnectsWithErrors(t *testing.T) {
 	if out != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", out, want)
 	}
-	if strings.Count(errOut, "(reconnecting)") != 3 {
-		t.Errorf("stderr %q, want 3 reconnection notes", errOut)
+	if errOut != "" {
+		t.Errorf("stderr %q: with -errors, errors are printed once, on stdout", errOut)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -297,5 +309,44 @@ func TestTailLastEventIDHeader(t *testing.T) {
 		if want := fmt.Sprintf("{\"id\":%q,\"event\":\"message\",\"data\":\"after\"}\n", tc.want); out != want {
 			t.Errorf("%v: stdout %q, want %q", tc.args, out, want)
 		}
+	}
+}
+
+// TestTailReconnectNotes: without -errors each connection error is one
+// stderr line naming the URL, and the events stay alone on stdout.
+func TestTailReconnectNotes(t *testing.T) {
+	tailLeaks(t)
+	var n atomic.Int32
+	url := tailServer(t, func(w http.ResponseWriter, r *http.Request) {
+		switch n.Add(1) {
+		case 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+		case 2:
+			streamHeaders(w)
+			writes(w, "id: 1\ndata: one\n\n")
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+	code, out, errOut := runTail(t, "-retry", "0", url)
+	if code != 0 || out != `{"id":"1","event":"message","data":"one"}`+"\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	want := "ssebridge tail: " + url + ": unexpected HTTP status 503 Service Unavailable (reconnecting)\n" +
+		"ssebridge tail: " + url + ": server closed the stream (reconnecting)\n"
+	if errOut != want {
+		t.Errorf("stderr:\n%s\nwant:\n%s", errOut, want)
+	}
+}
+
+// TestTailNetworkErrorNamesURLOnce: net/http's own `Get "URL":` prefix is
+// not repeated after the URL tail already names.
+func TestTailNetworkErrorNamesURLOnce(t *testing.T) {
+	tailLeaks(t)
+	ln := freeAddr(t) // nothing listens there any more
+	url := "http://" + ln + "/feed"
+	code, _, errOut := runTail(t, "-once", url)
+	if code != 1 || strings.Count(errOut, url) != 1 || !strings.HasPrefix(errOut, "ssebridge tail: "+url+": ") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -19,13 +18,9 @@ func init() {
 // runValidate loads the file exactly as run would, so "ok" means run will
 // not reject it.
 func runValidate(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("validate", "-config FILE",
+		"Loads FILE exactly as run would and prints ok (exit 0), or every problem,\none per line as FILE:LINE: key: message (exit 1).", stderr)
 	path := fs.String("config", "", "configuration `FILE` to check (required)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ssebridge validate -config FILE")
-		fs.PrintDefaults()
-	}
 	if code, done := parseSubcommandFlags(fs, args); done {
 		return code
 	}
@@ -47,22 +42,4 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
-}
-
-// parseSubcommandFlags parses args with fs and reports whether the command is done:
-// -h asked for help (exit 0), a bad flag or a stray argument is a usage
-// error (exit 2).
-func parseSubcommandFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, true
-		}
-		return 2, true
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "ssebridge %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
-		fs.Usage()
-		return 2, true
-	}
-	return 0, false
 }

@@ -20,9 +20,9 @@ func init() {
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintf(stderr, "ssebridge version: unexpected argument %q\nusage: ssebridge version\n", args[0])
-		return 2
+	fs := newFlags("version", "", "Prints the version, the Go release it was built with and the platform.", stderr)
+	if code, done := parseSubcommandFlags(fs, args); done {
+		return code
 	}
 	fmt.Fprintf(stdout, "ssebridge %s %s %s/%s%s\n", version, runtime.Version(), runtime.GOOS, runtime.GOARCH, revision())
 	return 0

@@ -7,8 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +70,64 @@ func TestBrowserStatusPage(t *testing.T) {
 		f, err := strconv.ParseFloat(rate, 64)
 		return err == nil && f > 0
 	})
+}
+
+// readmeBrowserExample is the HTML of the README's "In a browser" section.
+func readmeBrowserExample(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n### In a browser\n")
+	if !ok {
+		t.Fatal(`README has no "### In a browser" section`)
+	}
+	_, html, ok := strings.Cut(sec, "```html\n")
+	if ok {
+		html, _, ok = strings.Cut(html, "```")
+	}
+	if !ok {
+		t.Fatal("no html block in README's In a browser section")
+	}
+	return html
+}
+
+// TestBrowserReadmeExample runs the README's browser example as written
+// against a demo with the demo command's default -cors "*", from a page of
+// another origin (another port) and from a file:// page, as a user who
+// saved it would.
+func TestBrowserReadmeExample(t *testing.T) {
+	d, _ := startDemoWith(t, Options{CORS: []string{"*"}, Logger: slog.New(slog.DiscardHandler)})
+	html := readmeBrowserExample(t)
+	const readmeBase = "http://127.0.0.1:8080"
+	if !strings.Contains(html, readmeBase+StreamPath) {
+		t.Fatalf("the README example does not read the demo's stream %s%s:\n%s", readmeBase, StreamPath, html)
+	}
+	html = strings.ReplaceAll(html, readmeBase, d.BaseURL()) // the test's demo has its own port
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = io.WriteString(w, html)
+	}))
+	defer page.Close()
+	file := filepath.Join(t.TempDir(), "example.html")
+	if err := os.WriteFile(file, []byte(html), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, url := range []string{page.URL + "/", "file://" + file} {
+		b := startChromium(t, url)
+		var items []string
+		b.waitFor("3 ticks listed by the README example at "+url, func() bool {
+			b.eval(`Array.from(document.querySelectorAll('#events li'), li => li.textContent)`, &items)
+			return len(items) >= 3
+		})
+		for _, it := range items {
+			id, when, _ := strings.Cut(it, " ")
+			if _, err := time.Parse(time.RFC3339Nano, when); err != nil || id == "" {
+				t.Errorf("item %q: want the event id and the tick's time", it)
+			}
+		}
+	}
 }
 
 // chromium drives headless Chromium over --remote-debugging-pipe: the

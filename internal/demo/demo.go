@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"syscall"
 	"time"
 
 	"github.com/ssebridge/ssebridge/bridge"
@@ -43,7 +44,10 @@ type Options struct {
 	// Interval between ticks (default one second) and Burst events per tick.
 	Interval time.Duration
 	Burst    int
-	Logger   *slog.Logger
+	// CORS lists the origins whose pages may read the reverse stream
+	// ("*": any, which suits the demo's public ticks; empty: none).
+	CORS   []string
+	Logger *slog.Logger
 }
 
 // Demo is a configured, not yet running demo.
@@ -54,8 +58,9 @@ type Demo struct {
 }
 
 // Config is the demo's bridge configuration for a server at addr, the
-// listening HOST:PORT.
-func Config(addr, dataDir string) *config.Config {
+// listening HOST:PORT. cors, when not empty, lists the origins allowed to
+// read the reverse stream from their pages.
+func Config(addr, dataDir string, cors ...string) *config.Config {
 	cfg := &config.Config{
 		DataDir: dataDir,
 		HTTP:    config.HTTP{Addr: addr},
@@ -83,6 +88,9 @@ func Config(addr, dataDir string) *config.Config {
 			Heartbeat: config.Duration(15 * time.Second),
 		}},
 	}
+	if len(cors) > 0 {
+		cfg.Streams[0].CORS = &config.CORS{AllowedOrigins: cors}
+	}
 	cfg.SetDefaults()
 	return cfg
 }
@@ -98,11 +106,18 @@ func New(opts Options) (*Demo, error) {
 		addr = "127.0.0.1:8080"
 	}
 	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("demo: %w (another demo or program has this port: pick another with -addr, e.g. -addr 127.0.0.1:8081)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("demo: listen: %w", err)
 	}
 	hostPort := ln.Addr().String()
-	cfg := Config(hostPort, opts.DataDir)
+	cfg := Config(hostPort, opts.DataDir, opts.CORS...)
+	if err := cfg.Validate(); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("demo: %w", err)
+	}
 	feed := &Feed{Interval: opts.Interval, Burst: opts.Burst}
 	b, err := bridge.New(cfg, bridge.Options{
 		Logger:   opts.Logger,
@@ -125,12 +140,14 @@ func (d *Demo) StreamURL() string { return d.base + StreamPath }
 // Bridge is the running bridge, for tests and status.
 func (d *Demo) Bridge() *bridge.Bridge { return d.b }
 
-// PrintURLs writes what to open and run.
-func (d *Demo) PrintURLs(w io.Writer, dataDir string) {
+// PrintURLs writes what to open and run. self is the command that runs
+// ssebridge as the user started it ("./ssebridge", "go run ./cmd/ssebridge"),
+// so the tail line printed works when pasted.
+func (d *Demo) PrintURLs(w io.Writer, dataDir, self string) {
 	fmt.Fprintf(w, "ssebridge demo: a feed ticking every second, ingested into embedded JetStream (data in %s), served back as SSE.\n\n", dataDir)
 	fmt.Fprintf(w, "  status page:     %s/\n", d.base)
 	fmt.Fprintf(w, "  reverse stream:  curl -N %s\n", d.StreamURL())
-	fmt.Fprintf(w, "  or:              ssebridge tail %s\n", d.StreamURL())
+	fmt.Fprintf(w, "  or:              %s tail %s\n", self, d.StreamURL())
 	fmt.Fprintf(w, "  upstream feed:   %s%s\n", d.base, FeedPath)
 	fmt.Fprintf(w, "  metrics:         %s/metrics\n\n", d.base)
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")

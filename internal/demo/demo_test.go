@@ -311,16 +311,65 @@ func TestTwoDemosSideBySide(t *testing.T) {
 
 func TestPrintURLs(t *testing.T) {
 	d := &Demo{base: "http://127.0.0.1:8080"}
-	var sb strings.Builder
-	d.PrintURLs(&sb, "/tmp/x")
-	out := sb.String()
-	for _, want := range []string{
-		"http://127.0.0.1:8080/\n",
-		"curl -N http://127.0.0.1:8080/sse/demo\n",
-		"ssebridge tail http://127.0.0.1:8080/sse/demo\n",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("output lacks %q:\n%s", want, out)
+	for _, self := range []string{"./ssebridge", "go run ./cmd/ssebridge"} {
+		var sb strings.Builder
+		d.PrintURLs(&sb, "/tmp/x", self)
+		out := sb.String()
+		for _, want := range []string{
+			"http://127.0.0.1:8080/\n",
+			"curl -N http://127.0.0.1:8080/sse/demo\n",
+			"  or:              " + self + " tail http://127.0.0.1:8080/sse/demo\n",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
 		}
+	}
+}
+
+// TestDemoCORSAndBadLastEventID: with CORS set (ssebridge demo's default
+// is "*") a page of another origin may read the stream, without it the
+// browser gets no allow header; a bad Last-Event-ID of 8,000 bytes is
+// answered 400 with the reason, without echoing it whole.
+func TestDemoCORSAndBadLastEventID(t *testing.T) {
+	open, _ := startDemoWith(t, Options{CORS: []string{"*"}, Logger: slog.New(slog.DiscardHandler)})
+	closed, _ := startDemo(t)
+	get := func(d *Demo, hdr map[string]string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, d.StreamURL(), nil)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			readEvents(t, resp.Body, 1)
+			return resp, ""
+		}
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	origin := map[string]string{"Origin": "http://localhost:5173"}
+	if resp, _ := get(open, origin); resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("with CORS: Access-Control-Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if resp, _ := get(closed, origin); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("without CORS: Access-Control-Allow-Origin %q", resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+
+	long := strings.Repeat("x", 8000)
+	resp, body := get(open, map[string]string{"Last-Event-ID": long})
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("bad Last-Event-ID: %s %q", resp.Status, body)
+	}
+	if len(body) > 400 || !strings.Contains(body, "invalid Last-Event-ID") || !strings.Contains(body, "is not a JetStream sequence id") {
+		t.Errorf("400 body of %d bytes: %q", len(body), body)
+	}
+	resp, body = get(open, map[string]string{"Last-Event-ID": "nope"})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"nope" is not a JetStream sequence id`) {
+		t.Errorf("a short bad id is quoted whole: %s %q", resp.Status, body)
 	}
 }
