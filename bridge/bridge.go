@@ -85,6 +85,10 @@ type Bridge struct {
 	runCtx context.Context
 	ns     *natsserver.Server
 	nc     *nats.Conn
+	// pubNC carries core NATS publishes only: no subscription is ever made
+	// on it, so its asynchronous errors are the publish refusals alone
+	// (see sinks.Deps.NATSPublish).
+	pubNC *nats.Conn
 	store  checkpoint.Store
 	addr   net.Addr
 	kafka  kafkaProbe
@@ -267,19 +271,30 @@ func (b *Bridge) connect(cfg *config.Config) error {
 			ns.Shutdown()
 			return fmt.Errorf("bridge: %w", err)
 		}
+		pub, err := ns.Connect(append(natsconn.Handlers(b.log.With("conn", "publish")), nats.ConnectHandler(nil), nats.Name("ssebridge-publish"))...)
+		if err != nil {
+			nc.Close()
+			ns.Shutdown()
+			return fmt.Errorf("bridge: %w", err)
+		}
 		b.mu.Lock()
-		b.ns, b.nc = ns, nc
+		b.ns, b.nc, b.pubNC = ns, nc, pub
 		b.mu.Unlock()
 		if u := ns.ClientURL(); u != "" {
 			b.log.Info("embedded NATS server listening", "url", u)
 		}
 	} else if cfg.NATS.URL != "" {
-		nc, err := connectExternalNATS(cfg.NATS, b.log)
+		nc, err := connectExternalNATS(cfg.NATS, "ssebridge", b.log)
 		if err != nil {
 			return fmt.Errorf("bridge: nats: %w", err)
 		}
+		pub, err := connectExternalNATS(cfg.NATS, "ssebridge-publish", b.log.With("conn", "publish"))
+		if err != nil {
+			nc.Close()
+			return fmt.Errorf("bridge: nats: %w", err)
+		}
 		b.mu.Lock()
-		b.nc = nc
+		b.nc, b.pubNC = nc, pub
 		b.mu.Unlock()
 	}
 	if len(cfg.Pipelines) > 0 || cfg.DataDir != "" {
@@ -375,9 +390,13 @@ func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests 
 // closeBrokers drains the NATS connection and stops the embedded server.
 func (b *Bridge) closeBrokers(ctx context.Context) error {
 	b.mu.Lock()
-	nc, ns := b.nc, b.ns
+	nc, pub, ns := b.nc, b.pubNC, b.ns
 	b.mu.Unlock()
 	var err error
+	if pub != nil {
+		// The sinks are closed: nothing is left to flush.
+		pub.Close()
+	}
 	if nc != nil {
 		if nc.IsConnected() {
 			closed := make(chan struct{})

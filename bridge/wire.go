@@ -131,8 +131,8 @@ func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 // connectExternalNATS dials nats.url; an unreachable server is not an
 // error (the connection comes up with the server and /readyz says 503
 // until then).
-func connectExternalNATS(cfg config.NATS, log *slog.Logger) (*nats.Conn, error) {
-	return natsconn.Connect(cfg, "ssebridge", log)
+func connectExternalNATS(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, error) {
+	return natsconn.Connect(cfg, name, log)
 }
 
 // openCheckpointStore is the default store: a file per pipeline in

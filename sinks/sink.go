@@ -78,6 +78,13 @@ var ErrNotConnected = errors.New("sink not connected")
 type Deps struct {
 	// NATS is the bridge's NATS connection (nil when NATS is not configured).
 	NATS *nats.Conn
+	// NATSPublish, when set, is a second connection to the same server on
+	// which nothing ever subscribes. Core NATS has no acknowledgements: a
+	// refused publish is known only from the connection's asynchronous
+	// errors, which another error (a slow consumer on a subscription) can
+	// mask, so core publishing goes through a connection that has no
+	// subscription to produce one.
+	NATSPublish *nats.Conn
 	// Kafka is the cluster configuration (Brokers empty when not configured).
 	Kafka  config.Kafka
 	Logger *slog.Logger

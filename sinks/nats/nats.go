@@ -36,8 +36,11 @@
 // rest instead of checkpointing past it. In JetStream mode a refused publish
 // never gets its PubAck; Write fails with ErrPermissionDenied as soon as the
 // refusal is reported instead of waiting for the ack timeout. Two pipelines
-// sharing the connection fail only for their own subjects; see
-// natsconn.Violations.Sync for the (narrow) limits of the check.
+// sharing the connection fail only for their own subjects. The check is
+// exact on a connection without subscriptions (another asynchronous error,
+// such as a slow consumer, could otherwise mask a refusal; see
+// natsconn.Violations.Sync), which is why the driver publishes core NATS
+// through sinks.Deps.NATSPublish when the bridge provides it.
 package nats
 
 import (
@@ -86,7 +89,11 @@ func init() {
 		if cfg.NATS == nil {
 			return nil, errors.New("nats sink: no nats block")
 		}
-		return New(ctx, deps.NATS, pipeline, *cfg.NATS, deps.Logger)
+		nc := deps.NATS
+		if !cfg.NATS.JetStream && deps.NATSPublish != nil {
+			nc = deps.NATSPublish
+		}
+		return New(ctx, nc, pipeline, *cfg.NATS, deps.Logger)
 	})
 }
 
