@@ -9,7 +9,6 @@ import (
 	"math"
 	"math/bits"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 )
 
@@ -532,34 +531,37 @@ func (d *Decoder) indexEOL() int {
 }
 
 // validLine reports whether the buffered line ending at absolute index e
-// is valid UTF-8. It validates everything buffered up to the last line end
-// in one call, so the common valid stream costs one check per read, not
-// one per line.
+// is valid UTF-8. It validates everything buffered in one pass, so the
+// common valid stream costs one check per read, not one per line, and
+// never looks at a byte twice: a read that ends inside a multi-byte
+// sequence leaves validTo at the start of that sequence.
 func (d *Decoder) validLine(e int) bool {
 	if e <= d.validTo {
 		return true
 	}
 	if e > d.checkedTo {
-		// indexEOL just ran, so lfAt and crAt say whether any LF or CR is
-		// buffered; LastIndexByte is a plain loop, worth skipping when the
-		// byte is absent.
-		b := d.buf[d.r:d.w]
-		last := -1
-		if d.lfAt < d.w {
-			last = bytes.LastIndexByte(b, '\n')
-		}
-		if d.crAt < d.w {
-			last = max(last, bytes.LastIndexByte(b, '\r'))
-		}
-		last += d.r
-		if utf8.Valid(d.buf[d.r:last]) {
-			d.validTo = last
+		from := max(d.r, d.validTo)
+		switch utf8State(dfaAccept, d.buf[from:d.w]) {
+		case dfaAccept:
+			d.validTo = d.w
 			return true
+		case dfaError:
+			// Something in there is invalid: check line by line up to w.
+			d.checkedTo = d.w
+		default:
+			// Valid, but the last sequence is still incomplete: it began
+			// at the last lead byte, at most three bytes back.
+			v := d.w - 1
+			for v > from && d.buf[v]&0xC0 == 0x80 {
+				v--
+			}
+			d.validTo = v
+			if e <= v {
+				return true
+			}
 		}
-		// Something in there is invalid: check line by line up to last.
-		d.checkedTo = last
 	}
-	return utf8.Valid(d.buf[d.r:e])
+	return validUTF8Fast(d.buf[d.r:e])
 }
 
 // resetCaches forgets what was learnt about buf, after it was emptied.
@@ -674,7 +676,7 @@ func (d *Decoder) skipEvent() error {
 // equivalent to decoding the stream: CR and LF are ASCII, so they never
 // belong to a multi-byte sequence and always end an invalid one.
 func (d *Decoder) validUTF8(line []byte) []byte {
-	if utf8.Valid(line) {
+	if validUTF8Fast(line) {
 		return line
 	}
 	return d.fixUTF8(line)
