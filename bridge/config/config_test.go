@@ -157,7 +157,23 @@ streams:
       kafka:
         topic: t
         required_acks: most
-`, `11: pipelines[0].sink.kafka.required_acks: must be one of all, one, none, got "most"`},
+`, `11: pipelines[0].sink.kafka.required_acks: must be one of all, got "most"`},
+		{"required_acks one", header + `pipelines:
+  - name: a
+    source: {url: "http://x"}
+    sink:
+      kafka:
+        topic: t
+        required_acks: one
+`, `11: pipelines[0].sink.kafka.required_acks: one is refused: the partition leader acknowledges before its followers copy the event, so a leader failure loses events already checkpointed; use all (the default)`},
+		{"required_acks none", header + `pipelines:
+  - name: a
+    source: {url: "http://x"}
+    sink:
+      kafka:
+        topic: t
+        required_acks: none
+`, `11: pipelines[0].sink.kafka.required_acks: none is refused: writes are not acknowledged, so any failed write loses events already checkpointed; use all (the default)`},
 		{"compression", header + `pipelines:
   - name: a
     source: {url: "http://x"}

@@ -357,7 +357,16 @@ func (v *validator) sink(key string, s *Sink) {
 				v.errorf(kk+".key", "%v", err)
 			}
 		}
-		v.oneOf(kk+".required_acks", k.RequiredAcks, RequiredAcksAll, RequiredAcksOne, RequiredAcksNone)
+		switch k.RequiredAcks {
+		// A checkpoint moves past what the broker acknowledged: with
+		// these, an acknowledged event may never be stored.
+		case RequiredAcksOne:
+			v.errorf(kk+".required_acks", "one is refused: the partition leader acknowledges before its followers copy the event, so a leader failure loses events already checkpointed; use all (the default)")
+		case RequiredAcksNone:
+			v.errorf(kk+".required_acks", "none is refused: writes are not acknowledged, so any failed write loses events already checkpointed; use all (the default)")
+		default:
+			v.oneOf(kk+".required_acks", k.RequiredAcks, RequiredAcksAll)
+		}
 		v.duration(kk+".batch_timeout", k.BatchTimeout)
 		v.nonNegative(kk+".batch_size", int64(k.BatchSize))
 		v.oneOf(kk+".compression", k.Compression, CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd)
