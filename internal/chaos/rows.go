@@ -1,0 +1,594 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+var both = []string{sinkNATS, sinkKafka}
+
+// rows is the table, in order.
+func rows() []*row {
+	return []*row{
+		rowFeedDrops(), rowNATSKill(), rowKafkaGone(), rowBridgeKill(), rowSigterm(),
+		rowCheckpointRO(), rowBrokerDownAtStart(), rowRepeatingIDs(), rowStalledSubscribers(),
+		rowHugeLine(), rowBadUTF8(), rowSlowloris(), rowHTMLPage(),
+	}
+}
+
+// quickRows are the rows of -quick (a few seconds each) when -rows is not given.
+var quickRows = []string{"feed-drops", "nats-kill", "kafka-gone", "bridge-kill", "sigterm", "checkpoint-readonly",
+	"broker-down-at-start", "repeating-ids", "stalled-subscribers", "hostile-huge-line", "hostile-utf8-nul",
+	"hostile-slowloris", "hostile-html"}
+
+func dupsNone(res *result) []string {
+	if res.broker.Dup+res.sub.Dup == 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("%d duplicates at the broker and %d at the subscriber, where none were expected", res.broker.Dup, res.sub.Dup)}
+}
+
+func rowFeedDrops() *row {
+	return &row{
+		key: "feed-drops", fault: "Feed drops at random byte positions",
+		checked: "the feed cuts each connection after a random number of bytes (mid-line, mid-event), half with a clean end of the response and half aborted; the source resumes with Last-Event-ID",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			for _, f := range r.feeds {
+				// A cut every second or so of traffic, at least 200 bytes in.
+				f.dropBudget = func(int) int { return 200 + f.rng.IntN(int(r.p.rate*150)) }
+			}
+		},
+		inject: func(ctx context.Context, r *rowRun) error {
+			if !r.at(ctx, r.p.dur) {
+				return nil
+			}
+			for s, f := range r.feeds {
+				for _, t := range f.dropTimes() {
+					if t.Before(r.t0.Add(r.p.dur)) {
+						r.faultEnd(t, s)
+					}
+				}
+				r.sinkNote(s, "%d cuts during the run (%d connections)", len(f.dropTimes()), f.connCount())
+			}
+			return nil
+		},
+		explain: dupsNone,
+	}
+}
+
+func rowNATSKill() *row {
+	return &row{
+		key: "nats-kill", fault: "NATS SIGKILL and restart",
+		checked: "nats-server (JetStream on disk) is SIGKILLed under load and restarted on the same port and store after the outage",
+		sinks:   []string{sinkNATS},
+		inject: func(ctx context.Context, r *rowRun) error {
+			if !r.at(ctx, r.p.dur/4) {
+				return nil
+			}
+			r.logf("SIGKILL nats-server")
+			r.nats.p.sig(syscall.SIGKILL)
+			r.nats.p.wait(5 * time.Second)
+			sleepCtx(ctx, r.p.outage)
+			r.logf("restart nats-server")
+			if err := r.nats.start(ctx); err != nil {
+				return err
+			}
+			r.faultEnd(time.Now())
+			r.note("down for %s", r.p.outage)
+			return nil
+		},
+		explain: dupsNone,
+	}
+}
+
+func rowKafkaGone() *row {
+	return &row{
+		key: "kafka-gone", fault: "Kafka gone",
+		checked: "the kfake cluster is closed under load (port refused) and started again on the same port and log directory after the outage",
+		sinks:   []string{sinkKafka},
+		inject: func(ctx context.Context, r *rowRun) error {
+			if !r.at(ctx, r.p.dur/4) {
+				return nil
+			}
+			r.logf("stop kfake")
+			r.kafka.stop()
+			sleepCtx(ctx, r.p.outage)
+			r.logf("start kfake")
+			if err := r.kafka.start(); err != nil {
+				return err
+			}
+			r.faultEnd(time.Now())
+			r.note("gone for %s", r.p.outage)
+			return nil
+		},
+		explain: func(res *result) []string {
+			if res.broker.Dup == 0 {
+				return nil
+			}
+			return []string{"Kafka duplicates: a produce request in flight when the broker closed is written again after it returns (the writer cannot know whether it was stored); Kafka has no broker-side deduplication here (README: at-least-once)."}
+		},
+	}
+}
+
+func rowBridgeKill() *row {
+	return &row{
+		key: "bridge-kill", fault: "Bridge SIGKILL at random moments",
+		checked: "ssebridge is SIGKILLed at random moments under load and restarted at once; it resumes from its checkpoint",
+		sinks:   both,
+		inject: func(ctx context.Context, r *rowRun) error {
+			times := make([]time.Duration, r.p.kills)
+			for i := range times {
+				times[i] = r.p.dur/10 + time.Duration(r.rng.Int64N(int64(r.p.dur*8/10)))
+			}
+			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+			for _, d := range times {
+				if !r.at(ctx, d) {
+					return nil
+				}
+				r.logf("SIGKILL ssebridge")
+				r.br.cur().kill()
+				sleepCtx(ctx, time.Duration(r.rng.IntN(300))*time.Millisecond)
+				if err := r.br.start(ctx); err != nil {
+					return err
+				}
+				r.faultEnd(r.br.started)
+			}
+			r.note("%d kills; recovery is counted from each restart (process start)", len(times))
+			return nil
+		},
+		explain: func(res *result) []string {
+			switch {
+			case res.sink == sinkKafka && res.broker.Dup > 0:
+				return []string{fmt.Sprintf("Kafka duplicates (%.1f per kill): the events acknowledged after the last checkpoint save (saved every 100 ms or 1000 events) are fetched again after the crash; Kafka keeps both copies (at-least-once).", float64(res.broker.Dup)/float64(max(res.faults, 1)))}
+			case res.sink == sinkNATS && res.broker.Dup == 0:
+				return []string{"JetStream: the replayed tail after each crash is dropped by the stream's duplicate window (same Nats-Msg-Id for the same event)."}
+			}
+			return dupsNone(res)
+		},
+	}
+}
+
+func rowSigterm() *row {
+	return &row{
+		key: "sigterm", fault: "SIGTERM under load",
+		checked: "ssebridge gets SIGTERM under load, must drain, save its checkpoint and exit 0 within shutdown_timeout; then it is started again",
+		sinks:   both,
+		inject: func(ctx context.Context, r *rowRun) error {
+			for i := 1; i <= r.p.terms; i++ {
+				if !r.at(ctx, r.p.dur*time.Duration(i)/time.Duration(r.p.terms+1)) {
+					return nil
+				}
+				p := r.br.cur()
+				t := time.Now()
+				p.sig(syscall.SIGTERM)
+				code, sig, ok := p.wait(20 * time.Second)
+				if !ok {
+					r.note("SIGTERM %d: still running after 20 s", i)
+					p.kill()
+				} else {
+					r.note("SIGTERM %d: exit code %d%s after %s", i, code, sig, time.Since(t).Round(time.Millisecond))
+				}
+				if err := r.br.start(ctx); err != nil {
+					return err
+				}
+				r.faultEnd(r.br.started)
+			}
+			return nil
+		},
+		explain: dupsNone,
+	}
+}
+
+// checkpointDir is where the bridge keeps its checkpoint files.
+func (r *rowRun) checkpointDir() string { return filepath.Join(r.spec.dataDir, "checkpoints") }
+
+func (r *rowRun) checkpoints() string {
+	var parts []string
+	ents, _ := os.ReadDir(r.checkpointDir())
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(r.checkpointDir(), e.Name()))
+		parts = append(parts, fmt.Sprintf("%s=%s", e.Name(), strings.TrimSpace(string(b))))
+	}
+	return strings.Join(parts, " ")
+}
+
+// watchReady polls /readyz and /api/status until ctx ends and says what it saw.
+func (r *rowRun) watchReady(ctx context.Context) string {
+	codes := map[int]int{}
+	states := map[string]bool{}
+	for ctx.Err() == nil {
+		code, _ := httpGet(context.Background(), "http://"+r.spec.httpAddr+"/readyz")
+		codes[code]++
+		_, st := httpGet(context.Background(), "http://"+r.spec.httpAddr+"/api/status")
+		var doc struct {
+			Pipelines []map[string]any `json:"pipelines"`
+		}
+		if json.Unmarshal([]byte(st), &doc) == nil {
+			for _, p := range doc.Pipelines {
+				states[fmt.Sprintf("state=%v", p["state"])] = true
+				for k, v := range p {
+					if k == "name" || k == "url" {
+						continue
+					}
+					if strings.Contains(strings.ToLower(k+fmt.Sprint(v)), "checkpoint") {
+						states[fmt.Sprintf("%s=%.80v", k, v)] = true
+					}
+				}
+			}
+		}
+		sleepCtx(ctx, 250*time.Millisecond)
+	}
+	var ks []string
+	for k, v := range codes {
+		ks = append(ks, fmt.Sprintf("%d×%d", k, v))
+	}
+	sort.Strings(ks)
+	var ss []string
+	for k := range states {
+		ss = append(ss, k)
+	}
+	sort.Strings(ss)
+	return fmt.Sprintf("/readyz answered %s; /api/status pipelines showed %s", strings.Join(ks, " "), strings.Join(ss, ", "))
+}
+
+func countLogLines(path, substr string, since time.Time) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if bytes.Contains(sc.Bytes(), []byte(substr)) && bytes.Contains(sc.Bytes(), []byte(`"level":"WARN"`)) {
+			n++
+		}
+	}
+	return n
+}
+
+func rowCheckpointRO() *row {
+	return &row{
+		key: "checkpoint-readonly", fault: "Checkpoint store read-only, and back",
+		checked: "the checkpoint directory is made unwritable (chmod 0555, with the bridge running as an unprivileged user so the permission holds) twice: once it is made writable again while running, once the bridge is SIGKILLed while it is unwritable and restarted after it is writable",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			// Both read-only spans and the pause between them fit in the feed.
+			r.p.dur = max(r.p.dur, 2*r.p.outage+4*time.Second)
+			for _, f := range r.feeds {
+				f.total = r.p.total()
+			}
+		},
+		inject: func(ctx context.Context, r *rowRun) error {
+			ck := r.checkpointDir()
+			ro := r.p.outage
+			// Phase A: read-only, then writable again while running.
+			if !r.at(ctx, r.p.dur/10) {
+				return nil
+			}
+			before := r.checkpoints()
+			warns0 := countLogLines(r.br.logPath, "checkpoint", time.Time{})
+			if err := os.Chmod(ck, 0o555); err != nil {
+				return fmt.Errorf("chmod: %w", err)
+			}
+			r.logf("checkpoints read-only")
+			wctx, stop := context.WithTimeout(ctx, ro)
+			seen := r.watchReady(wctx)
+			stop()
+			during := r.checkpoints()
+			warns := countLogLines(r.br.logPath, "checkpoint", time.Time{}) - warns0
+			if err := os.Chmod(ck, 0o755); err != nil {
+				return fmt.Errorf("chmod: %w", err)
+			}
+			r.faultEnd(time.Now())
+			r.logf("checkpoints writable")
+			r.note("phase A (read-only %s while running): %s; %d WARN lines mentioning checkpoint; checkpoints before [%s], at the end of the read-only span [%s]", ro, seen, warns, before, during)
+			sleepCtx(ctx, 1500*time.Millisecond)
+			r.note("phase A: 1.5 s after writable again, checkpoints [%s]", r.checkpoints())
+			// Phase B: read-only, crash, writable, restart.
+			if err := os.Chmod(ck, 0o555); err != nil {
+				return fmt.Errorf("chmod: %w", err)
+			}
+			r.logf("checkpoints read-only, then SIGKILL")
+			sleepCtx(ctx, ro)
+			r.note("phase B: SIGKILL after %s read-only, checkpoints [%s]", ro, r.checkpoints())
+			r.br.cur().kill()
+			if err := os.Chmod(ck, 0o755); err != nil {
+				return fmt.Errorf("chmod: %w", err)
+			}
+			if err := r.br.start(ctx); err != nil {
+				return err
+			}
+			r.faultEnd(r.br.started)
+			return nil
+		},
+		explain: func(res *result) []string {
+			if res.broker.Dup == 0 {
+				return nil
+			}
+			return []string{fmt.Sprintf("%d duplicates: after the crash in phase B the source replays from the last checkpoint it could save, so every event acknowledged while the store was unwritable is fetched again (Kafka keeps both copies; JetStream drops them only inside its 2 min duplicate window). The bound of that replay is the unsaved span the bridge allows.", res.broker.Dup)}
+		},
+	}
+}
+
+func rowBrokerDownAtStart() *row {
+	return &row{
+		key: "broker-down-at-start", fault: "Broker down at start",
+		checked: "ssebridge starts while nats-server and Kafka are not running; they start a few seconds later; recovery is from the broker's start to the first event stored",
+		sinks:   both,
+		setup:   func(r *rowRun) { r.brokersLate = true },
+		inject: func(ctx context.Context, r *rowRun) error {
+			if !r.at(ctx, r.p.outage/2) {
+				return nil
+			}
+			r.logf("start brokers")
+			if err := r.startBrokers(ctx); err != nil {
+				return err
+			}
+			r.faultEnd(time.Now())
+			r.note("brokers started %s after the bridge", r.p.outage/2)
+			return nil
+		},
+		explain: dupsNone,
+	}
+}
+
+var symbols = []string{"BTC", "ETH", "SOL"}
+
+func rowRepeatingIDs() *row {
+	return &row{
+		key: "repeating-ids", fault: "Repeating event ids",
+		checked: "the feed's ids repeat (BTC, ETH, SOL, BTC, … each with different data, as per-symbol tickers do); every distinct event must be stored",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			for _, f := range r.feeds {
+				f.idOf = func(seq int) string { return symbols[seq%len(symbols)] }
+				f.dataOf = func(seq int) []byte {
+					return fmt.Appendf(nil, `{"seq":%d,"sym":%q,"price":%d.%02d}`, seq, symbols[seq%len(symbols)], 1000+seq%97, seq%100)
+				}
+				// The id names no position: a reconnection replays from the start.
+				f.resume = func(string) int { return 1 }
+			}
+		},
+		explain: func(res *result) []string {
+			if res.broker.Dup == 0 {
+				return nil
+			}
+			return []string{"duplicates: an id such as BTC names no position, so a reconnection replays the feed from its start."}
+		},
+	}
+}
+
+func rowStalledSubscribers() *row {
+	return &row{
+		key: "stalled-subscribers", fault: "Stalled reverse subscribers",
+		checked: "three subscribers per stream (4 KiB receive buffer, 4 KiB events) stop reading after their first event for the outage, with max_pending 64, beside one that reads; the reader must get everything without stalling, the stalled ones must resume with Last-Event-ID and lose nothing",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			r.spec.maxPending = 64
+			big := strings.Repeat("s", 4096)
+			for _, f := range r.feeds {
+				// 4 KiB events, so that a stalled reader overflows the
+				// socket buffers and then max_pending.
+				f.dataOf = func(seq int) []byte { return fmt.Appendf(nil, `{"seq":%d,"pad":"%s"}`, seq, big) }
+			}
+			for _, s := range r.row.sinks {
+				for i := 1; i <= 3; i++ {
+					sub := newSubscriber(fmt.Sprintf("stalled-%d", i), "http://"+r.spec.httpAddr+"/sse/"+s)
+					sub.rcv = 4096
+					sub.stall = r.p.outage
+					r.subs[s] = append(r.subs[s], sub)
+				}
+			}
+			r.row.explain = func(res *result) []string {
+				return append(dupsNone(res), lagNote(r, res.sink))
+			}
+		},
+		explain: dupsNone,
+	}
+}
+
+// lagNote says how far the reader subscriber lagged behind the broker.
+func lagNote(r *rowRun, sink string) string {
+	return lagOf(r, sink) + "; reader: " + r.subs[sink][0].summary()
+}
+
+func lagOf(r *rowRun, sink string) string {
+	b := r.broker[sink].arrivalsBySeq()
+	s := r.subs[sink][0].t.arrivalsBySeq()
+	var worst time.Duration
+	for q, tb := range b {
+		if ts, ok := s[q]; ok {
+			worst = max(worst, ts.Sub(tb))
+		}
+	}
+	return fmt.Sprintf("reader subscriber's worst lag behind the broker read-back: %s", worst.Round(time.Millisecond))
+}
+
+func rowHugeLine() *row {
+	return &row{
+		key: "hostile-huge-line", fault: "Hostile feed: huge line",
+		checked: "in the middle of the stream the feed sends one event whose data line is 1 GiB (64 MiB with -quick), streamed in 64 KiB writes and never held whole; it must be skipped (max_event_size 4 MiB), every other event delivered, memory bounded",
+		sinks:   []string{sinkNATS},
+		setup: func(r *rowRun) {
+			f := r.feeds[sinkNATS]
+			mid := f.total / 2
+			var count atomic.Int32
+			f.after = func(ctx context.Context, w *bufio.Writer, flush func() error, seq, conn int) error {
+				if seq != mid || count.Load() >= 2 {
+					return nil
+				}
+				sent := count.Add(1)
+				r.logf("huge line #%d on connection %d", sent, conn)
+				t := time.Now()
+				chunk := bytes.Repeat([]byte("x"), 64<<10)
+				if _, err := w.WriteString("data: "); err != nil {
+					return err
+				}
+				for n := int64(0); n < r.p.bigLine; n += int64(len(chunk)) {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					if _, err := w.Write(chunk); err != nil {
+						return err
+					}
+				}
+				_, err := w.WriteString("\n\n")
+				r.note("huge line #%d (%d MiB) written in %s", sent, r.p.bigLine>>20, time.Since(t).Round(time.Millisecond))
+				return err
+			}
+		},
+		explain: dupsNone,
+	}
+}
+
+// badBytes are invalid UTF-8 (each byte one maximal subpart, replaced by one
+// U+FFFD) and NULs.
+const badBytes = "\xff\xfe nul:\x00 lone:\x80 trunc:\xc3( end\x00"
+
+func rowBadUTF8() *row {
+	return &row{
+		key: "hostile-utf8-nul", fault: "Hostile feed: invalid UTF-8 and NUL",
+		checked: "every other event carries invalid UTF-8 bytes and NULs in its data; each must arrive, with the invalid bytes replaced by U+FFFD (the SSE standard) and the NULs kept, at the broker and at the subscriber",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			data := func(seq int) []byte {
+				if seq%2 == 0 {
+					return fmt.Appendf(nil, `{"seq":%d,"bad":"%s"}`, seq, badBytes)
+				}
+				return defaultData("utf8", seq)
+			}
+			for _, f := range r.feeds {
+				f.dataOf = data
+			}
+			var exact, replaced atomic.Int64
+			check := func(seq int, got []byte) bool {
+				want := data(seq)
+				if bytes.Equal(got, want) {
+					if seq%2 == 0 {
+						exact.Add(1)
+					}
+					return true
+				}
+				if bytes.Equal(got, []byte(string([]rune(string(want))))) {
+					replaced.Add(1)
+					return true
+				}
+				return false
+			}
+			for _, s := range r.row.sinks {
+				r.broker[s].check = check
+				r.subs[s][0].t.check = check
+			}
+			r.row.explain = func(res *result) []string {
+				out := dupsNone(res)
+				return append(out, fmt.Sprintf("records with invalid bytes seen (all observers): %d as U+FFFD replacements, %d byte for byte", replaced.Load(), exact.Load()))
+			}
+		},
+	}
+}
+
+func rowSlowloris() *row {
+	return &row{
+		key: "hostile-slowloris", fault: "Hostile feed: slowloris",
+		checked: "the feed trickles a never-ending line one byte per 100 ms for the outage, and later stops sending anything (headers sent, socket open) until the source's idle_timeout (2 s) recycles the connection",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			r.spec.idleTimeout = 2 * time.Second
+			for s, f := range r.feeds {
+				var trickled, stalled atomic.Bool
+				third := f.total / 3
+				f.after = func(ctx context.Context, w *bufio.Writer, flush func() error, seq, conn int) error {
+					switch {
+					case seq == third && trickled.CompareAndSwap(false, true):
+						t := time.Now()
+						if _, err := w.WriteString(": "); err != nil {
+							return err
+						}
+						for time.Since(t) < r.p.outage && ctx.Err() == nil {
+							if _, err := w.WriteString("z"); err != nil {
+								return err
+							}
+							if err := flush(); err != nil {
+								return err
+							}
+							sleepCtx(ctx, 100*time.Millisecond)
+						}
+						_, err := w.WriteString("\n")
+						r.faultEnd(time.Now(), s)
+						return err
+					case seq == 2*third && stalled.CompareAndSwap(false, true):
+						if err := flush(); err != nil {
+							return err
+						}
+						t := time.Now()
+						r.faultEnd(t, s)
+						<-ctx.Done() // until the source gives up on this connection
+						r.sinkNote(s, "silent connection closed by the source after %s (idle_timeout 2 s); recovery counts from the start of the silence", time.Since(t).Round(time.Millisecond))
+						return ctx.Err()
+					}
+					return nil
+				}
+			}
+		},
+		explain: dupsNone,
+	}
+}
+
+const htmlPage = `<!DOCTYPE html>
+<html><head><title>502 Bad Gateway</title></head>
+<body><h1>502 Bad Gateway</h1><p>The upstream server is unavailable.</p>
+</body></html>
+`
+
+func rowHTMLPage() *row {
+	return &row{
+		key: "hostile-html", fault: "Hostile feed: HTML error page with 200",
+		checked: "for the outage every connection is answered 200 with an HTML error page (text/html, then text/event-stream with an HTML body); nothing from the page may be published, and the source must pick the real stream up when it returns",
+		sinks:   both,
+		setup: func(r *rowRun) {
+			for _, f := range r.feeds {
+				f.before = func(ctx context.Context, w http.ResponseWriter, _ *http.Request, conn int) bool {
+					if time.Since(r.t0) >= r.p.outage {
+						return false
+					}
+					ct := "text/html; charset=utf-8"
+					if conn%2 == 0 {
+						ct = "text/event-stream"
+					}
+					w.Header().Set("Content-Type", ct)
+					w.WriteHeader(http.StatusOK)
+					w.Write([]byte(htmlPage))
+					return true
+				}
+			}
+		},
+		inject: func(ctx context.Context, r *rowRun) error {
+			if !r.at(ctx, r.p.outage) {
+				return nil
+			}
+			r.faultEnd(time.Now())
+			for s, f := range r.feeds {
+				r.sinkNote(s, "%d connections answered with the HTML page", f.connCount())
+			}
+			return nil
+		},
+		explain: dupsNone,
+	}
+}
