@@ -11,6 +11,7 @@ import (
 	"github.com/cenkalti/backoff/v4"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
@@ -103,6 +104,7 @@ func (b *Bridge) startPipeline(pc config.Pipeline) {
 	b.pipelines[pc.Name] = p
 	prev := b.draining[pc.Name]
 	b.mu.Unlock()
+	metrics.InitPipeline(pc.Name, pc.Sink.Kind())
 	go p.supervise(ctx, prev)
 }
 

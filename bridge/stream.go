@@ -45,6 +45,7 @@ type stream struct {
 // request, so start order between pipelines and streams does not matter.
 // Callers hold reloadMu.
 func (b *Bridge) startStream(sc config.Stream) {
+	metrics.InitStream(sc.Path)
 	s := &stream{cfg: sc, b: b}
 	if _, err := s.server(); err != nil {
 		b.log.Warn("stream not available yet, retrying on first request", "stream", sc.Path, "err", err)

@@ -10,6 +10,7 @@ package metrics
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Registry is what /metrics serves.
@@ -75,6 +76,90 @@ var (
 	ResumeTooOld        = counter("stream_resume_expired_total", "Resumes whose Last-Event-ID the broker no longer holds (older than it retains, or from before the stream was recreated); they start at the earliest message.", "stream")
 	SubscribersRejected = counter("stream_subscribers_rejected_total", "Subscriptions refused by max_subscribers.", "stream")
 )
+
+// Label values of the labelled series, the bounded sets InitPipeline and
+// InitStream create at zero.
+var (
+	// ReconnectReasons are Reconnects' reason values: the sources.Reason*
+	// constants (metrics cannot import sources; a test keeps them equal).
+	ReconnectReasons = []string{"eof", "idle_timeout", "network", "http_5xx", "http_429", "http_4xx", "http_other", "content_type", "redirect"}
+	// ConnectionStates are ConnectionState's state values: the names of
+	// sources.States().
+	ConnectionStates = []string{"connecting", "connected", "backoff", "paused", "stopped"}
+	// FailureReasons are EventsFailed's reason values.
+	FailureReasons = []string{"too_large", "unroutable"}
+	// AuthStatuses are AuthFailures' status values.
+	AuthStatuses = []string{"401", "403"}
+)
+
+// InitPipeline creates every series of a configured pipeline, so that each
+// exists from the first scrape (Prometheus's convention: rate() and alerts
+// on a series that appears only at its first increment miss that
+// increment). Counters and histograms start at zero, the per-state gauge
+// at 0 for every state; sink is the sink kind ("nats", "kafka"; "" skips
+// the sink series). The checkpoint timestamp starts at the current time,
+// not 0, which would read as a checkpoint 50 years old: its age then
+// counts from the pipeline's start until the first checkpoint; a value
+// already set (the pipeline restarted by a reload) is kept.
+func InitPipeline(pipeline, sink string) {
+	for _, c := range []*prometheus.CounterVec{EventsReceived, EventsForwarded, EventsFiltered, BytesReceived} {
+		c.WithLabelValues(pipeline)
+	}
+	for _, r := range FailureReasons {
+		EventsFailed.WithLabelValues(pipeline, r)
+	}
+	for _, r := range ReconnectReasons {
+		Reconnects.WithLabelValues(pipeline, r)
+	}
+	for _, st := range ConnectionStates {
+		ConnectionState.WithLabelValues(pipeline, st)
+	}
+	CheckpointFailures.WithLabelValues(pipeline)
+	EndToEndLag.WithLabelValues(pipeline)
+	if sink != "" {
+		SinkPublished.WithLabelValues(pipeline, sink)
+		SinkFailed.WithLabelValues(pipeline, sink)
+		SinkLatency.WithLabelValues(pipeline, sink)
+	}
+	if sink == "nats" { // only JetStream reports duplicates
+		SinkDuplicates.WithLabelValues(pipeline)
+	}
+	ck := CheckpointTimestamp.WithLabelValues(pipeline)
+	if GaugeValue(ck) == 0 {
+		ck.SetToCurrentTime()
+	}
+}
+
+// InitStream creates every series of a configured reverse stream at zero
+// (see InitPipeline for why).
+func InitStream(path string) {
+	Subscribers.WithLabelValues(path)
+	for _, c := range []*prometheus.CounterVec{StreamEventsSent, SlowSubscriberDrops, ResumeTooOld, SubscribersRejected} {
+		c.WithLabelValues(path)
+	}
+	for _, code := range AuthStatuses {
+		AuthFailures.WithLabelValues(path, code)
+	}
+}
+
+// GaugeValue reads a gauge's current value.
+func GaugeValue(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if g.Write(&m) != nil {
+		return 0
+	}
+	return m.GetGauge().GetValue()
+}
+
+// CounterValue reads a counter's current value (the status page's stream
+// rates come from it).
+func CounterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if c.Write(&m) != nil {
+		return 0
+	}
+	return m.GetCounter().GetValue()
+}
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
