@@ -1,6 +1,8 @@
 package bridge_test
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -27,9 +29,20 @@ var benchPayload = []byte(`{"type":"edit","title":"Example","user":"someone","wi
 // event. Compare with BenchmarkDirectJetStream, the same publishes made
 // straight from a client, to see what the bridge adds.
 func BenchmarkBridgeToJetStream(b *testing.B) {
-	n := b.N
-	ready := make(chan struct{})
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	benchBridge(b, config.Sink{NATS: &config.NATSSink{Subject: "bench.ev", JetStream: true,
+		Stream: &config.StreamSpec{Name: "BENCH", Subjects: []string{"bench.>"}}}})
+}
+
+// BenchmarkBridgeToCoreNATS is the same with a core NATS sink; compare
+// with BenchmarkHandWrittenCoreBridge.
+func BenchmarkBridgeToCoreNATS(b *testing.B) {
+	benchBridge(b, config.Sink{NATS: &config.NATSSink{Subject: "bench.ev"}})
+}
+
+// benchFeed serves n events of benchPayload, in 60 KiB writes, once ready
+// is closed.
+func benchFeed(n int, ready <-chan struct{}) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		rc := http.NewResponseController(w)
 		w.WriteHeader(http.StatusOK)
@@ -49,6 +62,12 @@ func BenchmarkBridgeToJetStream(b *testing.B) {
 		_ = rc.Flush()
 		<-r.Context().Done()
 	}))
+}
+
+func benchBridge(b *testing.B, sink config.Sink) {
+	n := b.N
+	ready := make(chan struct{})
+	up := benchFeed(n, ready)
 	defer up.Close()
 	defer up.CloseClientConnections()
 
@@ -58,8 +77,7 @@ func BenchmarkBridgeToJetStream(b *testing.B) {
 		Pipelines: []config.Pipeline{{
 			Name:   "bench",
 			Source: config.Source{URL: up.URL},
-			Sink: config.Sink{NATS: &config.NATSSink{Subject: "bench.ev", JetStream: true,
-				Stream: &config.StreamSpec{Name: "BENCH", Subjects: []string{"bench.>"}}}},
+			Sink:   sink,
 		}},
 	}
 	cfg.SetDefaults()
@@ -133,6 +151,48 @@ func BenchmarkDirectJetStream(b *testing.B) {
 	case <-js.PublishAsyncComplete():
 	case <-time.After(time.Minute):
 		b.Fatal("acks did not arrive")
+	}
+	b.StopTimer()
+}
+
+// BenchmarkHandWrittenCoreBridge is what a user would write instead of
+// ssebridge for core NATS: a bufio.Scanner over the response, one
+// nc.Publish per data line (no headers, no checkpoint), a flush at the end.
+func BenchmarkHandWrittenCoreBridge(b *testing.B) {
+	srv, err := natsserver.Start(natsserver.Options{DataDir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := srv.Connect()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	ready := make(chan struct{})
+	up := benchFeed(b.N, ready)
+	defer up.Close()
+	defer up.CloseClientConnections()
+	resp, err := http.Get(up.URL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b.SetBytes(int64(len(benchPayload)))
+	b.ResetTimer()
+	close(ready)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for got := 0; got < b.N && sc.Scan(); {
+		if line := sc.Bytes(); bytes.HasPrefix(line, []byte("data: ")) {
+			if err := nc.Publish("bench.ev", line[len("data: "):]); err != nil {
+				b.Fatal(err)
+			}
+			got++
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		b.Fatal(err)
 	}
 	b.StopTimer()
 }

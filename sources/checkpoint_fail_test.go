@@ -83,7 +83,7 @@ func TestFailingCheckpointStorePausesForwarding(t *testing.T) {
 	var logs syncBuffer
 	name := tname(t)
 	w, err := New(Config{
-		Name: name, URL: srv.URL, MaxUnsaved: maxUnsaved, BatchSize: 7, CheckpointEvery: 1,
+		Name: name, URL: srv.URL, MaxUnsaved: maxUnsaved, BatchSize: 7, CheckpointEvery: 1, CheckpointInterval: time.Millisecond,
 		Sleep: shortSleep, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 	}, sink, store)
 	if err != nil {
@@ -142,7 +142,7 @@ func TestShutdownWhileCheckpointStoreFails(t *testing.T) {
 	})
 	store := &brokenStore{}
 	store.down.Store(true)
-	w, err := New(Config{Name: tname(t), URL: srv.URL, MaxUnsaved: 5, BatchSize: 1, CheckpointEvery: 1,
+	w, err := New(Config{Name: tname(t), URL: srv.URL, MaxUnsaved: 5, BatchSize: 1, CheckpointEvery: 1, CheckpointInterval: time.Millisecond,
 		Sleep: shortSleep, ShutdownTimeout: time.Minute}, newTestSink(), store)
 	if err != nil {
 		t.Fatal(err)

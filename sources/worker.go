@@ -82,17 +82,12 @@ type Worker struct {
 	serverRetry time.Duration
 	haveRetry   bool
 
+	ck *checkpointer
+
 	// Writer goroutine only.
-	sinkBo      *backoff.ExponentialBackOff
-	msgBuf      []sinks.Message
-	idxBuf      []int
-	ckDirty     bool
-	ckPending   int
-	ckLastSave  time.Time
-	ckSavedID   string
-	ckHaveSaved bool
-	ckFailing   bool           // the last save failed
-	ckFailLog   *logging.Every // failures are logged at a bounded rate
+	sinkBo *backoff.ExponentialBackOff
+	msgBuf []sinks.Message
+	idxBuf []int
 
 	m workerMetrics
 }
@@ -100,8 +95,6 @@ type Worker struct {
 type workerMetrics struct {
 	received, forwarded, filtered, tooLarge, bytes prometheus.Counter
 	lag                                            prometheus.Observer
-	ckGauge                                        prometheus.Gauge
-	ckFailures                                     prometheus.Counter
 }
 
 type itemKind uint8
@@ -185,11 +178,9 @@ func New(cfg Config, sink sinks.Sink, store checkpoint.Store) (*Worker, error) {
 		tooLarge:  metrics.EventsFailed.WithLabelValues(name, "too_large"),
 		bytes:     metrics.BytesReceived.WithLabelValues(name),
 		lag:       metrics.EndToEndLag.WithLabelValues(name),
-		ckGauge:   metrics.CheckpointTimestamp.WithLabelValues(name),
-
-		ckFailures: metrics.CheckpointFailures.WithLabelValues(name),
 	}
-	w.ckFailLog = logging.NewEvery(5 * time.Second)
+	w.ck = newCheckpointer(store, cfg, w.log,
+		metrics.CheckpointFailures.WithLabelValues(name), metrics.CheckpointTimestamp.WithLabelValues(name))
 	w.st.Name = name
 	w.st.State = StateConnecting
 	w.published = -1
@@ -212,8 +203,10 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // Status returns a snapshot of the worker.
 func (w *Worker) Status() Status {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.st
+	st := w.st
+	w.mu.Unlock()
+	w.ck.fill(&st)
+	return st
 }
 
 // Run connects and forwards events until ctx is cancelled, the server
@@ -247,8 +240,19 @@ func (w *Worker) Run(ctx context.Context) (err error) {
 
 	readErr := make(chan error, 1)
 	writeErr := make(chan error, 1)
+	stopSaver, saverDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(saverDone); w.ck.run(stopSaver) }()
 	go func() { readErr <- w.readLoop(ctx) }()
-	go func() { writeErr <- w.writeLoop(sinkCtx, ctx) }()
+	go func() {
+		err := w.writeLoop(sinkCtx, ctx)
+		close(stopSaver)
+		<-saverDone
+		// The final save, after the last acknowledgement.
+		if serr := w.ck.save(true); err == nil {
+			err = serr
+		}
+		writeErr <- err
+	}()
 
 	var werr error
 	timedOut := false
@@ -293,14 +297,11 @@ func (w *Worker) loadCheckpoint(ctx context.Context) error {
 		}
 		if sok {
 			id, ok = sid, true
-			w.ckSavedID, w.ckHaveSaved = sid, true
+			w.ck.loaded(sid)
 		}
 	}
 	w.mu.Lock()
 	w.st.LastEventID, w.st.HasLastEventID = id, ok
-	if w.ckHaveSaved {
-		w.st.CheckpointID = w.ckSavedID
-	}
 	w.mu.Unlock()
 	return nil
 }
@@ -789,109 +790,40 @@ func (w *Worker) publishState() {
 // ---- writer ----
 
 // writeLoop delivers the queue to the sink under ctx, which outlives
-// runCtx (Run's) by the shutdown flush.
+// runCtx (Run's) by the shutdown flush. Checkpoints are the
+// checkpointer's: the loop only reports what was acknowledged.
 func (w *Worker) writeLoop(ctx, runCtx context.Context) error {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	armed := false
 	batch := make([]item, 0, w.cfg.BatchSize)
 	for {
-		var tick <-chan time.Time
-		if armed {
-			tick = timer.C
+		it, ok := <-w.queue
+		if !ok {
+			return nil
 		}
-		select {
-		case it, ok := <-w.queue:
-			if !ok {
-				return w.saveCheckpoint(true)
-			}
-			batch = append(batch[:0], it)
-			closed := false
-			limit := w.cfg.BatchSize
-			if w.ckFailing {
-				// Never past MaxUnsaved unsaved events (holdWhileUnsaved
-				// waits at it), even within a batch.
-				limit = max(1, min(limit, w.cfg.MaxUnsaved-w.ckPending))
-			}
-		fill:
-			for len(batch) < limit {
-				select {
-				case it, ok := <-w.queue:
-					if !ok {
-						closed = true
-						break fill
-					}
-					batch = append(batch, it)
-				default:
+		batch = append(batch[:0], it)
+		closed := false
+		// While the store fails, never past MaxUnsaved unsaved events
+		// (hold waits at it), even within a batch.
+		limit := max(1, min(w.cfg.BatchSize, w.ck.room()))
+	fill:
+		for len(batch) < limit {
+			select {
+			case it, ok := <-w.queue:
+				if !ok {
+					closed = true
 					break fill
 				}
-			}
-			err := w.process(ctx, batch)
-			clear(batch) // drop references to delivered data
-			if err != nil {
-				if cerr := w.saveCheckpoint(true); cerr != nil {
-					w.log.Error("checkpoint not saved", "error", cerr)
-				}
-				return err
-			}
-			if closed {
-				return w.saveCheckpoint(true)
-			}
-			if err := w.holdWhileUnsaved(runCtx); err != nil {
-				_ = w.saveCheckpoint(true)
-				return err
-			}
-			if w.ckDirty {
-				due := w.ckLastSave.Add(w.cfg.CheckpointInterval)
-				if w.ckPending >= w.cfg.CheckpointEvery || !time.Now().Before(due) {
-					_ = w.saveCheckpoint(false)
-					if armed {
-						timer.Stop()
-						armed = false
-					}
-					if w.ckDirty { // save failed: retry even if the feed goes quiet
-						timer.Reset(w.cfg.CheckpointInterval)
-						armed = true
-					}
-				} else if !armed {
-					timer.Reset(time.Until(due))
-					armed = true
-				}
-			}
-		case <-tick:
-			armed = false
-			_ = w.saveCheckpoint(false)
-			if w.ckDirty { // save failed: try again later
-				timer.Reset(w.cfg.CheckpointInterval)
-				armed = true
+				batch = append(batch, it)
+			default:
+				break fill
 			}
 		}
-	}
-}
-
-// holdWhileUnsaved stops forwarding while the checkpoint store fails and
-// MaxUnsaved acknowledged events wait to be saved: the reader then blocks
-// (state paused), the queue fills and TCP pushes back on the feed, so a
-// crash replays at most MaxUnsaved events instead of the whole outage. It
-// retries the save with backoff and returns nil once one succeeds, or an
-// error when ctx (Run's) ends first: the events still queued are then
-// neither delivered nor checkpointed, and are fetched again on restart.
-func (w *Worker) holdWhileUnsaved(ctx context.Context) error {
-	if !w.ckFailing || w.ckPending < w.cfg.MaxUnsaved {
-		return nil
-	}
-	w.log.Error("checkpoint store failing: forwarding paused until a checkpoint is saved",
-		"unsaved", w.ckPending, "max_unsaved", w.cfg.MaxUnsaved)
-	w.setPaused(true, nil)
-	defer w.setPaused(false, nil)
-	w.sinkBo.Reset()
-	for {
-		if err := w.cfg.Sleep(ctx, w.sinkBo.NextBackOff()); err != nil {
-			return fmt.Errorf("checkpoint store failing at shutdown: %d acknowledged events not checkpointed (fetched again on restart): %w", w.ckPending, err)
+		err := w.process(ctx, batch)
+		clear(batch) // drop references to delivered data
+		if err != nil || closed {
+			return err
 		}
-		if w.saveCheckpoint(false) == nil {
-			return nil
+		if err := w.ck.hold(runCtx, func(p bool) { w.setPaused(p, nil) }); err != nil {
+			return err
 		}
 	}
 }
@@ -946,13 +878,11 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 			return
 		}
 		id := seg[upto-1].msg.Event.ID
-		w.ckDirty = true
-		w.ckPending += upto - pos
 		w.mu.Lock()
 		w.st.LastEventID, w.st.HasLastEventID = id, true
 		w.st.Forwarded += uint64(forwarded)
-		w.st.Unsaved = uint64(w.ckPending)
 		w.mu.Unlock()
+		w.ck.acked(id, upto-pos)
 		pos = upto
 	}
 	ack(0, 0)
@@ -983,12 +913,9 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 			failing = true
 			w.sinkBo.Reset()
 		}
-		if w.ckDirty {
-			// What the broker acknowledged before failing is saved now, not
-			// when it comes back: a crash during the outage must not
-			// replay it.
-			_ = w.saveCheckpoint(false)
-		}
+		// What the broker acknowledged before failing is saved now, not
+		// when it comes back: a crash during the outage must not replay it.
+		w.ck.wake()
 		w.setPaused(true, err)
 		delay := w.sinkBo.NextBackOff()
 		w.log.Warn("sink write failed, retrying", "pending", len(msgs)-off, "delay", delay, "error", err)
@@ -1011,68 +938,5 @@ func (w *Worker) markDone(k int) {
 	select {
 	case w.progress <- struct{}{}:
 	default:
-	}
-}
-
-// saveCheckpoint writes the acknowledged ID when it changed. final saves
-// are the shutdown ones, logged louder when they fail.
-func (w *Worker) saveCheckpoint(final bool) error {
-	w.mu.Lock()
-	id, have := w.st.LastEventID, w.st.HasLastEventID
-	w.mu.Unlock()
-	if w.store == nil || !have || (w.ckHaveSaved && id == w.ckSavedID) {
-		// Nothing new to write (events without ids): the store already
-		// holds the right value, failing or not.
-		w.ckDirty, w.ckPending, w.ckFailing = false, 0, false
-		w.mu.Lock()
-		w.st.Unsaved = 0
-		w.st.CheckpointError, w.st.CheckpointErrorSince = "", time.Time{}
-		w.mu.Unlock()
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), checkpointSaveTimeout)
-	defer cancel()
-	if err := w.store.Save(ctx, w.cfg.Name, id); err != nil {
-		err = fmt.Errorf("save checkpoint %q: %w", id, err)
-		w.checkpointFailed(err, final)
-		return err
-	}
-	now := time.Now()
-	if w.ckFailing {
-		w.ckFailing = false
-		w.log.Info("checkpoint store recovered", "checkpoint", id)
-	}
-	w.ckDirty, w.ckPending, w.ckLastSave = false, 0, now
-	w.ckSavedID, w.ckHaveSaved = id, true
-	w.m.ckGauge.Set(float64(now.UnixNano()) / 1e9)
-	w.mu.Lock()
-	w.st.CheckpointID = id
-	w.st.CheckpointError, w.st.CheckpointErrorSince = "", time.Time{}
-	w.st.Unsaved = 0
-	w.mu.Unlock()
-	return nil
-}
-
-// checkpointFailed records a failed save: counted, shown in Status
-// (hence /api/status and /readyz), and logged at most every few seconds,
-// with the number of failures the line stands for, since a store that
-// refuses every write fails once per batch.
-func (w *Worker) checkpointFailed(err error, final bool) {
-	w.m.ckFailures.Inc()
-	w.mu.Lock()
-	if !w.ckFailing {
-		w.st.CheckpointErrorSince = time.Now()
-	}
-	w.st.CheckpointError = err.Error()
-	unsaved := w.st.Unsaved
-	w.mu.Unlock()
-	w.ckFailing = true
-	if final {
-		w.log.Error("checkpoint not saved at shutdown: the events after it are fetched again on restart", "unsaved", unsaved, "error", err)
-		return
-	}
-	if ok, more := w.ckFailLog.Allow(); ok {
-		w.log.Warn("checkpoint not saved, will retry", "unsaved", unsaved, "max_unsaved", w.cfg.MaxUnsaved,
-			"failures_since_last_line", more, "error", err)
 	}
 }
