@@ -81,7 +81,7 @@ type namedDecoder struct {
 
 func decoders() []namedDecoder {
 	return []namedDecoder{
-		// {"ssebridge (batch)", false, decodeOursBatch},
+		{"ssebridge (batch)", false, decodeOursBatch},
 		{"ssebridge (Next)", false, decodeOurs},
 		{"go-sse", true, decodeGoSSE},
 		{"r3labs/sse", true, decodeR3},
@@ -111,6 +111,32 @@ func decodeOurs(r io.Reader, emit func(id, typ string, data []byte)) (int, error
 // decodeOursBatch reads batches of up to 256 events, as the source worker
 // does, releasing each batch when it is handled (in the bridge: once the
 // broker acknowledged it).
+// decodeOursBatch reads batches of up to 256 events, as the source worker
+// would, releasing each batch when it is handled (in the bridge: once the
+// broker acknowledged it).
+func decodeOursBatch(r io.Reader, emit func(id, typ string, data []byte)) (int, error) {
+	d := sse.NewDecoder(r)
+	n := 0
+	var b sse.Batch
+	for {
+		err := d.ReadBatch(&b, 256)
+		for i := range b.Events {
+			ev := &b.Events[i]
+			n++
+			if emit != nil {
+				emit(ev.ID, ev.Type, ev.Data)
+			}
+		}
+		b.Release()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+}
+
 func decodeGoSSE(r io.Reader, emit func(id, typ string, data []byte)) (int, error) {
 	n := 0
 	for ev, err := range gosse.Read(r, &gosse.ReadConfig{MaxEventSize: 1 << 20}) {

@@ -110,6 +110,23 @@ type Decoder struct {
 
 	onComment func(string)
 	onRetry   func(time.Duration)
+
+	// ReadBatch state (see batch.go). During ReadBatch, slabs and the data
+	// buffers of large events come from pool, and cur is the slab that
+	// slab lives in; outside it cur is nil and slabs are plain memory.
+	pool    *memPool
+	cur     *pooled // slab's pooled memory, one reference held by d
+	dataMem *pooled // data's pooled memory, when spilled during ReadBatch
+	batch   *Batch  // the batch being read
+	curRef  bool    // batch holds a reference on cur
+	noBlock bool    // fill must not read: the batch has an event
+	// lastID and lastType were carved from pooled memory during this
+	// ReadBatch, so they are copied out before it returns.
+	lastIDPooled, lastTypePooled bool
+	lastIDMem, lastTypeMem       *pooled // where they were carved
+	// pinID and pinType hold a reference on the memory of the last ID
+	// and type once a batch ended, so releasing it cannot reuse them.
+	pinID, pinType *pooled
 }
 
 // NewDecoder returns a Decoder reading from r. The Decoder buffers: it may
@@ -144,6 +161,13 @@ func (d *Decoder) Reset(r io.Reader) {
 		slab:      d.slab,
 		onComment: d.onComment,
 		onRetry:   d.onRetry,
+		pool:      d.pool,
+		cur:       d.cur,
+		pinID:     d.pinID,
+		pinType:   d.pinType,
+	}
+	if d.dataMem != nil {
+		d.dataMem.unref()
 	}
 }
 
@@ -199,6 +223,17 @@ func (d *Decoder) OnRetry(fn func(time.Duration)) { d.onRetry = fn }
 // events: keeping one keeps its slab alive. Copy small events you retain
 // for long while dropping their neighbours.
 func (d *Decoder) Next() (ev Event, err error) {
+	if d.cur != nil || d.dataMem != nil {
+		// After ReadBatch: move to memory that events may own.
+		d.dataMem = nil // the buffer, still being filled, is the event's
+		d.switchSlab()
+	}
+	ev.Data, ev.ID, ev.Type, err = d.next()
+	return ev, err
+}
+
+// next is Next without the switch from ReadBatch's memory.
+func (d *Decoder) next() (data []byte, id, typ string, err error) {
 	// Event is too big for the compiler to keep in registers: copying a
 	// whole Event between stack slots reads it back with wider loads than
 	// it was stored with, a store-forwarding stall per event. So dispatch
@@ -208,8 +243,7 @@ func (d *Decoder) Next() (ev Event, err error) {
 		// CR before them (crAt > r) and nothing unusual pending.
 		if d.crAt > d.r && d.bomDone && !d.skipping && !d.skipLF && len(d.partial) == 0 {
 			if data, id, typ, ok := d.nextBuffered(); ok {
-				ev.Data, ev.ID, ev.Type = data, id, typ
-				return ev, nil
+				return data, id, typ, nil
 			}
 		}
 		i := -1
@@ -235,25 +269,24 @@ func (d *Decoder) Next() (ev Event, err error) {
 			d.r = e + 1
 			d.size += i
 			if d.size > d.max {
-				return Event{}, d.tooLarge(true)
+				return nil, "", "", d.tooLarge(true)
 			}
 		} else {
 			if d.skipping {
 				if err := d.skipEvent(); err != nil {
-					return Event{}, d.wrapReadErr(err)
+					return nil, "", "", d.wrapReadErr(err)
 				}
 			}
 			if line, err = d.readLine(); err != nil {
 				if errors.Is(err, ErrEventTooLarge) {
-					return Event{}, err
+					return nil, "", "", err
 				}
-				return Event{}, d.wrapReadErr(err)
+				return nil, "", "", d.wrapReadErr(err)
 			}
 		}
 		if len(line) == 0 {
 			if data, id, typ, ok := d.dispatch(); ok {
-				ev.Data, ev.ID, ev.Type = data, id, typ
-				return ev, nil
+				return data, id, typ, nil
 			}
 			continue
 		}
@@ -428,8 +461,8 @@ func (d *Decoder) takeLine(i int) ([]byte, error) {
 }
 
 func (d *Decoder) wrapReadErr(err error) error {
-	if err == io.EOF {
-		return io.EOF
+	if err == io.EOF || err == errWouldBlock {
+		return err
 	}
 	return fmt.Errorf("sse: reading stream: %w", err)
 }
@@ -574,6 +607,9 @@ func (d *Decoder) fill() error {
 	if d.err != nil {
 		return d.err
 	}
+	if d.noBlock {
+		return errWouldBlock
+	}
 	if d.r > 0 {
 		n := copy(d.buf, d.buf[d.r:d.w])
 		d.lfAt -= d.r
@@ -619,7 +655,11 @@ func (d *Decoder) tooLarge(atLineStart bool) error {
 func (d *Decoder) resetEvent() {
 	d.size = 0
 	d.dlen, d.spilled, d.grows = 0, false, 0
-	d.data = trimBuf(d.data)
+	if d.dataMem == nil {
+		d.data = trimBuf(d.data)
+	} else {
+		d.data = d.data[:0]
+	}
 	d.typBuf = d.typBuf[:0]
 	d.idSet = false
 	d.partial = trimBuf(d.partial)
@@ -741,16 +781,14 @@ func (d *Decoder) appendData(value []byte) {
 	if !d.spilled {
 		need := d.dlen + len(value) + 1
 		if need > cap(d.slab)-len(d.slab) {
-			if need > slabMax {
+			if need > slabMax && (d.cur == nil || need > batchSlabMax) {
 				d.spill()
 				d.appendData(value)
 				return
 			}
 			// Move what there is to a fresh slab; the old one keeps only
 			// what it already handed out.
-			ns := make([]byte, 0, slabSize)
-			copy(ns[:d.dlen], d.slab[len(d.slab):len(d.slab)+d.dlen])
-			d.slab = ns
+			d.switchSlab()
 		}
 		tail := d.slab[len(d.slab):cap(d.slab)]
 		copy(tail[d.dlen:], value)
@@ -761,11 +799,21 @@ func (d *Decoder) appendData(value []byte) {
 	n := len(d.data)
 	m := n + len(value) + 1
 	if m > cap(d.data) {
-		// Not slices.Grow: under the race detector it allocates twice.
-		b := make([]byte, n, max(m, 2*cap(d.data)))
-		copy(b, d.data)
-		d.data = b
-		d.grows++
+		if d.batch != nil {
+			p := d.pool.getLarge(max(m, 2*cap(d.data)))
+			b := p.buf[:n]
+			copy(b, d.data)
+			if d.dataMem != nil {
+				d.dataMem.unref()
+			}
+			d.data, d.dataMem = b, p
+		} else {
+			// Not slices.Grow: under the race detector it allocates twice.
+			b := make([]byte, n, max(m, 2*cap(d.data)))
+			copy(b, d.data)
+			d.data = b
+			d.grows++
+		}
 	}
 	// Reslicing in place writes no pointer, so no GC write barrier.
 	d.data = d.data[:m]
@@ -837,6 +885,7 @@ func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 	if d.dlen == 0 && !d.spilled {
 		if d.idSet {
 			d.lastID = d.makeString(d.idBuf)
+			d.lastIDPooled, d.lastIDMem = d.batch != nil, d.cur
 			d.idSet = false
 		}
 		d.typBuf = d.typBuf[:0]
@@ -845,25 +894,34 @@ func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 	if !d.spilled {
 		// Data is already in place: commit it from the slab tail, then
 		// put the new ID, if any, right after it.
+		d.useSlab()
 		start, n := len(d.slab), d.dlen-1 // drop the LF after the last line
 		data = d.slab[start : start+n : start+n]
+		d.dlen = 0
 		if d.idSet && len(d.idBuf) > 0 && len(d.idBuf) <= cap(d.slab)-start-n {
 			b := d.slab[start+n : start+n+len(d.idBuf)]
 			copy(b, d.idBuf)
 			d.lastID = unsafe.String(&b[0], len(b))
+			d.lastIDPooled, d.lastIDMem = d.batch != nil, d.cur
 			d.slab = d.slab[:start+n+len(b)]
 		} else {
 			d.slab = d.slab[:start+n]
 			if d.idSet {
 				d.lastID = d.makeString(d.idBuf)
+				d.lastIDPooled, d.lastIDMem = d.batch != nil, d.cur
 			}
 		}
-		d.dlen = 0
 	} else {
 		buf := d.data[:len(d.data)-1]
 		n := len(buf)
 		switch {
-		case d.grows == 1 && cap(d.data)-n <= n/4:
+		case d.dataMem != nil:
+			// ReadBatch: the pooled buffer goes to the batch, with d's
+			// reference.
+			data = buf[:n:n]
+			d.batch.mem = append(d.batch.mem, d.dataMem)
+			d.data, d.dataMem = nil, nil
+		case d.batch != nil || (d.grows == 1 && cap(d.data)-n <= n/4):
 			// The buffer was allocated for this event alone, to about
 			// its size (one long line): hand it over instead of copying
 			// it, and start afresh next time.
@@ -884,6 +942,7 @@ func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 		}
 		if d.idSet {
 			d.lastID = d.makeString(d.idBuf)
+			d.lastIDPooled, d.lastIDMem = d.batch != nil, d.cur
 		}
 		d.spilled, d.grows = false, 0
 	}
@@ -895,6 +954,7 @@ func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 		typ = d.lastType
 	default:
 		d.lastType = d.makeString(d.typBuf)
+		d.lastTypePooled, d.lastTypeMem = d.batch != nil, d.cur
 		typ = d.lastType
 	}
 	d.typBuf = d.typBuf[:0]
@@ -926,8 +986,9 @@ func (d *Decoder) makeString(b []byte) string {
 // an append by the caller reallocates instead of running into a neighbour.
 func (d *Decoder) carve(n int) []byte {
 	if cap(d.slab)-len(d.slab) < n {
-		d.slab = make([]byte, 0, slabSize)
+		d.switchSlab()
 	}
+	d.useSlab()
 	start := len(d.slab)
 	d.slab = d.slab[:start+n]
 	return d.slab[start : start+n : start+n]

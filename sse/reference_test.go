@@ -171,5 +171,45 @@ func FuzzDecodeReference(f *testing.F) {
 				t.Fatalf("%s: LastEventID %q, reference %q", rd.name, d.LastEventID(), wantLast)
 			}
 		}
+		// ReadBatch, through a tiny buffer, with each batch held while the
+		// next is read (its memory must stay intact until Release).
+		d := newDecoderSize(iotest.HalfReader(bytes.NewReader(in)), minBufSize+int(bufSeed%32))
+		var got []refEvent
+		var prev, cur Batch
+		var prevCopy []refEvent
+		for {
+			err := d.ReadBatch(&cur, 1+int(bufSeed%5))
+			for i, ev := range prev.Events {
+				if (refEvent{ev.ID, ev.Type, string(ev.Data)}) != prevCopy[i] {
+					t.Fatalf("batch: held event changed: %q, was %q", ev, prevCopy[i])
+				}
+			}
+			prev.Release()
+			prevCopy = prevCopy[:0]
+			for _, ev := range cur.Events {
+				e := refEvent{ev.ID, ev.Type, string(ev.Data)}
+				got = append(got, e)
+				prevCopy = append(prevCopy, e)
+			}
+			prev, cur = cur, prev
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("batch: %v", err)
+			}
+		}
+		prev.Release()
+		if len(got) != len(want) {
+			t.Fatalf("batch: %d events, reference %d\ngot  %q\nwant %q", len(got), len(want), got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("batch: event %d\ngot  %q\nwant %q", i, got[i], want[i])
+			}
+		}
+		if d.LastEventID() != wantLast {
+			t.Fatalf("batch: LastEventID %q, reference %q", d.LastEventID(), wantLast)
+		}
 	})
 }
