@@ -121,6 +121,35 @@ type Sink struct {
 	// dupLog bounds the duplicate warnings: a replay after a crash can
 	// bring thousands at once.
 	dupLog *logging.Every
+
+	// Core mode publishes synchronously into the connection's buffer, so
+	// one message, header map and subject list serve every publish.
+	coreMsg  gonats.Msg
+	coreHdr  headerSlots
+	subjects []string
+}
+
+// headerSlots is a reusable nats.Header with one value slot per SSE header.
+type headerSlots struct {
+	h               gonats.Header
+	id, ev, src, at []string
+}
+
+func newHeaderSlots() headerSlots {
+	hs := headerSlots{id: make([]string, 1), ev: make([]string, 1), src: make([]string, 1), at: make([]string, 1)}
+	hs.h = gonats.Header{sinks.HeaderEvent: hs.ev, sinks.HeaderSource: hs.src, sinks.HeaderReceivedAt: hs.at}
+	return hs
+}
+
+// fill sets the SSE headers of m, as Headers does.
+func (hs *headerSlots) fill(m *sinks.Message) {
+	if m.Event.ID != "" {
+		hs.id[0] = m.Event.ID
+		hs.h[sinks.HeaderID] = hs.id
+	} else {
+		delete(hs.h, sinks.HeaderID)
+	}
+	hs.ev[0], hs.src[0], hs.at[0] = m.Event.Type, m.Pipeline, receivedAt(m)
 }
 
 // New opens a NATS sink for pipeline on nc. With cfg.JetStream and
@@ -155,6 +184,7 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 		s.maxInFlight = config.DefaultNATSMaxInFlight
 	}
 	if !cfg.JetStream {
+		s.coreHdr = newHeaderSlots()
 		if cfg.Stream != nil {
 			return nil, errors.New("stream is set but jetstream is false")
 		}
@@ -291,7 +321,16 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 	if d.FellBack != nil {
 		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
 	}
-	nm := &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: Headers(m)}
+	var nm *gonats.Msg
+	if s.js == nil {
+		// Published (copied out) before the next prepare.
+		s.coreHdr.fill(m)
+		s.coreMsg = gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: s.coreHdr.h}
+		nm = &s.coreMsg
+	} else {
+		// The async publisher keeps the message until its ack.
+		nm = &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: Headers(m)}
+	}
 	if s.js != nil && m.Event.ID != "" && !m.InheritedID {
 		prev, known := s.lastID, s.started
 		if i > 0 {
@@ -301,7 +340,7 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 			nm.Header.Set(jetstream.MsgIDHeader, MsgID(m))
 		}
 	}
-	if size := len(nm.Data) + headerSize(nm.Header); int64(size) > s.nc.MaxPayload() {
+	if size := len(nm.Data) + headerSize(m, nm.Header); int64(size) > s.nc.MaxPayload() {
 		s.tooLarge.Add(1)
 		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
 			"bytes", size, "max_payload", s.nc.MaxPayload())
@@ -335,21 +374,31 @@ func Headers(m *sinks.Message) gonats.Header {
 	}
 	h[sinks.HeaderEvent] = []string{m.Event.Type}
 	h[sinks.HeaderSource] = []string{m.Pipeline}
+	h[sinks.HeaderReceivedAt] = []string{receivedAt(m)}
+	return h
+}
+
+func receivedAt(m *sinks.Message) string {
 	at := m.ReceivedAt
 	if at.IsZero() {
 		at = time.Now()
 	}
-	h[sinks.HeaderReceivedAt] = []string{at.Format(time.RFC3339Nano)}
-	return h
+	return at.Format(time.RFC3339Nano)
 }
 
-// headerSize is the encoded size of h ("NATS/1.0\r\n", "K: V\r\n"..., "\r\n").
-func headerSize(h gonats.Header) int {
-	n := len("NATS/1.0\r\n\r\n")
-	for k, vs := range h {
-		for _, v := range vs {
-			n += len(k) + len(v) + 4
-		}
+// headerSize is the encoded size of h ("NATS/1.0\r\n", "K: V\r\n"..., "\r\n"),
+// built from m's SSE headers plus, in JetStream mode, Nats-Msg-Id: adding
+// the few lengths beats walking the map per message.
+func headerSize(m *sinks.Message, h gonats.Header) int {
+	n := len("NATS/1.0\r\n\r\n") +
+		len(sinks.HeaderEvent) + len(m.Event.Type) + 4 +
+		len(sinks.HeaderSource) + len(m.Pipeline) + 4 +
+		len(sinks.HeaderReceivedAt) + len(h[sinks.HeaderReceivedAt][0]) + 4
+	if m.Event.ID != "" {
+		n += len(sinks.HeaderID) + len(m.Event.ID) + 4
+	}
+	if v := h[jetstream.MsgIDHeader]; len(v) > 0 {
+		n += len(jetstream.MsgIDHeader) + len(v[0]) + 4
 	}
 	return n
 }
@@ -391,7 +440,12 @@ func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked, r
 	}
 	reconnects := s.nc.Stats().Reconnects
 	env := route.NewEnv(nil)
-	subjects := make([]string, len(msgs)) // "" for a skipped message
+	subjects := s.subjects[:0] // "" for a skipped message
+	for range msgs {
+		subjects = append(subjects, "")
+	}
+	s.subjects = subjects
+	defer clear(s.subjects)
 	leadingSkips, sent := 0, 0
 	for i := range msgs {
 		p := s.prepare(env, msgs, i)
