@@ -14,8 +14,11 @@
 // the same key. A key that cannot be rendered (missing field) falls back to
 // the pipeline partition rather than dropping the event.
 //
-// Latency: kafka-go's default BatchTimeout of one second would hold a live
-// feed back; batch_timeout defaults to a few milliseconds.
+// Latency and throughput: Write waits for every chunk it hands kafka-go,
+// so no message can join a batch while it lingers; kafka-go's timer
+// (one second by default, batch_timeout here before) only delayed the
+// tail of every Write. The writer flushes each chunk at once instead
+// (flushNow), whatever batch_timeout says.
 package kafka
 
 import (
@@ -91,6 +94,14 @@ type Sink struct {
 
 	published, failed, unroutable, tooLarge prometheus.Counter
 	latency                                 prometheus.Observer
+
+	// Scratch of Write, reused while kafka-go holds no reference to it:
+	// after a Write that ended with every chunk settled.
+	kms    []kafka.Message
+	index  []int
+	hdrs   []kafka.Header
+	hbytes []byte
+	pipe   []byte // pipeline name, the SSE-Source header value
 }
 
 // New opens a Kafka sink for pipeline on the cluster cluster.
@@ -117,6 +128,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		latency:    metrics.SinkLatency.WithLabelValues(pipeline, Kind),
 		unroutable: metrics.EventsFailed.WithLabelValues(pipeline, "unroutable"),
 		tooLarge:   metrics.EventsFailed.WithLabelValues(pipeline, "too_large"),
+		pipe:       []byte(pipeline),
 	}
 	if cfg.Key != "" {
 		if s.key, err = route.Compile(cfg.Key); err != nil {
@@ -138,10 +150,6 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 	s.tr.Dial = s.rt.dialer(s.tr.Dial)
 	addr := kafka.TCP(cluster.Brokers...)
 	s.client = &kafka.Client{Addr: addr, Transport: s.rt}
-	batchTimeout := cfg.BatchTimeout.D()
-	if batchTimeout <= 0 {
-		batchTimeout = config.DefaultKafkaBatchTimeout
-	}
 	batchSize := cfg.BatchSize
 	if batchSize <= 0 {
 		batchSize = config.DefaultKafkaBatchSize
@@ -154,7 +162,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		WriteBackoffMax:        500 * time.Millisecond,
 		BatchSize:              batchSize,
 		BatchBytes:             maxBatchBytes,
-		BatchTimeout:           batchTimeout,
+		BatchTimeout:           flushNow,
 		RequiredAcks:           acks,
 		Compression:            codec,
 		AllowAutoTopicCreation: cfg.CreateTopic != nil,
@@ -378,15 +386,40 @@ func (c *trackedConn) Close() error {
 
 // Headers are the SSE headers of m.
 func Headers(m *sinks.Message, at time.Time) []kafka.Header {
-	h := make([]kafka.Header, 0, 4)
+	h, _ := appendHeaders(nil, nil, m, []byte(m.Pipeline), at)
+	return h
+}
+
+// appendHeaders appends the SSE headers of m to h, their values to buf,
+// and returns both. The values are slices of buf, so buf must not grow
+// while they are in use: the caller sizes it with headerBytes.
+func appendHeaders(h []kafka.Header, buf []byte, m *sinks.Message, pipeline []byte, at time.Time) ([]kafka.Header, []byte) {
+	val := func(start int) []byte { return buf[start:len(buf):len(buf)] }
 	if m.Event.ID != "" {
-		h = append(h, kafka.Header{Key: sinks.HeaderID, Value: []byte(m.Event.ID)})
+		start := len(buf)
+		buf = append(buf, m.Event.ID...)
+		h = append(h, kafka.Header{Key: sinks.HeaderID, Value: val(start)})
 	}
-	return append(h,
-		kafka.Header{Key: sinks.HeaderEvent, Value: []byte(m.Event.Type)},
-		kafka.Header{Key: sinks.HeaderSource, Value: []byte(m.Pipeline)},
-		kafka.Header{Key: sinks.HeaderReceivedAt, Value: []byte(at.Format(time.RFC3339Nano))},
-	)
+	start := len(buf)
+	buf = append(buf, m.Event.Type...)
+	h = append(h, kafka.Header{Key: sinks.HeaderEvent, Value: val(start)},
+		kafka.Header{Key: sinks.HeaderSource, Value: pipeline})
+	start = len(buf)
+	buf = at.AppendFormat(buf, time.RFC3339Nano)
+	h = append(h, kafka.Header{Key: sinks.HeaderReceivedAt, Value: val(start)})
+	return h, buf
+}
+
+// maxTimeBytes bounds an RFC 3339 time with nanoseconds and a zone offset.
+const maxTimeBytes = len("2006-01-02T15:04:05.999999999-07:00") + 8
+
+// headerBytes is the room appendHeaders needs for the values of msgs.
+func headerBytes(msgs []sinks.Message) int {
+	n := 0
+	for i := range msgs {
+		n += len(msgs[i].Event.ID) + len(msgs[i].Event.Type) + maxTimeBytes
+	}
+	return n
 }
 
 // Write produces msgs and waits for their acknowledgement.
@@ -398,8 +431,27 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		return 0, nil
 	}
 	start := time.Now()
-	kms := make([]kafka.Message, 0, len(msgs))
-	index := make([]int, 0, len(msgs)) // kms[j] is msgs[index[j]]
+	kms, index := s.kms[:0], s.index[:0] // kms[j] is msgs[index[j]]
+	// Header values and slices for all msgs, allocated at most once per
+	// Write (and reused by the next): kafka-go keeps only references.
+	hdrs := s.hdrs[:0]
+	if cap(hdrs) < 4*len(msgs) {
+		hdrs = make([]kafka.Header, 0, 4*len(msgs))
+	}
+	hbuf := s.hbytes[:0]
+	if need := headerBytes(msgs); cap(hbuf) < need {
+		hbuf = make([]byte, 0, need)
+	}
+	// Give the scratch back for the next Write only if kafka-go settled
+	// every chunk: after a cancelled Write it may still be sending them.
+	defer func() {
+		if ctx.Err() == nil {
+			clear(kms)
+			s.kms, s.index, s.hdrs, s.hbytes = kms[:0], index[:0], hdrs[:0], hbuf[:0]
+		} else {
+			s.kms, s.index, s.hdrs, s.hbytes = nil, nil, nil, nil
+		}
+	}()
 	env := route.NewEnv(nil)
 	for i := range msgs {
 		m := &msgs[i]
@@ -417,7 +469,9 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		if at.IsZero() {
 			at = time.Now()
 		}
-		km := kafka.Message{Topic: d.Dest, Value: m.Event.Data, Headers: Headers(m, at), Time: at}
+		h0 := len(hdrs)
+		hdrs, hbuf = appendHeaders(hdrs, hbuf, m, s.pipe, at)
+		km := kafka.Message{Topic: d.Dest, Value: m.Event.Data, Headers: hdrs[h0:len(hdrs):len(hdrs)], Time: at}
 		if s.key != nil {
 			k, err := s.key.RenderEnv(env)
 			if err != nil {
@@ -548,3 +602,12 @@ func (s *Sink) classify(what string, err error) error {
 	}
 	return fmt.Errorf("kafka sink %q: %s: %w", s.pipeline, what, err)
 }
+
+// flushNow is the writer's BatchTimeout. Write hands kafka-go one chunk at
+// a time and waits for it, so no other message can join a batch while it
+// lingers: a chunk smaller than the batch size (the tail of every Write)
+// waited out the whole timeout for nothing. kafka-go adds a call's
+// messages to a partition's batch under one lock, and a batch whose timer
+// fired meanwhile is sent as soon as that lock is released, so with a
+// timeout this short every chunk leaves whole, at once.
+const flushNow = time.Nanosecond
