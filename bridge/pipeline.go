@@ -61,6 +61,9 @@ type PipelineStatus struct {
 	Since time.Time `json:"since,omitzero"`
 	// NextRetryAt is when a pipeline in backoff reconnects.
 	NextRetryAt time.Time `json:"next_retry_at,omitzero"`
+	// CheckpointAt is when the checkpoint last advanced (the pipeline's
+	// start before its first checkpoint); the status page shows its age.
+	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
 }
 
 // pipeline supervises one configured pipeline: it holds the lease, opens the
@@ -414,5 +417,6 @@ func (p *pipeline) status() PipelineStatus {
 	st.Sink = p.cfg.Sink.Kind()
 	st.URL = redactURL(p.cfg.Source.URL)
 	st.Ready = stateReady(st)
+	st.CheckpointAt = metrics.CheckpointTime(p.name)
 	return st
 }

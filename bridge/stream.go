@@ -26,7 +26,9 @@ type StreamStatus struct {
 	Path        string `json:"path"`
 	Source      string `json:"source"`
 	Subscribers int    `json:"subscribers"`
-	Error       string `json:"error,omitempty"`
+	// EventsSent counts events written to its subscribers since start.
+	EventsSent uint64 `json:"events_sent"`
+	Error      string `json:"error,omitempty"`
 }
 
 // stream is one configured reverse stream. Each path gets its own server so
@@ -130,7 +132,7 @@ func (s *stream) shutdown(ctx context.Context) error {
 func (s *stream) status() StreamStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := StreamStatus{Path: s.cfg.Path, Source: streamSource(s.cfg)}
+	st := StreamStatus{Path: s.cfg.Path, Source: streamSource(s.cfg), EventsSent: metrics.StreamSent(s.cfg.Path)}
 	if s.srv != nil {
 		st.Subscribers = s.srv.Subscribers()
 	} else if s.err != nil {

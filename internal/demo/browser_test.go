@@ -4,8 +4,10 @@ package demo
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +73,81 @@ func TestBrowserStatusPage(t *testing.T) {
 		f, err := strconv.ParseFloat(rate, 64)
 		return err == nil && f > 0
 	})
+
+	// The charts fill from the polls: events/s per pipeline, subscribers
+	// and events/s per stream, drawn by the page as inline SVG.
+	type chart struct {
+		Points int     `json:"points"`
+		Max    float64 `json:"max"`
+		Line   bool    `json:"line"`
+	}
+	readChart := func(sel string) chart {
+		var c chart
+		b.eval(`(() => { const s = document.querySelector('`+sel+` svg.spark');
+			return s ? {points: +s.dataset.points, max: +s.dataset.max, line: !!s.querySelector("polyline")} : {}; })()`, &c)
+		return c
+	}
+	b.waitFor("charts with 8 samples", func() bool {
+		p := readChart(`tr[data-pipeline="demo"] .rate-chart`)
+		subs := readChart(`tr[data-stream="/sse/demo"] .subscribers-chart`)
+		sent := readChart(`tr[data-stream="/sse/demo"] .rate-chart`)
+		return p.Points >= 8 && p.Max > 0 && p.Line && subs.Points >= 8 && subs.Max >= 1 && sent.Points >= 8 && sent.Max > 0
+	})
+	var age struct{ Class, Text string }
+	b.eval(`(() => { const a = document.querySelector('tr[data-pipeline="demo"] .checkpoint-age .age');
+		return a ? {class: a.className, text: a.textContent} : {}; })()`, &age)
+	if age.Class != "badge age ok" || !regexp.MustCompile(`^[0-9]s$`).MatchString(age.Text) {
+		t.Errorf("checkpoint age of a ticking demo: class %q, text %q; want a few seconds, green", age.Class, age.Text)
+	}
+	screenshot(t, b, "status-page.png")
+
+	// A stale checkpoint turns amber past a minute and red past five:
+	// render a status whose checkpoint is that old.
+	for _, tc := range []struct {
+		ago        int
+		class, txt string
+	}{{30, "badge age ok", "30s"}, {125, "badge age warn", "2m 5s"}, {3700, "badge age bad", "1h 1m"}} {
+		var got struct{ Class, Text string }
+		b.eval(fmt.Sprintf(`(() => {
+			const now = Date.now();
+			render({ready: true, time: new Date(now).toISOString(), streams: [],
+				pipelines: [{name: "stale", state: "connected", sink: "nats", forwarded: 1, reconnects: 0,
+					checkpoint_at: new Date(now - %d * 1000).toISOString()}]});
+			const a = document.querySelector('tr[data-pipeline="stale"] .checkpoint-age .age');
+			return {class: a.className, text: a.textContent};
+		})()`, tc.ago), &got)
+		if got.Class != tc.class || got.Text != tc.txt {
+			t.Errorf("checkpoint %ds old: class %q, text %q; want %q, %q", tc.ago, got.Class, got.Text, tc.class, tc.txt)
+		}
+	}
+}
+
+// screenshot saves the page as a PNG in the test's artifact directory
+// (kept with go test -artifacts) and checks that it decodes.
+func screenshot(t *testing.T, b *chromium, name string) {
+	t.Helper()
+	b.call("Emulation.setDeviceMetricsOverride", map[string]any{"width": 1400, "height": 900, "deviceScaleFactor": 1, "mobile": false}, nil)
+	var shot struct {
+		Data []byte `json:"data"` // base64 in JSON: decoded by encoding/json
+	}
+	b.call("Page.captureScreenshot", map[string]any{"format": "png"}, &shot)
+	img, err := png.Decode(bytes.NewReader(shot.Data))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if r := img.Bounds(); r.Dx() != 1400 || r.Dy() != 900 {
+		t.Errorf("screenshot is %v", r)
+	}
+	path := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(path, shot.Data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("SSEBRIDGE_SCREENSHOT_DIR"); dir != "" {
+		if err := os.WriteFile(filepath.Join(dir, name), shot.Data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("screenshot: %s", path)
 }
 
 // readmeBrowserExample is the HTML of the README's "In a browser" section.

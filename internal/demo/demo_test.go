@@ -373,3 +373,41 @@ func TestDemoCORSAndBadLastEventID(t *testing.T) {
 		t.Errorf("a short bad id is quoted whole: %s %q", resp.Status, body)
 	}
 }
+
+// TestStatusAPIChartData: /api/status carries what the status page's
+// charts and checkpoint age are drawn from: events sent per stream and
+// when each pipeline's checkpoint last advanced.
+func TestStatusAPIChartData(t *testing.T) {
+	d, _ := startDemo(t)
+	resp, err := http.Get(d.StreamURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	readEvents(t, resp.Body, 3)
+	resp.Body.Close()
+	var st struct {
+		Time      time.Time `json:"time"`
+		Pipelines []struct {
+			CheckpointAt time.Time `json:"checkpoint_at"`
+		} `json:"pipelines"`
+		Streams []struct {
+			EventsSent uint64 `json:"events_sent"`
+		} `json:"streams"`
+	}
+	r, err := http.Get(d.BaseURL() + "/api/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(r.Body).Decode(&st)
+	r.Body.Close()
+	if err != nil || len(st.Pipelines) != 1 || len(st.Streams) != 1 {
+		t.Fatalf("/api/status: %+v, %v", st, err)
+	}
+	if n := st.Streams[0].EventsSent; n < 3 {
+		t.Errorf("events_sent %d after 3 events were read", n)
+	}
+	// Ticks every 50 ms are checkpointed within a fraction of a second.
+	if age := st.Time.Sub(st.Pipelines[0].CheckpointAt); st.Pipelines[0].CheckpointAt.IsZero() || age < 0 || age > 10*time.Second {
+		t.Errorf("checkpoint_at %v, status time %v", st.Pipelines[0].CheckpointAt, st.Time)
+	}
+}

@@ -8,6 +8,8 @@
 package metrics
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	dto "github.com/prometheus/client_model/go"
@@ -140,6 +142,23 @@ func InitStream(path string) {
 	for _, code := range AuthStatuses {
 		AuthFailures.WithLabelValues(path, code)
 	}
+}
+
+// CheckpointTime is when pipeline's checkpoint last advanced, as
+// CheckpointTimestamp says (the pipeline's start before its first
+// checkpoint); zero for a pipeline never initialised.
+func CheckpointTime(pipeline string) time.Time {
+	v := GaugeValue(CheckpointTimestamp.WithLabelValues(pipeline))
+	if v <= 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(v*1e9)).UTC()
+}
+
+// StreamSent is how many events stream path has written to subscribers
+// since the process started.
+func StreamSent(path string) uint64 {
+	return uint64(CounterValue(StreamEventsSent.WithLabelValues(path)))
 }
 
 // GaugeValue reads a gauge's current value.
