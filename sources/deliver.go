@@ -1,0 +1,163 @@
+package sources
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// The writer: one goroutine per Worker that hands queued events to the sink
+// in order, retries what it did not acknowledge, and reports what it did
+// to the checkpointer.
+
+// writeLoop delivers the queue to the sink under ctx, which outlives
+// runCtx (Run's) by the shutdown flush. Checkpoints are the
+// checkpointer's: the loop only reports what was acknowledged.
+func (w *Worker) writeLoop(ctx, runCtx context.Context) error {
+	batch := make([]item, 0, w.cfg.BatchSize)
+	for {
+		it, ok := <-w.queue
+		if !ok {
+			return nil
+		}
+		batch = append(batch[:0], it)
+		closed := false
+		// While the store fails, never past MaxUnsaved unsaved events
+		// (hold waits at it), even within a batch.
+		limit := max(1, min(w.cfg.BatchSize, w.ck.room()))
+	fill:
+		for len(batch) < limit {
+			select {
+			case it, ok := <-w.queue:
+				if !ok {
+					closed = true
+					break fill
+				}
+				batch = append(batch, it)
+			default:
+				break fill
+			}
+		}
+		err := w.process(ctx, batch)
+		clear(batch) // drop references to delivered data
+		if err != nil || closed {
+			return err
+		}
+		if err := w.ck.hold(runCtx, func(p bool) { w.setPaused(p, nil) }); err != nil {
+			return err
+		}
+	}
+}
+
+// process delivers a batch in order: runs of events go to the sink, the
+// comment and error entries to their hooks in between.
+func (w *Worker) process(ctx context.Context, batch []item) error {
+	start := 0
+	for i, it := range batch {
+		if it.kind == kindEvent {
+			continue
+		}
+		if err := w.deliver(ctx, batch[start:i]); err != nil {
+			return err
+		}
+		start = i + 1
+		switch it.kind {
+		case kindComment:
+			w.cfg.OnComment(it.text)
+		case kindError:
+			w.cfg.OnError(it.err)
+		}
+		w.markDone(1)
+	}
+	return w.deliver(ctx, batch[start:])
+}
+
+// deliver writes the forwarded events of seg until the sink acknowledged
+// them all, retrying the rest with backoff, and advances the acknowledged
+// ID as it goes. Filtered events advance it once everything before them is
+// acknowledged.
+func (w *Worker) deliver(ctx context.Context, seg []item) error {
+	if len(seg) == 0 {
+		return nil
+	}
+	msgs, idx := w.msgBuf[:0], w.idxBuf[:0]
+	for i, it := range seg {
+		if it.forward {
+			msgs = append(msgs, it.msg)
+			idx = append(idx, i)
+		}
+	}
+	w.msgBuf, w.idxBuf = msgs, idx
+	defer clear(w.msgBuf)
+
+	pos := 0 // seg[:pos] are handled
+	ack := func(upto int, forwarded int) {
+		for upto < len(seg) && !seg[upto].forward {
+			upto++
+		}
+		if upto <= pos {
+			return
+		}
+		id := seg[upto-1].msg.Event.ID
+		w.mu.Lock()
+		w.st.LastEventID, w.st.HasLastEventID = id, true
+		w.st.Forwarded += uint64(forwarded)
+		w.mu.Unlock()
+		w.ck.acked(id, upto-pos)
+		pos = upto
+	}
+	ack(0, 0)
+	off := 0
+	failing := false
+	for off < len(msgs) {
+		n, err := w.sink.Write(ctx, msgs[off:])
+		n = min(max(n, 0), len(msgs)-off)
+		if n > 0 {
+			now := time.Now()
+			for _, m := range msgs[off : off+n] {
+				w.m.lag.Observe(now.Sub(m.ReceivedAt).Seconds())
+			}
+			w.m.forwarded.Add(float64(n))
+			off += n
+			ack(idx[off-1]+1, n)
+		}
+		if err == nil && off < len(msgs) {
+			err = errShortWrite
+		}
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("sink: %d events not delivered: %w", len(msgs)-off, err)
+		}
+		if !failing {
+			failing = true
+			w.sinkBo.Reset()
+		}
+		// What the broker acknowledged before failing is saved now, not
+		// when it comes back: a crash during the outage must not replay it.
+		w.ck.wake()
+		w.setPaused(true, err)
+		delay := w.sinkBo.NextBackOff()
+		w.log.Warn("sink write failed, retrying", "pending", len(msgs)-off, "delay", delay, "error", err)
+		if serr := w.cfg.Sleep(ctx, delay); serr != nil {
+			return fmt.Errorf("sink: %d events not delivered: %w", len(msgs)-off, err)
+		}
+	}
+	if failing {
+		w.log.Info("sink recovered")
+		w.setPaused(false, nil)
+	}
+	w.markDone(len(seg))
+	return nil
+}
+
+func (w *Worker) markDone(k int) {
+	w.mu.Lock()
+	w.done += uint64(k)
+	w.mu.Unlock()
+	select {
+	case w.progress <- struct{}{}:
+	default:
+	}
+}

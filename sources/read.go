@@ -1,0 +1,310 @@
+package sources
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/ssebridge/ssebridge/internal/logging"
+	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sse"
+)
+
+// The reader: one goroutine per Worker that connects, decodes the stream
+// and queues its events, reconnecting with backoff after every drop.
+
+func (w *Worker) readLoop(ctx context.Context) error {
+	// Closing the queue is what tells the writer to flush and finish.
+	defer close(w.queue)
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			// Reconnect only once everything received was handled, so
+			// Last-Event-ID (the last acknowledged event) is also the
+			// last received one: nothing is fetched twice.
+			if err := w.waitDrained(ctx); err != nil {
+				return nil
+			}
+		}
+		w.setConn(StateConnecting, time.Time{})
+		n, err := w.connect(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrServerStopped) {
+			w.log.Info("source stopped by the server (204)")
+			w.recordError(err)
+			w.report(ctx, err)
+			return err
+		}
+		if err == nil {
+			if w.cfg.Once {
+				return nil
+			}
+			err = ErrStreamEnded
+		}
+		w.recordError(err)
+		reason, permanent, retryAfter := classify(err)
+		if permanent {
+			w.log.Error("source configuration error", "url", w.cfg.URL, "error", err)
+		} else {
+			w.log.Warn("source connection lost", "url", w.cfg.URL, "reason", reason, "events", n, "error", err)
+		}
+		w.report(ctx, err)
+		if w.cfg.Once {
+			return err
+		}
+		if n > 0 {
+			w.bo.Reset()
+		}
+		delay := w.retryDelay(permanent, retryAfter)
+		metrics.Reconnects.WithLabelValues(w.cfg.Name, reason).Inc()
+		w.mu.Lock()
+		w.st.Reconnects++
+		w.mu.Unlock()
+		w.setConn(StateBackoff, time.Now().Add(delay))
+		if err := w.cfg.Sleep(ctx, delay); err != nil {
+			return nil
+		}
+	}
+}
+
+func (w *Worker) retryDelay(permanent bool, retryAfter time.Duration) time.Duration {
+	if permanent {
+		return w.cfg.RetryMax
+	}
+	d := w.bo.NextBackOff()
+	if d == backoff.Stop || d > w.cfg.RetryMax {
+		d = w.cfg.RetryMax
+	}
+	if w.haveRetry {
+		// The server's retry is the reconnection time (WHATWG): jitter
+		// may add to it, never take from it. A draw below it is mirrored
+		// above it, which keeps the spread.
+		if floor := w.bo.InitialInterval; d < floor {
+			d = min(2*floor-d, max(w.cfg.RetryMax, floor))
+		}
+	}
+	// The server's Retry-After is a floor, even above RetryMax: it asked.
+	return max(d, retryAfter)
+}
+
+// onRetry applies a retry field: it becomes the base delay (bounded by
+// RetryMax) and restarts the backoff sequence from it.
+func (w *Worker) onRetry(d time.Duration) {
+	if w.haveRetry && d == w.serverRetry {
+		return
+	}
+	w.serverRetry, w.haveRetry = d, true
+	w.bo.InitialInterval = max(min(d, w.cfg.RetryMax), minRetry)
+	w.bo.Reset()
+}
+
+// classify maps a connection error to its metrics reason, whether it is a
+// configuration problem, and the server's Retry-After.
+func classify(err error) (reason string, permanent bool, retryAfter time.Duration) {
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+		switch {
+		case se.Code >= 500:
+			return ReasonHTTP5xx, false, se.RetryAfter
+		case se.Code == http.StatusTooManyRequests:
+			return ReasonHTTP429, false, se.RetryAfter
+		case se.Code == http.StatusRequestTimeout:
+			return ReasonHTTP4xx, false, se.RetryAfter
+		case se.Permanent():
+			return ReasonHTTP4xx, true, 0
+		}
+		return ReasonHTTPOther, false, se.RetryAfter
+	case errors.Is(err, ErrBadRedirect):
+		return ReasonRedirect, true, 0
+	case errors.Is(err, ErrContentType), errors.Is(err, ErrContentEncoding):
+		return ReasonContentType, true, 0
+	case errors.Is(err, ErrIdleTimeout):
+		return ReasonIdle, false, 0
+	case errors.Is(err, ErrStreamEnded), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return ReasonEOF, false, 0
+	}
+	return ReasonNetwork, false, 0
+}
+
+// connect makes one request and reads the stream until it ends. It returns
+// the number of events received, and nil at a clean end of stream.
+func (w *Worker) connect(ctx context.Context) (int, error) {
+	connCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	w.mu.Lock()
+	lastID, haveID := w.st.LastEventID, w.st.HasLastEventID
+	w.mu.Unlock()
+
+	req, err := w.newRequest(connCtx, lastID)
+	if err != nil {
+		return 0, err
+	}
+	var idle *time.Timer
+	if w.cfg.IdleTimeout > 0 {
+		idle = time.AfterFunc(w.cfg.IdleTimeout, func() { cancel(ErrIdleTimeout) })
+		defer idle.Stop()
+	}
+	resp, err := w.client.Do(req)
+	if idle != nil {
+		idle.Stop()
+	}
+	if err != nil {
+		// The error repeats the URL (or a redirect's), whose query often
+		// holds an API key; it goes to logs and Status.LastError, which
+		// /api/status and /readyz serve.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = logging.RedactURL(ue.URL)
+		}
+		if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
+			return 0, fmt.Errorf("waiting for response headers: %w", ErrIdleTimeout)
+		}
+		if errors.Is(err, ErrBadRedirect) {
+			return 0, err
+		}
+		if strings.Contains(err.Error(), "Location header") {
+			return 0, fmt.Errorf("%w: %v", ErrBadRedirect, err)
+		}
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := checkResponse(resp); err != nil {
+		return 0, err
+	}
+
+	w.setConnected()
+	w.log.Info("source connected", "url", w.cfg.URL, "last_event_id", lastID)
+
+	var body io.Reader = &idleReader{r: resp.Body, timer: idle, idle: w.cfg.IdleTimeout, bytes: w.m.bytes}
+	if isGzip(resp) {
+		body = &gzipBody{r: body}
+	}
+	d := sse.NewDecoder(body)
+	if w.cfg.MaxEventSize > 0 {
+		d.SetMaxEventSize(w.cfg.MaxEventSize)
+	}
+	if haveID {
+		// The last event ID persists across reconnections (as in a
+		// browser), so events without an id field carry it.
+		d.SetLastEventID(lastID)
+	}
+	d.OnRetry(w.onRetry)
+	if w.cfg.OnComment != nil {
+		d.OnComment(func(c string) { w.push(connCtx, item{kind: kindComment, text: c}) })
+	}
+	n := 0
+	prevID := lastID // the stream's last event ID before the next event
+	for {
+		ev, err := d.Next()
+		if errors.Is(err, sse.ErrEventTooLarge) {
+			w.m.tooLarge.Inc()
+			w.mu.Lock()
+			w.st.Failed++
+			w.mu.Unlock()
+			w.log.Warn("event too large, skipped", "max_event_size", w.cfg.MaxEventSize, "error", err)
+			continue
+		}
+		if err != nil {
+			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
+				return n, ErrIdleTimeout
+			}
+			if err == io.EOF {
+				return n, nil
+			}
+			return n, fmt.Errorf("reading stream: %w", err)
+		}
+		n++
+		w.m.received.Inc()
+		fwd := w.filter == nil || w.filter[ev.Type]
+		w.mu.Lock()
+		w.st.Received++
+		if !fwd {
+			w.st.Filtered++
+		}
+		w.mu.Unlock()
+		if !fwd {
+			w.m.filtered.Inc()
+		}
+		inherited := ev.ID != "" && ev.ID == prevID
+		prevID = ev.ID
+		it := item{kind: kindEvent, forward: fwd, msg: sinks.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now(), InheritedID: inherited}}
+		if !w.push(connCtx, it) {
+			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
+				return n, ErrIdleTimeout
+			}
+			return n, ctx.Err()
+		}
+	}
+}
+
+// push hands it to the writer, waiting while the sink is failing or the
+// queue is full; false when ctx ended first.
+func (w *Worker) push(ctx context.Context, it item) bool {
+	for {
+		w.mu.Lock()
+		ch := w.resume
+		w.mu.Unlock()
+		if ch == nil {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	w.mu.Lock()
+	w.enqueued++
+	w.mu.Unlock()
+	select {
+	case w.queue <- it:
+		return true
+	case <-ctx.Done():
+		w.mu.Lock()
+		w.enqueued--
+		w.mu.Unlock()
+		return false
+	}
+}
+
+// report passes a connection error to OnError through the queue, so it is
+// seen after every event received before it.
+func (w *Worker) report(ctx context.Context, err error) {
+	if w.cfg.OnError != nil {
+		w.push(ctx, item{kind: kindError, err: err})
+	}
+}
+
+func (w *Worker) waitDrained(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		drained := w.done == w.enqueued
+		w.mu.Unlock()
+		if drained {
+			return nil
+		}
+		select {
+		case <-w.progress:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (w *Worker) recordError(err error) {
+	w.mu.Lock()
+	w.st.LastError = err.Error()
+	w.st.LastErrorAt = time.Now()
+	w.mu.Unlock()
+}
