@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -193,5 +194,61 @@ func TestEveryCommandUsage(t *testing.T) {
 				t.Errorf("bad flag: stderr %q", stderr.String())
 			}
 		})
+	}
+}
+
+// readmeSection returns the text of the README's "## title" section.
+func readmeSection(t *testing.T, title string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(b), "\n## "+title+"\n")
+	if !ok {
+		t.Fatalf("README has no %q section", title)
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	return sec
+}
+
+// fencedBlocks returns the contents of the section's ``` blocks.
+func fencedBlocks(sec string) []string {
+	var blocks []string
+	for {
+		_, rest, ok := strings.Cut(sec, "```")
+		if !ok {
+			return blocks
+		}
+		_, rest, _ = strings.Cut(rest, "\n") // the info string
+		block, after, ok := strings.Cut(rest, "```")
+		if !ok {
+			return blocks
+		}
+		lines := strings.Split(strings.TrimSpace(block), "\n")
+		for i := range lines {
+			lines[i] = strings.TrimSpace(lines[i]) // blocks inside list items are indented
+		}
+		blocks = append(blocks, strings.Join(lines, "\n"))
+		sec = after
+	}
+}
+
+// TestReadmeSetUp: the set-up section keeps exactly its two commands, says
+// how long the first run takes and why, and the build-once path for a
+// second try is in the Quickstart with the commands a user pastes.
+func TestReadmeSetUp(t *testing.T) {
+	setup := readmeSection(t, "Set up")
+	if got := fencedBlocks(setup); !slices.Equal(got, []string{"go run ./cmd/ssebridge demo", "go test -race ./..."}) {
+		t.Errorf("Set up commands %q, want exactly the demo and the test suite", got)
+	}
+	for _, want := range []string{"first run", "minutes", "downloads", "compiles", "Quickstart"} {
+		if !strings.Contains(setup, want) {
+			t.Errorf("Set up does not say %q", want)
+		}
+	}
+	quick := fencedBlocks(readmeSection(t, "Quickstart"))
+	if len(quick) == 0 || quick[0] != "go build -o ssebridge ./cmd/ssebridge\n./ssebridge demo" {
+		t.Errorf("Quickstart starts with %q, want go build then ./ssebridge demo", quick)
 	}
 }
