@@ -22,6 +22,7 @@ func runHealthcheck(args ...string) (code int, stdout, stderr string) {
 // TestHealthcheckAnswers: 200 is healthy (exit 0); a 503 is not (exit 1),
 // with what /readyz says is not ready; so is no answer at all.
 func TestHealthcheckAnswers(t *testing.T) {
+	tailLeaks(t)
 	readyz := `{"ready": false, "nats": {"mode": "external", "connected": false, "status": "reconnecting"},
  "pipelines": [{"name": "wiki", "state": "connected", "ready": true},
    {"name": "ticks", "state": "paused", "ready": false, "last_error": "nats: timeout"}]}`
@@ -82,6 +83,7 @@ func TestHealthcheckHangingServer(t *testing.T) {
 // TestHealthcheckAgainstDemo probes a real bridge (the demo) on its
 // /readyz: exit 0 once its pipeline is connected.
 func TestHealthcheckAgainstDemo(t *testing.T) {
+	tailLeaks(t) // nothing of the demo or the probe outlives the test
 	d, err := demo.New(demo.Options{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Interval: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
