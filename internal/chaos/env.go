@@ -204,6 +204,7 @@ type configSpec struct {
 	maxPending                            int
 	idleTimeout                           time.Duration
 	maxEventSize                          int
+	checkpointMaxUnsaved                  int
 }
 
 func pipelineName(sink string) string { return "chaos-" + sink }
@@ -237,6 +238,9 @@ func (s configSpec) yaml() string {
 		fmt.Fprintf(&b, "      retry: {initial: 100ms, max: 1s}\n      idle_timeout: %s\n", idle)
 		if s.maxEventSize > 0 {
 			fmt.Fprintf(&b, "      max_event_size: %d\n", s.maxEventSize)
+		}
+		if s.checkpointMaxUnsaved > 0 {
+			fmt.Fprintf(&b, "      checkpoint_max_unsaved: %d\n", s.checkpointMaxUnsaved)
 		}
 		b.WriteString("    sink:\n")
 		switch k {

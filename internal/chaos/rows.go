@@ -202,7 +202,14 @@ func (r *rowRun) checkpoints() string {
 			continue
 		}
 		b, _ := os.ReadFile(filepath.Join(r.checkpointDir(), e.Name()))
-		parts = append(parts, fmt.Sprintf("%s=%s", e.Name(), strings.TrimSpace(string(b))))
+		var ck struct {
+			Pipeline, ID string
+		}
+		if json.Unmarshal(b, &ck) == nil && ck.Pipeline != "" {
+			parts = append(parts, fmt.Sprintf("%s at id %s", ck.Pipeline, ck.ID))
+		} else {
+			parts = append(parts, fmt.Sprintf("%s=%.60s", e.Name(), strings.TrimSpace(string(b))))
+		}
 	}
 	return strings.Join(parts, " ")
 }
@@ -211,6 +218,7 @@ func (r *rowRun) checkpoints() string {
 func (r *rowRun) watchReady(ctx context.Context) string {
 	codes := map[int]int{}
 	states := map[string]bool{}
+	firstVal := map[string]string{}
 	for ctx.Err() == nil {
 		code, _ := httpGet(context.Background(), "http://"+r.spec.httpAddr+"/readyz")
 		codes[code]++
@@ -225,8 +233,11 @@ func (r *rowRun) watchReady(ctx context.Context) string {
 					if k == "name" || k == "url" {
 						continue
 					}
-					if strings.Contains(strings.ToLower(k+fmt.Sprint(v)), "checkpoint") {
-						states[fmt.Sprintf("%s=%.80v", k, v)] = true
+					if strings.Contains(strings.ToLower(k), "checkpoint") || strings.Contains(strings.ToLower(k), "unsaved") {
+						if _, ok := firstVal[k]; !ok {
+							firstVal[k] = fmt.Sprintf("%.120v", v)
+						}
+						states[k] = true
 					}
 				}
 			}
@@ -243,7 +254,16 @@ func (r *rowRun) watchReady(ctx context.Context) string {
 		ss = append(ss, k)
 	}
 	sort.Strings(ss)
-	return fmt.Sprintf("/readyz answered %s; /api/status pipelines showed %s", strings.Join(ks, " "), strings.Join(ss, ", "))
+	var vs []string
+	for k, v := range firstVal {
+		vs = append(vs, fmt.Sprintf("%s first read %q", k, v))
+	}
+	sort.Strings(vs)
+	out := fmt.Sprintf("/readyz answered %s; /api/status pipelines showed %s", strings.Join(ks, " "), strings.Join(ss, ", "))
+	if len(vs) > 0 {
+		out += " (" + strings.Join(vs, "; ") + ")"
+	}
+	return out
 }
 
 func countLogLines(path, substr string, since time.Time) int {
@@ -274,6 +294,11 @@ func rowCheckpointRO() *row {
 			for _, f := range r.feeds {
 				f.total = r.p.total()
 			}
+			// A bound the read-only span exceeds: forwarding must pause at
+			// it, and the crash must replay at most that many.
+			r.spec.checkpointMaxUnsaved = int(r.p.rate * r.p.outage.Seconds() / 4)
+			r.maxDup = r.spec.checkpointMaxUnsaved
+			r.note("checkpoint_max_unsaved: %d (a quarter of the events of one read-only span)", r.spec.checkpointMaxUnsaved)
 		},
 		inject: func(ctx context.Context, r *rowRun) error {
 			ck := r.checkpointDir()
@@ -322,7 +347,7 @@ func rowCheckpointRO() *row {
 			if res.broker.Dup == 0 {
 				return nil
 			}
-			return []string{fmt.Sprintf("%d duplicates: after the crash in phase B the source replays from the last checkpoint it could save, so every event acknowledged while the store was unwritable is fetched again (Kafka keeps both copies; JetStream drops them only inside its 2 min duplicate window). The bound of that replay is the unsaved span the bridge allows.", res.broker.Dup)}
+			return []string{fmt.Sprintf("%d duplicates: after the crash in phase B the source replays from the last checkpoint it could save, so the events acknowledged while the store was unwritable are fetched again (Kafka keeps both copies; JetStream's duplicate window drops them). checkpoint_max_unsaved bounds that replay: the row fails if it exceeds it", res.broker.Dup)}
 		},
 	}
 }
@@ -538,9 +563,9 @@ func rowSlowloris() *row {
 							return err
 						}
 						t := time.Now()
-						r.faultEnd(t, s)
 						<-ctx.Done() // until the source gives up on this connection
-						r.sinkNote(s, "silent connection closed by the source after %s (idle_timeout 2 s); recovery counts from the start of the silence", time.Since(t).Round(time.Millisecond))
+						r.faultEnd(time.Now(), s)
+						r.sinkNote(s, "silent connection closed by the source after %s (idle_timeout 2 s); recovery counts from that close", time.Since(t).Round(time.Millisecond))
 						return ctx.Err()
 					}
 					return nil

@@ -71,6 +71,7 @@ type rowRun struct {
 	skip   map[string]map[int]bool  // seqs not expected at the broker (hostile)
 
 	brokersLate bool // broker down at start
+	maxDup      int  // when > 0, more duplicates at the broker fail the row
 	t0          time.Time
 
 	mu        sync.Mutex
@@ -127,6 +128,7 @@ type result struct {
 	notes      []string
 	err        error
 	extraLoss  int // losses of other subscribers (stalled ones)
+	maxDup     int // > 0: the most duplicates the row allows at the broker
 	elapsed    time.Duration
 	bridgeLogs string
 }
@@ -135,7 +137,8 @@ func (res *result) lost() int { return res.broker.Lost + res.sub.Lost + res.extr
 
 func (res *result) ok() bool {
 	return res.err == nil && res.lost() == 0 && res.broker.Foreign == 0 && res.sub.Foreign == 0 &&
-		res.broker.Corrupt == 0 && res.sub.Corrupt == 0 && res.recovered == res.faults
+		res.broker.Corrupt == 0 && res.sub.Corrupt == 0 && res.recovered == res.faults &&
+		(res.maxDup <= 0 || res.broker.Dup <= res.maxDup)
 }
 
 // harness holds what every row shares.
@@ -405,7 +408,7 @@ func (r *rowRun) results() []*result {
 	var out []*result
 	for _, s := range r.row.sinks {
 		exp := r.expected(s)
-		res := &result{row: r.row, sink: s, sent: r.feeds[s].total, rss: r.br.peakRSS()}
+		res := &result{row: r.row, sink: s, sent: r.feeds[s].total, rss: r.br.peakRSS(), maxDup: r.maxDup}
 		res.broker = r.broker[s].counts(exp)
 		subs := r.subs[s]
 		res.sub = subs[0].t.counts(exp)
@@ -447,6 +450,9 @@ func (r *rowRun) results() []*result {
 		}
 		if res.broker.Corrupt+res.sub.Corrupt > 0 {
 			res.notes = append(res.notes, fmt.Sprintf("%d broker / %d subscriber records differ from the data sent", res.broker.Corrupt, res.sub.Corrupt))
+		}
+		if res.maxDup > 0 && res.broker.Dup > res.maxDup {
+			res.notes = append(res.notes, fmt.Sprintf("%d duplicates exceed the bound of %d", res.broker.Dup, res.maxDup))
 		}
 		if res.recovered < res.faults {
 			res.notes = append(res.notes, fmt.Sprintf("%d of %d faults were never followed by a new event", res.faults-res.recovered, res.faults))
