@@ -7,6 +7,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // testHarness is shared by the tests: the binaries are built once per run.
@@ -37,7 +39,15 @@ func testMain(m *testing.M) int {
 	}
 	cred, _ := bridgeUser()
 	testHarness = &harness{bins: bins, work: work, log: os.Stderr, cred: cred, seed: uint64(time.Now().UnixNano())}
-	return m.Run()
+	code := m.Run()
+	if code == 0 {
+		// Every reader, subscriber, feed handler and kfake goroutine ended.
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
 }
 
 // TestQuickRows runs the quick subset that CI can afford: a real bridge
@@ -46,6 +56,7 @@ func testMain(m *testing.M) int {
 func TestQuickRows(t *testing.T) {
 	p := quickParams()
 	p.dur = 3 * time.Second
+	p.idleStop = 15 * time.Second // generous on a loaded machine; only a failing row waits for it
 	want := map[string]bool{"bridge-kill": true, "repeating-ids": true, "feed-drops": true}
 	ran := 0
 	for _, rw := range rows() {

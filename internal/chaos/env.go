@@ -151,6 +151,9 @@ func (b *bridge) peakRSS() int64 {
 	return m
 }
 
+// probeClient keeps no idle connection, so nothing outlives a row.
+var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 func httpGet(ctx context.Context, url string) (int, string) {
 	c, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -158,7 +161,7 @@ func httpGet(ctx context.Context, url string) (int, string) {
 	if err != nil {
 		return 0, ""
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := probeClient.Do(req)
 	if err != nil {
 		return 0, ""
 	}

@@ -103,7 +103,7 @@ func (t *tally) has(seq int) bool {
 // counts are the figures of one observer against the expected seqs.
 type counts struct {
 	Received, Lost, Dup, OOO, Foreign, Corrupt, Gaps int
-	LostSample                                 []int
+	LostSample                                       []int
 }
 
 func (t *tally) counts(expected []int) counts {
@@ -284,12 +284,34 @@ func newSubscriber(name, url string) *subscriber {
 }
 
 func (s *subscriber) run(ctx context.Context) {
-	dialer := &net.Dialer{Timeout: 2 * time.Second}
 	if s.rcv > 0 {
+		// Only the first connection, the one that stalls, has the small
+		// receive buffer: after the stall the client reads at full speed.
+		small := s.client(s.rcv)
+		s.once(ctx, small.cl)
+		small.tr.CloseIdleConnections()
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	c := s.client(0)
+	defer c.tr.CloseIdleConnections()
+	for ctx.Err() == nil {
+		s.once(ctx, c.cl)
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
+
+type httpClient struct {
+	tr *http.Transport
+	cl *http.Client
+}
+
+func (s *subscriber) client(rcv int) httpClient {
+	dialer := &net.Dialer{Timeout: 2 * time.Second}
+	if rcv > 0 {
 		dialer.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			err := c.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, s.rcv)
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcv)
 			})
 			if err != nil {
 				return err
@@ -297,13 +319,8 @@ func (s *subscriber) run(ctx context.Context) {
 			return serr
 		}
 	}
-	tr := &http.Transport{DialContext: dialer.DialContext, DisableCompression: true, MaxIdleConnsPerHost: -1}
-	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr}
-	for ctx.Err() == nil {
-		s.once(ctx, cl)
-		sleepCtx(ctx, 200*time.Millisecond)
-	}
+	tr := &http.Transport{DialContext: dialer.DialContext, DisableCompression: true, DisableKeepAlives: true}
+	return httpClient{tr: tr, cl: &http.Client{Transport: tr}}
 }
 
 func (s *subscriber) once(ctx context.Context, cl *http.Client) {
@@ -413,7 +430,7 @@ func (s *subscriber) summary() string {
 	for k, n := range s.errs {
 		fmt.Fprintf(&b, ", %s×%d", k, n)
 	}
-	return fmt.Sprintf("%d connections, HTTP%s", s.conns, b.String())
+	return fmt.Sprintf("%d connections (%d events each on average), HTTP%s", s.conns, s.t.total()/max(s.conns, 1), b.String())
 }
 
 func errKind(err error) string {
