@@ -101,8 +101,26 @@ func TestBrowserStatusPage(t *testing.T) {
 	}
 	screenshot(t, b, "status-page.png")
 
+	// How amber and red look: the demo's row, then two stale ones, with
+	// the polls' rendering stopped so the picture holds still.
+	var rows int
+	b.eval(`(async () => {
+		const st = await (await fetch("/api/status")).json();
+		const now = Date.parse(st.time);
+		const stale = (name, ago) => Object.assign({}, st.pipelines[0], {name, checkpoint_at: new Date(now - ago * 1000).toISOString()});
+		st.pipelines.push(stale("amber-example", 125), stale("red-example", 3700));
+		render(st);
+		window.realRender = render;
+		render = () => {};
+		return document.querySelectorAll("#pipelines tr").length;
+	})()`, &rows)
+	if rows != 3 {
+		t.Errorf("%d pipeline rows rendered, want 3", rows)
+	}
+	screenshot(t, b, "status-page-stale.png")
+
 	// A stale checkpoint turns amber past a minute and red past five:
-	// render a status whose checkpoint is that old.
+	// render statuses whose checkpoint is that old.
 	for _, tc := range []struct {
 		ago        int
 		class, txt string
@@ -110,7 +128,7 @@ func TestBrowserStatusPage(t *testing.T) {
 		var got struct{ Class, Text string }
 		b.eval(fmt.Sprintf(`(() => {
 			const now = Date.now();
-			render({ready: true, time: new Date(now).toISOString(), streams: [],
+			realRender({ready: true, time: new Date(now).toISOString(), streams: [],
 				pipelines: [{name: "stale", state: "connected", sink: "nats", forwarded: 1, reconnects: 0,
 					checkpoint_at: new Date(now - %d * 1000).toISOString()}]});
 			const a = document.querySelector('tr[data-pipeline="stale"] .checkpoint-age .age');
@@ -376,7 +394,7 @@ func (c *chromium) eval(expr string, out any) {
 		} `json:"result"`
 		ExceptionDetails json.RawMessage `json:"exceptionDetails"`
 	}
-	c.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &res)
+	c.call("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true, "awaitPromise": true}, &res)
 	if res.ExceptionDetails != nil {
 		c.t.Fatalf("eval %s: %s", expr, res.ExceptionDetails)
 	}
