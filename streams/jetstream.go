@@ -167,42 +167,60 @@ func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request
 		return feed{}, fmt.Errorf("%w: JetStream consumer on %q: %v", ErrUnavailable, b.stream, err)
 	}
 	g := newJSGuard(b, tag, sub)
-	// Consume creates the consumer on the server before it returns, which
+	// Messages creates the consumer on the server before it returns, which
 	// is what puts the subscription in place before the headers go out.
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		md, err := msg.Metadata()
-		if err != nil {
-			sub.fail(fmt.Errorf("message metadata: %w", err))
-			return
-		}
-		if !g.admit(md.Consumer) {
-			return
-		}
-		m := message{subject: msg.Subject(), data: msg.Data(), seq: md.Sequence.Stream}
-		if h := msg.Headers(); h != nil {
-			m.typ = h.Get(sinks.HeaderEvent)
-		}
-		sub.offer(m)
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		// The ordered consumer recreates itself after heartbeats are
-		// missed or the server restarts; only a closed connection ends it
-		// for good, and then the client must reconnect to resume.
-		if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) {
-			sub.fail(err)
-			return
-		}
-		b.log.Debug("JetStream consumer error", "stream", b.path, "err", err)
-	}))
+	// One goroutine takes the messages with Next, which checks their
+	// order and recreates the consumer in that same goroutine: a Consume
+	// callback runs outside the ordered consumer's lock, so the callbacks
+	// of an old and a new server-side consumer can overlap, and a message
+	// the old one still holds then arrives after newer ones, a gap the
+	// client could never repair.
+	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
 	if err != nil {
 		g.stop()
 		return feed{}, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
 	}
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					return
+				}
+				// The ordered consumer recreates itself after heartbeats
+				// are missed or the server restarts; only a closed
+				// connection ends it for good, and then the client must
+				// reconnect to resume.
+				if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) || b.js.Conn().IsClosed() {
+					sub.fail(err)
+					return
+				}
+				b.log.Debug("JetStream consumer error", "stream", b.path, "err", err)
+				continue
+			}
+			md, err := msg.Metadata()
+			if err != nil {
+				sub.fail(fmt.Errorf("message metadata: %w", err))
+				return
+			}
+			if !g.admit(md.Consumer) {
+				return // the subscriber has ended
+			}
+			m := message{subject: msg.Subject(), data: msg.Data(), seq: md.Sequence.Stream}
+			if h := msg.Headers(); h != nil {
+				m.typ = h.Get(sinks.HeaderEvent)
+			}
+			sub.offer(m)
+		}
+	}()
 	b.watch.add(g)
 	f := newFeed(&seqCursor{seq: seq, tag: tag}, func() {
 		b.watch.remove(g)
 		g.stop()
-		cc.Stop()
-		<-cc.Closed()
+		it.Stop()
+		<-read
 		// Delete the server-side consumer now rather than leave it for
 		// InactiveThreshold: busy sites see many short subscriptions.
 		if info := cons.CachedInfo(); info != nil {
@@ -247,6 +265,12 @@ func (c *seqCursor) id() string {
 	c.buf = appendJSID(c.buf[:0], c.seq, c.tag)
 	return string(c.buf)
 }
+
+// pullExpiry is how long one pull request lives; the server heartbeats a
+// pull at half that, and a consumer that missed two heartbeats (the
+// connection was dropped as a slow consumer, say) is recreated. nats.go's
+// default (30 s) leaves a client without events for that long.
+const pullExpiry = 10 * time.Second
 
 // errRecreated ends a subscription whose stream was deleted and recreated:
 // its ordered consumer would go on at the old sequence in the new stream,

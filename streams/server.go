@@ -558,6 +558,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	hb := time.NewTimer(st.heartbeat)
 	defer hb.Stop()
 	write := func(m *message) error {
+		if sub.isCut.Load() {
+			// Buffered messages may follow one that was dropped.
+			return errCutOff
+		}
 		f.cur.advance(m)
 		if req.events != nil && !req.events[m.eventType()] {
 			return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ssebridge/ssebridge/sse"
@@ -93,6 +94,9 @@ type subscriber struct {
 	done chan struct{} // closed when cut off
 	rc   *http.ResponseController
 
+	// isCut is set with err, for the checks on every message.
+	isCut atomic.Bool
+
 	mu  sync.Mutex
 	err error // why it was cut off
 }
@@ -108,6 +112,12 @@ func newSubscriber(maxPending int, rc *http.ResponseController) *subscriber {
 // offer hands m over without ever blocking the broker side; a subscriber
 // whose buffer is full is cut off instead of slowing everyone down.
 func (s *subscriber) offer(m message) {
+	// Once a message has been dropped, none after it may pass: the
+	// handler could write them, and the client would hold an id beyond
+	// the gap. The cut makes the client resume from before it instead.
+	if s.isCut.Load() {
+		return
+	}
 	select {
 	case s.ch <- m:
 	default:
@@ -125,6 +135,7 @@ func (s *subscriber) cut(err error) {
 		return
 	}
 	s.err = err
+	s.isCut.Store(true)
 	close(s.done)
 	if s.rc != nil {
 		_ = s.rc.SetWriteDeadline(time.Now())
