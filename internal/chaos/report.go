@@ -118,6 +118,9 @@ which resumes with ` + "`Last-Event-ID`" + ` whenever its connection drops.
 		rec := "n/a"
 		if r.faults > 0 {
 			rec = fmtDur(r.recovery)
+			if r.faults > 1 {
+				rec += fmt.Sprintf(" (max of %d)", r.faults)
+			}
 			if r.recovered < r.faults {
 				rec = fmt.Sprintf("none after %d of %d", r.faults-r.recovered, r.faults)
 			}

@@ -146,7 +146,7 @@ func rowBridgeKill() *row {
 		explain: func(res *result) []string {
 			switch {
 			case res.sink == sinkKafka && res.broker.Dup > 0:
-				return []string{fmt.Sprintf("Kafka duplicates (%.1f per kill): the events acknowledged after the last checkpoint save (saved every 100 ms or 1000 events) are fetched again after the crash; Kafka keeps both copies (at-least-once).", float64(res.broker.Dup)/float64(max(res.faults, 1)))}
+				return []string{fmt.Sprintf("Kafka duplicates (%.1f per kill): after a crash the source resumes from its last checkpoint, so the events stored after the last save (checkpoints are saved every 100 ms or 1000 events) and any batch written but not yet acknowledged when the process died are fetched and written again; Kafka keeps both copies (at-least-once, as the README states)", float64(res.broker.Dup)/float64(max(res.faults, 1)))}
 			case res.sink == sinkNATS && res.broker.Dup == 0:
 				return []string{"JetStream: the replayed tail after each crash is dropped by the stream's duplicate window (same Nats-Msg-Id for the same event)."}
 			}
