@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -14,6 +15,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// errSetup marks a row that failed before any fault was injected.
+var errSetup = errors.New("set-up")
 
 // params scale a run: -quick keeps every row to a few seconds.
 type params struct {
@@ -70,6 +74,7 @@ type rowRun struct {
 	subs   map[string][]*subscriber // [0] is the reader every row counts
 	skip   map[string]map[int]bool  // seqs not expected at the broker (hostile)
 
+	attempt     int  // 2 when the row is set up a second time
 	brokersLate bool // broker down at start
 	maxDup      int  // when > 0, more duplicates at the broker fail the row
 	t0          time.Time
@@ -157,6 +162,21 @@ func (h *harness) runRow(ctx context.Context, rw *row, p params) []*result {
 		t0: time.Now()}
 	start := time.Now()
 	results, err := r.execute(ctx)
+	if errors.Is(err, errSetup) && ctx.Err() == nil {
+		// A loopback port picked free may have been taken by another
+		// program in the meantime: set the row up once more, on new ports.
+		fmt.Fprintf(h.log, "  [%s] set-up failed (%v); once more on new ports\n", rw.key, err)
+		first := err
+		r = &rowRun{p: p, row: rw, h: h, rng: rand.New(rand.NewPCG(h.seed+1, uint64(len(rw.key)))),
+			feeds: map[string]*feed{}, broker: map[string]*tally{}, subs: map[string][]*subscriber{},
+			skip: map[string]map[int]bool{}, faultEnds: map[string][]time.Time{}, sinkNotes: map[string][]string{},
+			t0: time.Now(), attempt: 2}
+		r.note("set up a second time after: %v", first)
+		results, err = r.execute(ctx)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("interrupted: %w", ctx.Err())
+	}
 	if err != nil {
 		res := make([]*result, 0, len(rw.sinks))
 		for _, s := range rw.sinks {
@@ -177,6 +197,9 @@ func (r *rowRun) execute(ctx context.Context) ([]*result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r.dir = filepath.Join(r.h.work, r.row.key)
+	if r.attempt > 1 {
+		r.dir += fmt.Sprintf("-%d", r.attempt)
+	}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("row dir: %w", err)
 	}
@@ -238,7 +261,7 @@ func (r *rowRun) execute(ctx context.Context) ([]*result, error) {
 
 	if !r.brokersLate {
 		if err := r.startBrokers(ctx); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", errSetup, err)
 		}
 	}
 	var wg sync.WaitGroup
@@ -260,7 +283,7 @@ func (r *rowRun) execute(ctx context.Context) ([]*result, error) {
 	}
 	r.t0 = time.Now()
 	if err := r.br.start(ctx); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", errSetup, err)
 	}
 	for _, s := range r.row.sinks {
 		for _, sub := range r.subs[s] {
