@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -497,9 +498,30 @@ const badBytes = "\xff\xfe nul:\x00 lone:\x80 trunc:\xc3( end\x00"
 func rowBadUTF8() *row {
 	return &row{
 		key: "hostile-utf8-nul", fault: "Hostile feed: invalid UTF-8 and NUL",
-		checked: "every other event carries invalid UTF-8 bytes and NULs in its data; each must arrive, with the invalid bytes replaced by U+FFFD (the SSE standard) and the NULs kept, at the broker and at the subscriber",
+		checked: "every other event carries invalid UTF-8 bytes and NULs in its data, and every third an id ending in an invalid byte; the feed also cuts connections at random bytes, so the source resumes after such ids; each event must arrive, with the invalid bytes replaced by U+FFFD (the SSE standard) and the NULs kept, at the broker and at the subscriber",
 		sinks:   both,
 		setup: func(r *rowRun) {
+			for _, f := range r.feeds {
+				f.idOf = func(seq int) string {
+					if seq%3 == 0 {
+						return strconv.Itoa(seq) + "\xff"
+					}
+					return strconv.Itoa(seq)
+				}
+				// The id's leading digits: "12\xff" comes back as "12\uFFFD".
+				f.resume = func(id string) int {
+					j := 0
+					for j < len(id) && id[j] >= '0' && id[j] <= '9' {
+						j++
+					}
+					n, err := strconv.Atoi(id[:j])
+					if err != nil {
+						return 1
+					}
+					return n + 1
+				}
+				f.dropBudget = func(int) int { return 200 + f.rng.IntN(int(r.p.rate*40)) }
+			}
 			data := func(seq int) []byte {
 				if seq%2 == 0 {
 					return fmt.Appendf(nil, `{"seq":%d,"bad":"%s"}`, seq, badBytes)
@@ -530,7 +552,22 @@ func rowBadUTF8() *row {
 			}
 			r.row.explain = func(res *result) []string {
 				out := dupsNone(res)
-				return append(out, fmt.Sprintf("records with invalid bytes seen (all observers): %d as U+FFFD replacements, %d byte for byte", replaced.Load(), exact.Load()))
+				out = append(out, fmt.Sprintf("records with invalid bytes seen (all observers): %d as U+FFFD replacements, %d byte for byte", replaced.Load(), exact.Load()))
+				f := r.feeds[res.sink]
+				f.mu.Lock()
+				defer f.mu.Unlock()
+				var raw, repl, other int
+				for _, id := range f.lastIDs[1:] {
+					switch {
+					case strings.HasSuffix(id, "\xff"):
+						raw++
+					case strings.HasSuffix(id, "\uFFFD"):
+						repl++
+					case id != "":
+						other++
+					}
+				}
+				return append(out, fmt.Sprintf("%d reconnections: %d sent Last-Event-ID with the invalid byte replaced by U+FFFD, %d with the raw byte, %d a plain id", len(f.lastIDs)-1, repl, raw, other))
 			}
 		},
 	}
