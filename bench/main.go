@@ -1,26 +1,111 @@
 // Command bench measures ssebridge's ingest speed against hand-written
 // bridges and the Go SSE libraries, and writes BENCHMARKS.md.
 //
+// Run it from this directory: go run . (a few minutes) or go run . -quick
+// (a smoke run of a few seconds that writes no report unless -out is
+// given). It starts its own loopback feed, nats-server and kfake, builds
+// ssebridge from ../cmd/ssebridge, and runs the hand-written baselines as
+// roles of its own binary, so that every bridge is measured as a process
+// of its own.
+//
 // It lives in a module of its own so that its baselines (other SSE
 // libraries, extra clients) never enter the product's module.
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 )
 
 func main() {
-	quick := flag.Bool("quick", false, "a smoke run of a few seconds")
+	var (
+		quick     = flag.Bool("quick", false, "a smoke run of a few seconds; writes no report unless -out is set")
+		out       = flag.String("out", "", "report `file` (default ../BENCHMARKS.md; none with -quick)")
+		repo      = flag.String("repo", "..", "repository root, to build cmd/ssebridge from")
+		only      = flag.String("only", "", "run only `part`: decode, ingest or latency")
+		role      = flag.String("role", "", "internal: run a hand-written bridge")
+		feedURL   = flag.String("feed", "", "internal: feed URL of -role")
+		natsURL   = flag.String("nats", "", "internal: NATS URL of -role")
+		kafkaAddr = flag.String("kafka", "", "internal: Kafka address of -role")
+	)
 	flag.Parse()
-	size, rounds := 6<<20, 9
-	if *quick {
-		size, rounds = 256<<10, 2
+	if *role != "" {
+		if err := runRole(*role, *feedURL, *natsURL, *kafkaAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "bench -role "+*role+":", err)
+			os.Exit(1)
+		}
+		return
 	}
-	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
-	if _, _, _, err := runDecode(size, rounds, logf); err != nil {
+	if *out == "" && !*quick {
+		*out = filepath.Join(*repo, "BENCHMARKS.md")
+	}
+	if err := run(*quick, *only, *repo, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
+}
+
+func run(quick bool, only, repo, out string) error {
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	rep := &report{m: describeMachine(repo), quick: quick}
+	decodeSize, rounds := 6<<20, 9
+	rep.sizes = []int{30_000, 100_000, 300_000}
+	rep.rate, rep.duration = 10_000, 5*time.Second
+	if quick {
+		decodeSize, rounds = 256<<10, 2
+		rep.sizes = []int{500, 1000, 2000}
+		rep.duration = 300 * time.Millisecond
+	}
+	var errs []error
+	if only == "" || only == "decode" {
+		var err error
+		rep.inputs, rep.decs, rep.dres, err = runDecode(decodeSize, rounds, logf)
+		errs = append(errs, err)
+	}
+	if only == "" || only == "ingest" || only == "latency" {
+		dir, err := os.MkdirTemp("", "ssebridge-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		h := &harness{dir: dir, logf: logf}
+		if h.self, err = os.Executable(); err != nil {
+			return err
+		}
+		if h.ssebridge, err = buildSSEBridge(repo, dir); err != nil {
+			return err
+		}
+		if h.feed, err = startFeed(); err != nil {
+			return err
+		}
+		defer h.feed.close()
+		if h.br, err = startBrokers(dir); err != nil {
+			return err
+		}
+		defer h.br.close()
+		if only != "latency" {
+			rep.ingest = h.throughput(rep.sizes)
+			for _, r := range rep.ingest {
+				errs = append(errs, r.err)
+			}
+		}
+		if only != "ingest" {
+			rep.lat = h.latency(rep.rate, rep.duration)
+			for _, l := range rep.lat {
+				errs = append(errs, l.err)
+			}
+		}
+	}
+	rep.m.loadEnd = loadAvg()
+	if out != "" {
+		if err := writeReport(out, rep.markdown()); err != nil {
+			return err
+		}
+		logf("wrote %s", out)
+	}
+	return errors.Join(errs...)
 }
