@@ -85,8 +85,8 @@ func report(results []*result, env runEnv) string {
 	fmt.Fprintf(&b, "- Commit: `%s`\n", env.commit)
 	fmt.Fprintf(&b, "- Machine: %s\n", env.machine)
 	fmt.Fprintf(&b, "- Run: %s, %s, took %s, seed %d\n", mode, env.started.UTC().Format("2006-01-02 15:04 UTC"), env.took.Round(time.Second), env.seed)
-	fmt.Fprintf(&b, "- Load: each pipeline's feed produces %d events at %.0f events/s; outages, stalls and read-only spans last %s\n",
-		env.p.total(), env.p.rate, env.p.outage)
+	fmt.Fprintf(&b, "- Load: each pipeline's feed produces %.0f events/s for %s (%d events; a row whose faults need longer runs longer); outages, stalls and read-only spans last %s (the long NATS outage three times that)\n",
+		env.p.rate, env.p.dur, env.p.total(), env.p.outage)
 	fmt.Fprintf(&b, "- ssebridge ran as %s\n\n", env.user)
 	b.WriteString(`How it counts. ssebridge runs as a separate process (` + "`ssebridge run`" + ` with a generated
 config) against a nats-server process (JetStream on disk) and a kfake Kafka cluster (in the

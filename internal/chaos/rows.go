@@ -22,7 +22,7 @@ var both = []string{sinkNATS, sinkKafka}
 // rows is the table, in order.
 func rows() []*row {
 	return []*row{
-		rowFeedDrops(), rowNATSKill(), rowKafkaGone(), rowBridgeKill(), rowSigterm(),
+		rowFeedDrops(), rowNATSKill(), rowNATSKillLong(), rowKafkaGone(), rowBridgeKill(), rowSigterm(),
 		rowCheckpointRO(), rowBrokerDownAtStart(), rowRepeatingIDs(), rowStalledSubscribers(), rowStalledSmallPending(),
 		rowHugeLine(), rowBadUTF8(), rowSlowloris(), rowHTMLPage(),
 	}
@@ -64,11 +64,29 @@ func rowFeedDrops() *row {
 	}
 }
 
-func rowNATSKill() *row {
+func rowNATSKill() *row { return natsKillRow("nats-kill", 1) }
+
+// rowNATSKillLong is the same with an outage three times as long (30 s in
+// the full run).
+func rowNATSKillLong() *row { return natsKillRow("nats-kill-long", 3) }
+
+func natsKillRow(key string, factor time.Duration) *row {
+	fault := "NATS SIGKILL and restart"
+	if factor > 1 {
+		fault = "NATS SIGKILL and restart, long outage"
+	}
 	return &row{
-		key: "nats-kill", fault: "NATS SIGKILL and restart",
+		key: key, fault: fault,
 		checked: "nats-server (JetStream on disk) is SIGKILLed under load and restarted on the same port and store after the outage",
 		sinks:   []string{sinkNATS},
+		setup: func(r *rowRun) {
+			r.p.outage *= factor
+			// The outage and a tail of live traffic after it fit in the feed.
+			r.p.dur = max(r.p.dur, r.p.dur/4+r.p.outage+r.p.dur/2)
+			for _, f := range r.feeds {
+				f.total = r.p.total()
+			}
+		},
 		inject: func(ctx context.Context, r *rowRun) error {
 			if !r.at(ctx, r.p.dur/4) {
 				return nil
