@@ -91,7 +91,8 @@ func TestQuickRows(t *testing.T) {
 				if res.recovered != res.faults {
 					t.Errorf("%s: %d of %d faults never followed by a new event", res.sink, res.faults-res.recovered, res.faults)
 				}
-				if rw.key != "bridge-kill" || res.sink != sinkKafka {
+				// Kafka keeps the replay after a kill; JetStream must drop it.
+				if res.sink != sinkKafka || rw.key == "feed-drops" {
 					if res.broker.Dup+res.sub.Dup != 0 {
 						t.Errorf("%s: %d/%d duplicates where none are expected", res.sink, res.broker.Dup, res.sub.Dup)
 					}

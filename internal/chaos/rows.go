@@ -393,7 +393,7 @@ var symbols = []string{"BTC", "ETH", "SOL"}
 func rowRepeatingIDs() *row {
 	return &row{
 		key: "repeating-ids", fault: "Repeating event ids",
-		checked: "the feed's ids repeat (BTC, ETH, SOL, BTC, … each with different data, as per-symbol tickers do); every distinct event must be stored",
+		checked: "the feed's ids repeat (BTC, ETH, SOL, BTC, … each with different data, as per-symbol tickers do); every distinct event must be stored; halfway the bridge is SIGKILLed and, as such an id names no position, the feed replays from its start: JetStream must drop the replayed copies and only those",
 		sinks:   both,
 		setup: func(r *rowRun) {
 			for _, f := range r.feeds {
@@ -405,11 +405,23 @@ func rowRepeatingIDs() *row {
 				f.resume = func(string) int { return 1 }
 			}
 		},
+		inject: func(ctx context.Context, r *rowRun) error {
+			if !r.at(ctx, r.p.dur/2) {
+				return nil
+			}
+			r.logf("SIGKILL ssebridge")
+			r.br.cur().kill()
+			if err := r.br.start(ctx); err != nil {
+				return err
+			}
+			r.faultEnd(r.br.started)
+			return nil
+		},
 		explain: func(res *result) []string {
 			if res.broker.Dup == 0 {
 				return nil
 			}
-			return []string{"duplicates: an id such as BTC names no position, so a reconnection replays the feed from its start."}
+			return []string{"duplicates: an id such as BTC names no position, so after the kill the feed replays from its start; Kafka keeps every copy, JetStream drops the copies of the same event (same id, type and data) in its duplicate window"}
 		},
 	}
 }
