@@ -80,6 +80,7 @@ type harness struct {
 	self      string // this binary, for the hand-written roles
 	logf      func(string, ...any)
 	run       int
+	perfDir   string // if set, ssebridge runs are profiled with perf into it
 }
 
 // buildSSEBridge builds the product's binary from the repository.
@@ -276,6 +277,17 @@ func (h *harness) runOnce(c contestant, plan feedPlan, onStart func() error) (r 
 	}
 	if cpu0, err = procCPU(pid); err != nil {
 		return r, 0, err
+	}
+	if h.perfDir != "" && c.role == "" {
+		name := strings.NewReplacer(" ", "-", "(", "", ")", "").Replace(fmt.Sprintf("%s-%d-%d.perf", c.scenario, plan.events, h.run))
+		perf := exec.Command("perf", "record", "-q", "-e", "cpu-clock", "-F", "999", "-g", "-p", strconv.Itoa(pid), "-o", filepath.Join(h.perfDir, name))
+		if err := perf.Start(); err != nil {
+			return r, 0, fmt.Errorf("perf: %w", err)
+		}
+		defer func() {
+			_ = perf.Process.Signal(syscall.SIGINT)
+			_ = perf.Wait()
+		}()
 	}
 	limit := 60*time.Second + time.Duration(plan.events)*time.Second/2000
 	if plan.rate > 0 {

@@ -27,6 +27,7 @@ func main() {
 		out       = flag.String("out", "", "report `file` (default ../BENCHMARKS.md; none with -quick)")
 		repo      = flag.String("repo", "..", "repository root, to build cmd/ssebridge from")
 		only      = flag.String("only", "", "run only `part`: decode, ingest or latency")
+		perfDir   = flag.String("perf", "", "record ssebridge's ingest runs with perf into `dir`")
 		role      = flag.String("role", "", "internal: run a hand-written bridge")
 		feedURL   = flag.String("feed", "", "internal: feed URL of -role")
 		natsURL   = flag.String("nats", "", "internal: NATS URL of -role")
@@ -43,13 +44,13 @@ func main() {
 	if *out == "" && !*quick {
 		*out = filepath.Join(*repo, "BENCHMARKS.md")
 	}
-	if err := run(*quick, *only, *repo, *out); err != nil {
+	if err := run(*quick, *only, *repo, *out, *perfDir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, only, repo, out string) error {
+func run(quick bool, only, repo, out, perfDir string) error {
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	rep := &report{m: describeMachine(repo), quick: quick}
 	decodeSize, rounds := 6<<20, 9
@@ -72,7 +73,7 @@ func run(quick bool, only, repo, out string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		h := &harness{dir: dir, logf: logf}
+		h := &harness{dir: dir, logf: logf, perfDir: perfDir}
 		if h.self, err = os.Executable(); err != nil {
 			return err
 		}

@@ -158,6 +158,13 @@ func (d *Decoder) ReadBatch(b *Batch, max int) error {
 	}
 	defer d.endBatch()
 	for len(b.Events) < max {
+		if d.crAt > d.r && d.bomDone && !d.skipping && !d.skipLF && len(d.partial) == 0 {
+			// Next's fast path, appending straight to the batch.
+			d.nextBuffered(b, max)
+			if len(b.Events) >= max {
+				break
+			}
+		}
 		data, id, typ, err := d.next()
 		if err != nil {
 			if err == errWouldBlock {
@@ -168,10 +175,23 @@ func (d *Decoder) ReadBatch(b *Batch, max int) error {
 			}
 			return err
 		}
-		b.Events = append(b.Events, Event{ID: id, Type: typ, Data: data})
+		b.push(data, id, typ)
 		d.noBlock = true
 	}
 	return nil
+}
+
+// push appends an event. Field by field: a whole Event built and copied
+// is read back with wider loads than it was stored with (see Next).
+func (b *Batch) push(data []byte, id, typ string) {
+	n := len(b.Events)
+	if n == cap(b.Events) {
+		b.Events = append(b.Events, Event{})
+	} else {
+		b.Events = b.Events[:n+1]
+	}
+	ev := &b.Events[n]
+	ev.Data, ev.ID, ev.Type = data, id, typ
 }
 
 // endBatch finishes ReadBatch: the next batch takes its own reference on

@@ -94,6 +94,30 @@ func BenchmarkDecode(b *testing.B) {
 				}
 			}
 		})
+		// ReadBatch, releasing each batch at once: memory is reused.
+		b.Run(in.name+"/batch", func(b *testing.B) {
+			b.SetBytes(int64(len(in.stream)))
+			b.ReportAllocs()
+			r := bytes.NewReader(in.stream)
+			d := NewDecoder(r)
+			var batch Batch
+			for b.Loop() {
+				r.Reset(in.stream)
+				d.Reset(r)
+				n := 0
+				for {
+					err := d.ReadBatch(&batch, 256)
+					n += len(batch.Events)
+					batch.Release()
+					if err != nil {
+						break
+					}
+				}
+				if n != in.events {
+					b.Fatalf("%d events, want %d", n, in.events)
+				}
+			}
+		})
 		// The floor: only finding the line ends, the least any parser
 		// that looks at one line at a time must do.
 		b.Run(in.name+"/floor", func(b *testing.B) {

@@ -242,7 +242,7 @@ func (d *Decoder) next() (data []byte, id, typ string, err error) {
 		// Fast path: whole LF-terminated lines already buffered, with no
 		// CR before them (crAt > r) and nothing unusual pending.
 		if d.crAt > d.r && d.bomDone && !d.skipping && !d.skipLF && len(d.partial) == 0 {
-			if data, id, typ, ok := d.nextBuffered(); ok {
+			if data, id, typ, ok := d.nextBuffered(nil, 0); ok {
 				return data, id, typ, nil
 			}
 		}
@@ -306,7 +306,10 @@ func (d *Decoder) next() (data []byte, id, typ string, err error) {
 // For those a word-at-a-time search of the first 16 bytes finds the LF
 // without a call, and the first word tells the field name apart. Nothing
 // is called per line on the usual path.
-func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
+//
+// With a batch b, it appends the events it dispatches to b instead of
+// returning them, until b holds max events (ok stays false).
+func (d *Decoder) nextBuffered(b *Batch, max int) (data []byte, id, typ string, ok bool) {
 	buf := d.buf // the search may read stale bytes past w, never past buf
 	r, lim, size := d.r, d.crAt, d.size
 	for r < lim {
@@ -359,7 +362,14 @@ func (d *Decoder) nextBuffered() (data []byte, id, typ string, ok bool) {
 		case i == 0:
 			d.r = r
 			if data, id, typ, ok = d.dispatch(); ok {
-				return data, id, typ, true
+				if b == nil {
+					return data, id, typ, true
+				}
+				b.push(data, id, typ)
+				d.noBlock = true
+				if len(b.Events) >= max {
+					return nil, "", "", false
+				}
 			}
 			size = 0
 		case x&(1<<40-1) == fieldData:

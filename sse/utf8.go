@@ -118,6 +118,20 @@ var utf8DFA = func() (t [256]uint64) {
 // Between sequences, 32-byte blocks of ASCII are skipped with word tests.
 func utf8State(s uint64, b []byte) uint64 {
 	const highs = 0x8080808080808080
+	if s == dfaAccept {
+		// Most streams are mostly ASCII: skip 64-byte blocks of it first.
+		for len(b) >= 64 {
+			c := b[:64:64]
+			w := binary.LittleEndian.Uint64(c) | binary.LittleEndian.Uint64(c[8:]) |
+				binary.LittleEndian.Uint64(c[16:]) | binary.LittleEndian.Uint64(c[24:]) |
+				binary.LittleEndian.Uint64(c[32:]) | binary.LittleEndian.Uint64(c[40:]) |
+				binary.LittleEndian.Uint64(c[48:]) | binary.LittleEndian.Uint64(c[56:])
+			if w&highs != 0 {
+				break
+			}
+			b = b[64:]
+		}
+	}
 	for len(b) >= 32 {
 		if s == dfaAccept {
 			w := binary.LittleEndian.Uint64(b) | binary.LittleEndian.Uint64(b[8:]) |
