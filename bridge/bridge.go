@@ -23,6 +23,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge/checkpoint"
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/cluster"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
 )
@@ -79,7 +80,7 @@ type Bridge struct {
 	// two runs of one pipeline would read the feed twice and the old one's
 	// last checkpoint save could move the checkpoint back.
 	draining map[string]*pipeline
-	streams   map[string]*stream
+	streams  map[string]*stream
 
 	// Set up by Run.
 	runCtx context.Context
@@ -89,9 +90,14 @@ type Bridge struct {
 	// on it, so its asynchronous errors are the publish refusals alone
 	// (see sinks.Deps.NATSPublish).
 	pubNC *nats.Conn
-	store  checkpoint.Store
-	addr   net.Addr
-	kafka  kafkaProbe
+	store checkpoint.Store
+	addr  net.Addr
+	kafka kafkaProbe
+	// cluster is the replica's lease and checkpoint bucket with
+	// cluster.enabled (it is then leaser and store); clusterDone is closed
+	// when its loop returned.
+	cluster     *cluster.Cluster
+	clusterDone chan struct{}
 
 	started chan struct{}
 	runOnce sync.Once
@@ -216,6 +222,13 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 	b.running = true
 	b.addr = ln.Addr()
 	b.mu.Unlock()
+	if b.cluster != nil {
+		b.cluster.SetPipelines(pipelineNames(cfg))
+		// Stopped only after shutdown released every lease.
+		clusterCtx, stopCluster := context.WithCancel(context.Background())
+		go func() { defer close(b.clusterDone); _ = b.cluster.Run(clusterCtx) }()
+		defer func() { stopCluster(); <-b.clusterDone }()
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
@@ -244,6 +257,14 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 		return errors.Join(runErr, err)
 	}
 	return runErr
+}
+
+func pipelineNames(cfg *config.Config) []string {
+	names := make([]string, len(cfg.Pipelines))
+	for i, p := range cfg.Pipelines {
+		names[i] = p.Name
+	}
+	return names
 }
 
 func natsMode(n config.NATS) string {
@@ -297,6 +318,17 @@ func (b *Bridge) connect(cfg *config.Config) error {
 		b.nc, b.pubNC = nc, pub
 		b.mu.Unlock()
 	}
+	if cfg.Cluster.Enabled && b.nc != nil {
+		// Replicas share leases and checkpoints in the bucket; data_dir
+		// keeps the embedded server's store only.
+		c := cluster.New(b.nc, cluster.Options{Bucket: cfg.Cluster.Bucket, LeaseTTL: cfg.Cluster.LeaseTTL.D(),
+			ReplicaID: cfg.Cluster.ReplicaID, Logger: b.log})
+		b.mu.Lock()
+		b.cluster, b.clusterDone, b.leaser, b.store = c, make(chan struct{}), c, c
+		b.mu.Unlock()
+		b.log.Info("cluster replica", "replica", c.ID(), "bucket", cfg.Cluster.Bucket, "lease_ttl", cfg.Cluster.LeaseTTL.D().String())
+		return nil
+	}
 	if len(cfg.Pipelines) > 0 || cfg.DataDir != "" {
 		store, err := openCheckpointStore(cfg.DataDir)
 		if err != nil {
@@ -349,6 +381,11 @@ func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests 
 
 	var errs []error
 	// 2. Drain every worker; each writes its checkpoint and closes its sink.
+	// A replica first leaves the cluster, so that the others take its
+	// pipelines over as soon as it releases them.
+	if b.cluster != nil {
+		b.cluster.Close(ctx)
+	}
 	deadline, _ := ctx.Deadline()
 	for _, p := range pipes {
 		p.stop(deadline)
@@ -514,6 +551,9 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 	b.mu.Lock()
 	b.cfg = &merged
 	b.mu.Unlock()
+	if b.cluster != nil {
+		b.cluster.SetPipelines(pipelineNames(&merged))
+	}
 	b.log.Info("config reloaded", "added", added, "removed", removed, "changed", changed)
 	return nil
 }

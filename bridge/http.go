@@ -17,8 +17,12 @@ import (
 // Status is the whole runtime state, served as JSON at /api/status (the
 // status page polls it) and, reduced, at /readyz.
 type Status struct {
-	Ready     bool             `json:"ready"`
-	Time      time.Time        `json:"time"`
+	Ready bool      `json:"ready"`
+	Time  time.Time `json:"time"`
+	// Replica is this replica's name and Replicas the live ones it sees
+	// (cluster.enabled only).
+	Replica   string           `json:"replica,omitempty"`
+	Replicas  []string         `json:"replicas,omitempty"`
 	NATS      *NATSStatus      `json:"nats,omitempty"`
 	Kafka     *KafkaStatus     `json:"kafka,omitempty"`
 	Pipelines []PipelineStatus `json:"pipelines"`
@@ -44,6 +48,9 @@ func (b *Bridge) Status() Status {
 	b.mu.RUnlock()
 
 	st := Status{Ready: true, Time: time.Now().UTC(), Pipelines: []PipelineStatus{}, Streams: []StreamStatus{}}
+	if c := b.cluster; c != nil {
+		st.Replica, st.Replicas = c.ID(), c.Live()
+	}
 	if cfg.NATS.Configured() {
 		ns2 := &NATSStatus{Mode: natsMode(cfg.NATS), Status: "not started"}
 		if nc != nil {

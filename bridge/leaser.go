@@ -18,6 +18,14 @@ type Leaser interface {
 	Acquire(ctx context.Context, pipeline string) (lost <-chan struct{}, release func(), err error)
 }
 
+// Fencer is a Leaser that can tell, before each write to the broker,
+// whether this process still holds a pipeline's lease: a replica that
+// froze past its lease (SIGSTOP, a network split) must not publish after
+// another replica took over.
+type Fencer interface {
+	Valid(pipeline string) error
+}
+
 // LocalLeaser grants every pipeline at once and forever: the right answer
 // when one process runs the whole configuration.
 type LocalLeaser struct{}

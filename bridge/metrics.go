@@ -17,7 +17,7 @@ func forgetPipelineMetrics(name string) {
 		metrics.EventsReceived, metrics.EventsForwarded, metrics.EventsFiltered, metrics.EventsFailed,
 		metrics.BytesReceived, metrics.Reconnects, metrics.ConnectionState, metrics.CheckpointTimestamp,
 		metrics.EndToEndLag, metrics.SinkPublished, metrics.SinkFailed, metrics.SinkLatency,
-		metrics.CheckpointFailures, metrics.SinkDuplicates,
+		metrics.CheckpointFailures, metrics.SinkDuplicates, metrics.ClusterOwner, metrics.ClusterLeaseSince,
 	} {
 		v.DeletePartialMatch(l)
 	}

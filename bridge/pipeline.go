@@ -64,6 +64,10 @@ type PipelineStatus struct {
 	// CheckpointAt is when the checkpoint last advanced (the pipeline's
 	// start before its first checkpoint); the status page shows its age.
 	CheckpointAt time.Time `json:"checkpoint_at,omitzero"`
+	// Owner is the replica holding the pipeline's lease and LeaseSince
+	// when it took it (cluster.enabled only).
+	Owner      string    `json:"owner,omitempty"`
+	LeaseSince time.Time `json:"lease_since,omitzero"`
 }
 
 // pipeline supervises one configured pipeline: it holds the lease, opens the
@@ -348,7 +352,11 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 		}
 	}()
 	// The worker adds the pipeline attribute itself.
-	w, err := newWorker(p.cfg, sink, store, p.b.log, shutdownTimeout)
+	var fence func() error
+	if f, ok := p.b.leaser.(Fencer); ok {
+		fence = func() error { return f.Valid(p.name) }
+	}
+	w, err := newWorker(p.cfg, sink, store, p.b.log, shutdownTimeout, fence)
 	if err != nil {
 		return false, err
 	}
@@ -418,5 +426,9 @@ func (p *pipeline) status() PipelineStatus {
 	st.URL = redactURL(p.cfg.Source.URL)
 	st.Ready = stateReady(st)
 	st.CheckpointAt = metrics.CheckpointTime(p.name)
+	if c := p.b.cluster; c != nil {
+		o, _ := c.Owner(p.name)
+		st.Owner, st.LeaseSince = o.Replica, o.Since
+	}
 	return st
 }

@@ -53,13 +53,14 @@ func (w sourceWorker) Status() PipelineStatus {
 	return ps
 }
 
-func newWorker(p config.Pipeline, sink sinks.Sink, store checkpoint.Store, log *slog.Logger, shutdownTimeout time.Duration) (worker, error) {
+func newWorker(p config.Pipeline, sink sinks.Sink, store checkpoint.Store, log *slog.Logger, shutdownTimeout time.Duration, fence func() error) (worker, error) {
 	sc, err := sources.ConfigFromPipeline(p)
 	if err != nil {
 		return nil, err
 	}
 	sc.Logger = log
 	sc.ShutdownTimeout = shutdownTimeout
+	sc.Fence = fence
 	var prev sources.State = -1
 	sc.OnState = func(s sources.State) {
 		// One line per state change, never per event.

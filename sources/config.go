@@ -155,6 +155,12 @@ type Config struct {
 	// time. It must not block.
 	OnState func(State)
 
+	// Fence, when set, is asked before every write to the sink; an error
+	// (the replica lost the pipeline's lease) stops delivery at once,
+	// without the shutdown flush: another replica owns the feed now, and
+	// what is left here is neither delivered nor checkpointed.
+	Fence func() error
+
 	// Sleep waits for d or until ctx is done, returning ctx.Err() then. It
 	// is every backoff wait of the worker (reconnection and sink retry);
 	// nil waits on a real timer. Tests substitute one to observe and skip

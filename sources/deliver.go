@@ -110,6 +110,11 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 	off := 0
 	failing := false
 	for off < len(msgs) {
+		if w.cfg.Fence != nil {
+			if err := w.cfg.Fence(); err != nil {
+				return fmt.Errorf("sink: %d events not delivered: %w", len(msgs)-off, err)
+			}
+		}
 		n, err := w.sink.Write(ctx, msgs[off:])
 		n = min(max(n, 0), len(msgs)-off)
 		if n > 0 {

@@ -61,6 +61,24 @@ func TestParseReportsEachProblemAtItsLine(t *testing.T) {
     sink: {nats: {subject: s}}
     colour: blue
 `, "9: pipelines[0].colour: unknown key"},
+		{"cluster lease_ttl", header + `cluster:
+  enabled: true
+  lease_ttl: 500ms
+streams:
+  - {path: /s, nats: {subject: s}}
+`, "7: cluster.lease_ttl: must be at least 1s (leases are renewed every third of it), got 500ms"},
+		{"cluster replica_id", header + `cluster:
+  replica_id: "a.b"
+streams:
+  - {path: /s, nats: {subject: s}}
+`, `6: cluster.replica_id: must be letters, digits, - and _, got "a.b"`},
+		{"cluster without nats", `kafka:
+  brokers: [127.0.0.1:9092]
+cluster:
+  enabled: true
+streams:
+  - {path: /s, kafka: {topic: s}}
+`, "4: cluster.enabled: needs NATS (nats.url, or nats.embedded for a test): the replicas coordinate through a JetStream key-value bucket"},
 		{"misspelt key suggests", header + `http:
   adr: 127.0.0.1:1
 streams:

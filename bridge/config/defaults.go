@@ -35,6 +35,9 @@ const (
 	DefaultKafkaBatchSize    = 100
 	DefaultKafkaCompression  = CompressionNone
 
+	DefaultClusterBucket   = "ssebridge"
+	DefaultClusterLeaseTTL = 10 * time.Second
+
 	DefaultStreamHeartbeat  = 15 * time.Second
 	DefaultStreamMaxPending = 1024
 	DefaultKafkaStart       = KafkaStartLatest
@@ -77,6 +80,10 @@ func (c *Config) SetDefaults() {
 	setString(&c.HTTP.Addr, DefaultHTTPAddr)
 	setString(&c.Log.Format, DefaultLogFormat)
 	setString(&c.Log.Level, DefaultLogLevel)
+	if c.Cluster.Enabled {
+		setString(&c.Cluster.Bucket, DefaultClusterBucket)
+		setDuration(&c.Cluster.LeaseTTL, DefaultClusterLeaseTTL)
+	}
 	for i := range c.Pipelines {
 		c.Pipelines[i].SetDefaults()
 	}

@@ -21,6 +21,7 @@ type Config struct {
 	NATS            NATS       `yaml:"nats"`
 	Kafka           Kafka      `yaml:"kafka"`
 	Log             Log        `yaml:"log"`
+	Cluster         Cluster    `yaml:"cluster"`
 	Pipelines       []Pipeline `yaml:"pipelines"`
 	Streams         []Stream   `yaml:"streams"`
 
@@ -33,6 +34,23 @@ type Config struct {
 	// and Stream values, not whole Configs: lines differ between two loads
 	// of equivalent files.
 	lines map[string]int
+}
+
+// Cluster lets replicas with the same configuration share its pipelines
+// through a JetStream key-value bucket: one lease per pipeline, so every
+// feed is read by exactly one replica, and checkpoints in the same bucket,
+// so another replica resumes where the owner stopped.
+type Cluster struct {
+	// Enabled turns clustering on; off, one process runs every pipeline
+	// with its checkpoints in data_dir.
+	Enabled bool `yaml:"enabled"`
+	// Bucket is the JetStream key-value bucket (created if missing).
+	Bucket string `yaml:"bucket"`
+	// LeaseTTL: an owner that stops renewing loses its pipelines after it.
+	LeaseTTL Duration `yaml:"lease_ttl"`
+	// ReplicaID names this replica (default: host name plus a random
+	// suffix); unique among the replicas.
+	ReplicaID string `yaml:"replica_id"`
 }
 
 // HTTP configures the server for reverse streams, /metrics, /healthz and /readyz.

@@ -196,7 +196,30 @@ func (v *validator) top() {
 	if len(c.Pipelines) == 0 && len(c.Streams) == 0 {
 		v.errorf("pipelines", "no pipelines and no streams: nothing to run")
 	}
+	v.cluster()
 }
+
+// cluster checks the cluster block; its keys are checked even when it is
+// disabled, so that turning it on finds no new problem.
+func (v *validator) cluster() {
+	cl := v.c.Cluster
+	if cl.Enabled && !v.c.NATS.Configured() {
+		v.followf(natsCauses, "cluster.enabled", "needs NATS (nats.url, or nats.embedded for a test): the replicas coordinate through a JetStream key-value bucket")
+	}
+	if cl.Bucket != "" && !kvNameRE.MatchString(cl.Bucket) {
+		v.errorf("cluster.bucket", "must be letters, digits, - and _ (a JetStream bucket name), got %q", cl.Bucket)
+	}
+	v.duration("cluster.lease_ttl", cl.LeaseTTL)
+	if cl.LeaseTTL > 0 && cl.LeaseTTL.D() < time.Second {
+		v.errorf("cluster.lease_ttl", "must be at least 1s (leases are renewed every third of it), got %s", cl.LeaseTTL.D())
+	}
+	if cl.ReplicaID != "" && !kvNameRE.MatchString(cl.ReplicaID) {
+		v.errorf("cluster.replica_id", "must be letters, digits, - and _, got %q", cl.ReplicaID)
+	}
+}
+
+// kvNameRE is what a JetStream bucket name and one key token accept.
+var kvNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func (v *validator) natsURL(key, list string) {
 	for _, raw := range strings.Split(list, ",") {

@@ -79,6 +79,16 @@ var (
 	SubscribersRejected = counter("stream_subscribers_rejected_total", "Subscriptions refused by max_subscribers.", "stream")
 )
 
+// Cluster metrics (cluster.enabled only), labelled by pipeline.
+var (
+	// ClusterOwner is 1 for the replica this replica last saw holding the
+	// pipeline's lease; no series while nobody holds it.
+	ClusterOwner = gauge("cluster_pipeline_owner", "1 for the replica holding the pipeline's lease, as this replica last saw it.", "pipeline", "replica")
+	// ClusterLeaseSince is when the current owner took the lease; the
+	// lease's age is time() minus it.
+	ClusterLeaseSince = gauge("cluster_lease_acquired_timestamp_seconds", "When the current owner took the pipeline's lease, Unix time.", "pipeline")
+)
+
 // Label values of the labelled series, the bounded sets InitPipeline and
 // InitStream create at zero.
 var (
