@@ -81,6 +81,11 @@ type harness struct {
 	logf      func(string, ...any)
 	run       int
 	perfDir   string // if set, ssebridge runs are profiled with perf into it
+	match     string // if set, only contestants whose scenario/name contain it
+}
+
+func (h *harness) selected(c contestant) bool {
+	return h.match == "" || strings.Contains(c.scenario+"/"+c.name, h.match)
 }
 
 // buildSSEBridge builds the product's binary from the repository.
@@ -332,7 +337,7 @@ func (h *harness) throughput(sizes []int) []ingestResult {
 	for _, sc := range []string{scCore, scJS, scKafka} {
 		for _, n := range sizes {
 			for _, c := range contestants() {
-				if c.scenario != sc {
+				if c.scenario != sc || !h.selected(c) {
 					continue
 				}
 				r, _, err := h.runOnce(c, feedPlan{events: n}, nil)
@@ -359,7 +364,7 @@ func (h *harness) latency(rate float64, dur time.Duration) []latencyResult {
 	var out []latencyResult
 	n := int(rate * dur.Seconds())
 	for _, c := range contestants() {
-		if c.scenario == scKafka || c.role == roleJSSync {
+		if c.scenario == scKafka || c.role == roleJSSync || !h.selected(c) {
 			continue // no latency target; sync JetStream cannot keep this rate
 		}
 		lr := latencyResult{c: c, rate: rate, events: n}

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,6 +30,8 @@ func main() {
 		repo      = flag.String("repo", "..", "repository root, to build cmd/ssebridge from")
 		only      = flag.String("only", "", "run only `part`: decode, ingest or latency")
 		perfDir   = flag.String("perf", "", "record ssebridge's ingest runs with perf into `dir`")
+		sizes     = flag.String("sizes", "", "comma-separated event counts of the ingest runs, instead of the defaults")
+		match     = flag.String("match", "", "run only the bridges whose \"scenario/name\" contains `text`")
 		role      = flag.String("role", "", "internal: run a hand-written bridge")
 		feedURL   = flag.String("feed", "", "internal: feed URL of -role")
 		natsURL   = flag.String("nats", "", "internal: NATS URL of -role")
@@ -44,13 +48,19 @@ func main() {
 	if *out == "" && !*quick {
 		*out = filepath.Join(*repo, "BENCHMARKS.md")
 	}
-	if err := run(*quick, *only, *repo, *out, *perfDir); err != nil {
+	var ns []int
+	for f := range strings.SplitSeq(*sizes, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			ns = append(ns, n)
+		}
+	}
+	if err := run(*quick, *only, *repo, *out, *perfDir, *match, ns); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, only, repo, out, perfDir string) error {
+func run(quick bool, only, repo, out, perfDir, match string, sizes []int) error {
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	rep := &report{m: describeMachine(repo), quick: quick}
 	decodeSize, rounds := 6<<20, 9
@@ -60,6 +70,9 @@ func run(quick bool, only, repo, out, perfDir string) error {
 		decodeSize, rounds = 256<<10, 2
 		rep.sizes = []int{500, 1000, 2000}
 		rep.duration = 300 * time.Millisecond
+	}
+	if sizes != nil {
+		rep.sizes = sizes
 	}
 	var errs []error
 	if only == "" || only == "decode" {
@@ -73,7 +86,7 @@ func run(quick bool, only, repo, out, perfDir string) error {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		h := &harness{dir: dir, logf: logf, perfDir: perfDir}
+		h := &harness{dir: dir, logf: logf, perfDir: perfDir, match: match}
 		if h.self, err = os.Executable(); err != nil {
 			return err
 		}

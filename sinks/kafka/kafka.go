@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
 	"github.com/segmentio/kafka-go/compress"
+	"github.com/segmentio/kafka-go/protocol/metadata"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
@@ -362,6 +363,14 @@ func (a *abortable) RoundTrip(ctx context.Context, addr net.Addr, req kafka.Requ
 	if a.aborted.Err() != nil {
 		// context.Canceled: kafka-go does not retry it.
 		return nil, fmt.Errorf("%w: %w", context.Canceled, context.Cause(a.aborted))
+	}
+	if _, ok := req.(*metadata.Request); ok {
+		// kafka-go's Writer asks for the topic's partitions once per
+		// message, and the transport answers from its cache: wiring a
+		// cancellation to each would cost more than the produce itself.
+		// A metadata request that does reach a broker still ends at
+		// abort, which closes its connection and refuses new ones.
+		return a.rt.RoundTrip(ctx, addr, req)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
