@@ -103,7 +103,7 @@ func (t *tally) has(seq int) bool {
 // counts are the figures of one observer against the expected seqs.
 type counts struct {
 	Received, Lost, Dup, OOO, Foreign, Corrupt, Gaps int
-	LostSample                                       []int
+	LostSample, DupSample                            []int
 }
 
 func (t *tally) counts(expected []int) counts {
@@ -118,10 +118,15 @@ func (t *tally) counts(expected []int) counts {
 			}
 		}
 	}
-	for _, n := range t.copies {
+	for s, n := range t.copies {
 		if n > 1 {
 			c.Dup += n - 1
+			c.DupSample = append(c.DupSample, s)
 		}
+	}
+	sort.Ints(c.DupSample)
+	if len(c.DupSample) > 8 {
+		c.DupSample = c.DupSample[:8]
 	}
 	return c
 }

@@ -421,7 +421,11 @@ func rowRepeatingIDs() *row {
 			if res.broker.Dup == 0 {
 				return nil
 			}
-			return []string{"duplicates: an id such as BTC names no position, so after the kill the feed replays from its start; Kafka keeps every copy, JetStream drops the copies of the same event (same id, type and data) in its duplicate window"}
+			out := []string{"duplicates: an id such as BTC names no position, so after the kill the feed replays from its start; Kafka keeps every copy, JetStream drops the copies of the same event (same id, type and data) in its duplicate window"}
+			if res.sink == sinkNATS && len(res.broker.DupSample) > 0 && res.broker.DupSample[0] == 1 {
+				out = append(out, "JetStream stored seq 1 twice: after the kill the first replayed event's id equalled the checkpoint's id (the last acknowledged event's, one chance in three here), and the source takes an id equal to the previous one for an inherited id, which gets no Nats-Msg-Id: the residual case the sink documents (repeated, never lost)")
+			}
+			return out
 		},
 	}
 }

@@ -468,6 +468,9 @@ func (r *rowRun) results() []*result {
 		if res.sub.Lost > 0 {
 			res.notes = append(res.notes, fmt.Sprintf("reader subscriber is missing seq %v… (%s)", res.sub.LostSample, subs[0].summary()))
 		}
+		if res.broker.Dup > 0 && res.sink == sinkNATS {
+			res.notes = append(res.notes, fmt.Sprintf("seqs stored more than once in the stream: %v", res.broker.DupSample))
+		}
 		if res.broker.Foreign+res.sub.Foreign > 0 {
 			res.notes = append(res.notes, fmt.Sprintf("%d broker / %d subscriber records carry no seq (not from the feed's events)", res.broker.Foreign, res.sub.Foreign))
 		}
