@@ -1,6 +1,7 @@
 package cluster_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -104,6 +105,7 @@ func startReplicaProc(t *testing.T, bin, id, natsURL, feedURL string, pipelines 
 		fmt.Fprintf(&b, "  - name: %s\n    source: {url: %q, retry: {initial: 50ms, max: 500ms}}\n", p, feedURL+"/f/"+p)
 		b.WriteString("    sink: {nats: {subject: \"e2e.{pipeline}\", jetstream: true, stream: {name: E2E, subjects: [\"e2e.>\"]}}}\n")
 	}
+	b.WriteString("streams:\n  - {path: /sse/feed01, nats: {subject: e2e.feed01}}\n")
 	cfg := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -252,6 +254,14 @@ func TestReplicas(t *testing.T) {
 	}
 	spread(t, "12 pipelines over 3 replicas, 4 each", rs, pipelines, map[string]int{"r1": 4, "r2": 4, "r3": 4})
 
+	// Reverse streams need no coordination: every replica serves them,
+	// whichever replica ingests the feed.
+	for _, r := range rs {
+		if id := firstEventID(t, r.base+"/sse/feed01"); id == "" {
+			t.Fatalf("replica %s served no event on /sse/feed01", r.id)
+		}
+	}
+
 	// The checkpoint of every pipeline never moves back, whatever happens.
 	ckCtx, stopCk := context.WithCancel(context.Background())
 	ckDone := make(chan []string)
@@ -319,6 +329,32 @@ func TestReplicas(t *testing.T) {
 		<-r.done
 	}
 	checkStream(t, ns.URL(), pipelines)
+}
+
+// firstEventID reads a stream until its first event with a data line and
+// returns the id line's value.
+func firstEventID(t *testing.T, url string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	id := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "id: "); ok {
+			id = v
+		}
+		if strings.HasPrefix(line, "data: ") && strings.Contains(line, "feed01") {
+			return id
+		}
+	}
+	return ""
 }
 
 // watchCheckpoints polls every pipeline's checkpoint in the bucket until
