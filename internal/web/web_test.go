@@ -18,7 +18,7 @@ func TestPageIsSelfContained(t *testing.T) {
 	}
 	body := rec.Body.String()
 	for _, want := range []string{`fetch("/api/status"`, "new EventSource(path)", `id="pipelines"`, `id="streams"`, `id="live"`,
-		"createElementNS(NS, \"svg\")", "checkpoint_at", "events_sent"} {
+		"createElementNS(NS, \"svg\")", "checkpoint_at", "events_sent", "p.owner", "lease_since"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("page lacks %s", want)
 		}
