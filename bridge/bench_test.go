@@ -115,20 +115,27 @@ func benchBridge(b *testing.B, sink config.Sink) {
 	b.StopTimer()
 }
 
-// BenchmarkDirectJetStream is the baseline: the same events published by a
-// client straight to the same kind of embedded server, async with a
-// bounded window like the sink, waiting for every ack.
-func BenchmarkDirectJetStream(b *testing.B) {
+// benchNATS starts an embedded server (as the bridge's) and connects a
+// client to it, both closed when the benchmark ends.
+func benchNATS(b *testing.B) *nats.Conn {
 	srv, err := natsserver.Start(natsserver.Options{DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Shutdown()
+	b.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect()
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer nc.Close()
+	b.Cleanup(nc.Close)
+	return nc
+}
+
+// BenchmarkDirectJetStream is the baseline: the same events published by a
+// client straight to the same kind of embedded server, async with a
+// bounded window like the sink, waiting for every ack.
+func BenchmarkDirectJetStream(b *testing.B) {
+	nc := benchNATS(b)
 	ctx := context.Background()
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(config.DefaultNATSMaxInFlight))
 	if err != nil {
@@ -159,16 +166,7 @@ func BenchmarkDirectJetStream(b *testing.B) {
 // ssebridge for core NATS: a bufio.Scanner over the response, one
 // nc.Publish per data line (no headers, no checkpoint), a flush at the end.
 func BenchmarkHandWrittenCoreBridge(b *testing.B) {
-	srv, err := natsserver.Start(natsserver.Options{DataDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := srv.Connect()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
+	nc := benchNATS(b)
 	ready := make(chan struct{})
 	up := benchFeed(b.N, ready)
 	defer up.Close()
