@@ -22,25 +22,78 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ssebridge/ssebridge/bridge"
-	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 
 // leaseTTL of the replicas under test: short, so failovers take seconds.
 const leaseTTL = 4 * time.Second
 
-// buildBridge builds cmd/ssebridge once per test binary.
-var buildBridge = sync.OnceValues(func() (string, error) {
+// binaries builds cmd/ssebridge and nats-server (from the module cache,
+// as go.mod requires it) once per test binary.
+var binaries = sync.OnceValues(func() ([2]string, error) {
 	dir, err := os.MkdirTemp("", "ssebridge-cluster-bin")
 	if err != nil {
-		return "", err
+		return [2]string{}, err
 	}
-	bin := filepath.Join(dir, "ssebridge")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/ssebridge").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	bins := [2]string{filepath.Join(dir, "ssebridge"), filepath.Join(dir, "nats-server")}
+	for i, pkg := range []string{"../../cmd/ssebridge", "github.com/nats-io/nats-server/v2"} {
+		if out, err := exec.Command("go", "build", "-o", bins[i], pkg).CombinedOutput(); err != nil {
+			return bins, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
+		}
 	}
-	return bin, nil
+	return bins, nil
 })
+
+// natsProc is a nats-server process with JetStream, restartable on the
+// same port and store.
+type natsProc struct {
+	bin, port, store string
+	cmd              *exec.Cmd
+	done             chan struct{}
+}
+
+func startNATSProc(t *testing.T, bin string) *natsProc {
+	addr := freePort(t)
+	_, port, _ := net.SplitHostPort(addr)
+	n := &natsProc{bin: bin, port: port, store: t.TempDir()}
+	n.start(t)
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *natsProc) url() string { return "nats://127.0.0.1:" + n.port }
+
+func (n *natsProc) start(t *testing.T) {
+	t.Helper()
+	n.cmd = exec.Command(n.bin, "-a", "127.0.0.1", "-p", n.port, "-js", "-sd", n.store)
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	n.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(n.cmd, n.done)
+	waitCond(t, "nats-server listening", 30*time.Second, func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+n.port, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// stop ends the server as an operator would (SIGTERM: it flushes its store).
+func (n *natsProc) stop() {
+	if n.cmd == nil {
+		return
+	}
+	_ = n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-n.done:
+	case <-time.After(20 * time.Second):
+		_ = n.cmd.Process.Kill()
+		<-n.done
+	}
+	n.cmd = nil
+}
 
 // countingFeed serves /f/NAME: events 1, 2, 3... every 20 ms, resuming
 // after Last-Event-ID like a well-behaved feed.
@@ -237,20 +290,21 @@ func ownerOf(t *testing.T, rs []*replicaProc, p string) *replicaProc {
 // stop and a NATS restart, and the JetStream stream holds every event of
 // every feed once, in order.
 func TestReplicas(t *testing.T) {
-	bin, err := buildBridge()
+	bins, err := binaries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns := testbroker.StartNATS(t)
+	bin := bins[0]
+	ns := startNATSProc(t, bins[1])
 	feed := countingFeed(t)
 	var pipelines []string
 	for i := range 12 {
 		pipelines = append(pipelines, fmt.Sprintf("feed%02d", i))
 	}
 	rs := []*replicaProc{
-		startReplicaProc(t, bin, "r1", ns.URL(), feed.URL, pipelines),
-		startReplicaProc(t, bin, "r2", ns.URL(), feed.URL, pipelines),
-		startReplicaProc(t, bin, "r3", ns.URL(), feed.URL, pipelines),
+		startReplicaProc(t, bin, "r1", ns.url(), feed.URL, pipelines),
+		startReplicaProc(t, bin, "r2", ns.url(), feed.URL, pipelines),
+		startReplicaProc(t, bin, "r3", ns.url(), feed.URL, pipelines),
 	}
 	spread(t, "12 pipelines over 3 replicas, 4 each", rs, pipelines, map[string]int{"r1": 4, "r2": 4, "r3": 4})
 
@@ -265,7 +319,7 @@ func TestReplicas(t *testing.T) {
 	// The checkpoint of every pipeline never moves back, whatever happens.
 	ckCtx, stopCk := context.WithCancel(context.Background())
 	ckDone := make(chan []string)
-	go func() { ckDone <- watchCheckpoints(ckCtx, ns.URL(), pipelines) }()
+	go func() { ckDone <- watchCheckpoints(ckCtx, ns.url(), pipelines) }()
 
 	// kill -9 the owner of feed00: another replica takes it over after
 	// the lease expires.
@@ -296,7 +350,7 @@ func TestReplicas(t *testing.T) {
 	spread(t, "the thawed replica back with its share", live, pipelines, map[string]int{live[0].id: 6, live[1].id: 6})
 
 	// A fourth replica takes a share.
-	r4 := startReplicaProc(t, bin, "r4", ns.URL(), feed.URL, pipelines)
+	r4 := startReplicaProc(t, bin, "r4", ns.url(), feed.URL, pipelines)
 	live = append(live, r4)
 	spread(t, "12 pipelines over 3 replicas with r4", live, pipelines, map[string]int{live[0].id: 4, live[1].id: 4, "r4": 4})
 
@@ -316,8 +370,8 @@ func TestReplicas(t *testing.T) {
 
 	// nats-server restarts under the cluster: every pipeline has exactly
 	// one owner afterwards.
-	ns.Shutdown()
-	ns.Restart(t)
+	ns.stop()
+	ns.start(t)
 	spread(t, "one owner per pipeline after a NATS restart", live, pipelines, map[string]int{live[0].id: 6, "r4": 6})
 
 	stopCk()
@@ -328,7 +382,7 @@ func TestReplicas(t *testing.T) {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
 		<-r.done
 	}
-	checkStream(t, ns.URL(), pipelines)
+	checkStream(t, ns.url(), pipelines)
 }
 
 // firstEventID reads a stream until its first event with a data line and
