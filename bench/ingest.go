@@ -91,7 +91,11 @@ func (h *harness) selected(c contestant) bool {
 // buildSSEBridge builds the product's binary from the repository.
 func buildSSEBridge(repo, dir string) (string, error) {
 	out := filepath.Join(dir, "ssebridge")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/ssebridge")
+	args := []string{"build", "-o", out}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "./cmd/ssebridge")...)
 	cmd.Dir = repo
 	cmd.Stderr = os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -151,6 +155,10 @@ func (h *harness) start(c contestant, runDir string) (*proc, error) {
 		cmd = exec.Command(h.ssebridge, "run", "-config", cfg)
 	} else {
 		cmd = exec.Command(h.self, "-role", c.role, "-feed", h.feed.url, "-nats", h.br.nats.ClientURL(), "-kafka", h.br.kaddr)
+	}
+	if raceEnabled {
+		// The race detector sleeps a second at exit by default.
+		cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	}
 	log, err := os.Create(filepath.Join(runDir, "log"))
 	if err != nil {

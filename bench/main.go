@@ -26,7 +26,7 @@ import (
 func main() {
 	var (
 		quick     = flag.Bool("quick", false, "a smoke run of a few seconds; writes no report unless -out is set")
-		out       = flag.String("out", "", "report `file` (default ../BENCHMARKS.md; none with -quick)")
+		out       = flag.String("out", "", "report `file` (default ../BENCHMARKS.md for a full run; none for -quick or a partial run)")
 		repo      = flag.String("repo", "..", "repository root, to build cmd/ssebridge from")
 		only      = flag.String("only", "", "run only `part`: decode, ingest or latency")
 		perfDir   = flag.String("perf", "", "record ssebridge's ingest runs with perf into `dir`")
@@ -45,7 +45,7 @@ func main() {
 		}
 		return
 	}
-	if *out == "" && !*quick {
+	if *out == "" && !*quick && *only == "" && *match == "" && *sizes == "" {
 		*out = filepath.Join(*repo, "BENCHMARKS.md")
 	}
 	var ns []int
@@ -68,7 +68,7 @@ func run(quick bool, only, repo, out, perfDir, match string, sizes []int) error 
 	rep.rate, rep.duration = 10_000, 5*time.Second
 	if quick {
 		decodeSize, rounds = 256<<10, 2
-		rep.sizes = []int{500, 1000, 2000}
+		rep.sizes = []int{1000}
 		rep.duration = 300 * time.Millisecond
 	}
 	if sizes != nil {
