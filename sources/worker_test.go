@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ssebridge/ssebridge/internal/metrics"
@@ -317,9 +318,15 @@ func TestOnceReportsErrors(t *testing.T) {
 // TestIdleTimeout: a feed that stalls is recycled and resumed, and the
 // hooks see events and errors in order.
 func TestIdleTimeout(t *testing.T) {
+	// On the bubble's clock: a first connection that is merely slow to
+	// answer on a loaded machine can no longer be taken for idle.
+	synctest.Test(t, testIdleTimeout)
+}
+
+func testIdleTimeout(t *testing.T) {
 	var conns atomic.Int32
 	var log requestLog
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := newPipeNet(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		log.add(r, "")
 		switch conns.Add(1) {
 		case 1:
@@ -332,13 +339,14 @@ func TestIdleTimeout(t *testing.T) {
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}
-	})
+	}))
+	defer srv.Close()
 	var mu sync.Mutex
 	var trace []string
 	add := func(s string) { mu.Lock(); trace = append(trace, s); mu.Unlock() }
 	sink := &traceSink{add: add}
 	var sl fakeSleep
-	w, err := New(Config{Name: tname(t), URL: srv.URL, IdleTimeout: 150 * time.Millisecond, Sleep: sl.Sleep,
+	w, err := New(Config{Name: tname(t), URL: "http://feed.test/", Client: srv.Client(), IdleTimeout: 150 * time.Millisecond, Sleep: sl.Sleep,
 		OnError:   func(err error) { add("error: " + err.Error()) },
 		OnComment: func(c string) { add("comment: " + c) },
 	}, sink, nil)
@@ -526,8 +534,14 @@ func TestSinkFailuresLoseNothing(t *testing.T) {
 // TestIdleTimerIgnoresBackPressure: time spent waiting for a slow sink is
 // not server silence, so it must not recycle the connection.
 func TestIdleTimerIgnoresBackPressure(t *testing.T) {
+	// On the bubble's clock, the 300 ms below are exactly six idle
+	// timeouts' worth of blocked reader, whatever the machine's load.
+	synctest.Test(t, testIdleTimerIgnoresBackPressure)
+}
+
+func testIdleTimerIgnoresBackPressure(t *testing.T) {
 	var log requestLog
-	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+	srv := newPipeNet(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if log.add(r, "") > 1 {
 			w.WriteHeader(http.StatusNoContent)
 			return
@@ -537,11 +551,12 @@ func TestIdleTimerIgnoresBackPressure(t *testing.T) {
 			write(w, event(i, "\n"))
 		}
 		<-r.Context().Done()
-	})
+	}))
+	defer srv.Close()
 	sink := newTestSink()
 	sink.block = make(chan struct{})
 	var sl fakeSleep
-	w, err := New(Config{Name: tname(t), URL: srv.URL, IdleTimeout: 50 * time.Millisecond, QueueSize: 1, BatchSize: 1, Sleep: sl.Sleep}, sink, nil)
+	w, err := New(Config{Name: tname(t), URL: "http://feed.test/", Client: srv.Client(), IdleTimeout: 50 * time.Millisecond, QueueSize: 1, BatchSize: 1, Sleep: sl.Sleep}, sink, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
