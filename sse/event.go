@@ -10,8 +10,10 @@ const DefaultType = "message"
 
 // Event is one dispatched event.
 //
-// A decoded Event owns its memory: Data is a fresh slice per event, so it may
-// be retained or handed to another goroutine without copying.
+// An Event from Decoder.Next owns its memory: Data is a fresh slice per
+// event, so it may be retained or handed to another goroutine without
+// copying. The events of Decoder.ReadBatch borrow pooled memory instead,
+// valid until their Batch is released.
 type Event struct {
 	// ID is the stream's last event ID at the moment of dispatch. The
 	// standard makes it persist across events until an id field changes it,
