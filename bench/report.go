@@ -79,10 +79,13 @@ func (r *report) markdown() string {
 	p("Run on %s, commit %s, %s, %d CPUs (%s, Linux %s), load average %s at the start and %s at the end. ",
 		r.m.start.Format("2006-01-02 15:04 UTC"), r.m.commit, r.m.goVersion, r.m.cpus, r.m.cpu, r.m.kernel, r.m.loadStart, r.m.loadEnd)
 	p("The machine is shared with other work: absolute figures move between runs, so compare the ratios, which come from the same run.\n\n")
+	if r.quick {
+		p("**This is a -quick smoke run: inputs and runs are too small for the figures to mean anything.**\n\n")
+	}
 
 	if len(r.dres) > 0 {
 		p("### Decoder\n\n")
-		p("CPU time of the whole process (garbage collection included) to decode an in-memory stream of about %d MiB, median of the rounds, shown as input MB per CPU second. Every decoder yields the same events (checked: count and a hash of every ID, type and data). `ssebridge (batch)` is `Decoder.ReadBatch` with 256-event batches released after use (memory reused); `ssebridge (Next)` hands out events that own their memory. r3labs/sse is its `EventStreamReader` plus its client's field loop (`processEvent`, unexported, copied). The targets compare with the fastest of go-sse, r3labs/sse and launchdarkly/eventsource.\n\n", len(r.inputs[0].stream)>>20)
+		p("CPU time of the whole process (garbage collection included) to decode an in-memory stream of about %.2g MiB, median of the rounds, shown as input MB per CPU second; allocations per event at the margin (decoding the input twice over against once). Every decoder yields the same events (checked: count and a hash of every ID, type and data). `ssebridge (batch)` is `Decoder.ReadBatch` with 256-event batches released after use (memory reused); `ssebridge (Next)` hands out events that own their memory. r3labs/sse is its `EventStreamReader` plus its client's field loop (`processEvent`, unexported, copied). The targets compare with the fastest of go-sse, r3labs/sse and launchdarkly/eventsource.\n\n", float64(len(r.inputs[0].stream))/(1<<20))
 		p("| input |")
 		for _, d := range r.decs {
 			p(" %s |", d.name)
@@ -142,8 +145,80 @@ func (r *report) markdown() string {
 		}
 		p("\n")
 	}
+	r.targets(p)
 	p("%s\n", markEnd)
 	return b.String()
+}
+
+// targets checks the figures of this run against the targets of issue 15.
+func (r *report) targets(p func(string, ...any)) {
+	p("### Against the targets (issue 15)\n\n")
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "**not met**"
+	}
+	if len(r.dres) > 0 {
+		for _, api := range []struct {
+			name string
+			col  int
+		}{{"ReadBatch", 0}, {"Next", 1}} {
+			var parts []string
+			ok4, ok2, okAlloc := true, true, true
+			for i, in := range r.inputs {
+				fastest := -1
+				for j, d := range r.decs {
+					if d.lib && (fastest < 0 || r.dres[i][j].cpu < r.dres[i][fastest].cpu) {
+						fastest = j
+					}
+				}
+				ours := r.dres[i][api.col]
+				ratio := r.dres[i][fastest].cpu.Seconds() / ours.cpu.Seconds()
+				parts = append(parts, fmt.Sprintf("%s %.1fx", in.name, ratio))
+				if in.name == "nonascii" {
+					ok2 = ok2 && ratio >= 2
+				} else {
+					ok4 = ok4 && ratio >= 4
+				}
+				okAlloc = okAlloc && ours.allocsPer <= 1
+			}
+			p("- Decoder, %s, against the fastest library: %s. At least 4x on the first four: %s; at least 2x on non-ASCII: %s; at most one allocation per event (marginal): %s.\n",
+				api.name, strings.Join(parts, ", "), verdict(ok4), verdict(ok2), verdict(okAlloc))
+		}
+	}
+	find := func(sc, role string, n int) (ingestResult, bool) {
+		for _, x := range r.ingest {
+			if x.c.scenario == sc && x.c.role == role && x.events == n && x.err == nil {
+				return x, true
+			}
+		}
+		return ingestResult{}, false
+	}
+	for _, n := range r.sizes {
+		ours, ok := find(scCore, "", n)
+		hand, ok2 := find(scCore, roleCore, n)
+		if ok && ok2 {
+			p("- Core NATS, %d events: %.0f events/s against the hand-written bridge's %.0f (%.2fx; never slower: %s; at least 300k/s: %s), %.2f CPU s per million events (at most 3: %s).\n",
+				n, ours.eps(), hand.eps(), ours.eps()/hand.eps(), verdict(ours.eps() >= hand.eps()), verdict(ours.eps() >= 300_000), ours.cpuPerM(), verdict(ours.cpuPerM() <= 3))
+		}
+	}
+	for _, n := range r.sizes {
+		if ours, ok := find(scJS, "", n); ok {
+			p("- JetStream, %d events: %.0f events/s (at least 100k/s: %s).\n", n, ours.eps(), verdict(ours.eps() >= 100_000))
+		}
+	}
+	for _, l := range r.lat {
+		if l.c.scenario == scJS && l.c.role == "" && l.err == nil {
+			p("- JetStream at a steady %.0f events/s: p99 feed-to-stored %s (at most 20 ms: %s).\n", l.rate, ms(l.p99), verdict(l.p99 <= 20*time.Millisecond))
+		}
+	}
+	for _, n := range r.sizes {
+		if ours, ok := find(scKafka, "", n); ok {
+			p("- Kafka, %d events: %.0f events/s, %s (at least 100k/s: %s).\n", n, ours.eps(), ours.note, verdict(ours.eps() >= 100_000))
+		}
+	}
+	p("\n")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", d.Seconds()*1e3) }
