@@ -189,10 +189,13 @@ func rowSigterm() *row {
 				p.sig(syscall.SIGTERM)
 				code, sig, ok := p.wait(20 * time.Second)
 				if !ok {
-					r.note("SIGTERM %d: still running after 20 s", i)
+					r.problem(fmt.Sprintf("SIGTERM %d: still running after 20 s", i))
 					p.kill()
 				} else {
 					r.note("SIGTERM %d: exit code %d%s after %s", i, code, sig, time.Since(t).Round(time.Millisecond))
+					if code != 0 {
+						r.problem(fmt.Sprintf("SIGTERM %d: exit code %d, not 0", i, code))
+					}
 				}
 				if err := r.br.start(ctx); err != nil {
 					return err
@@ -229,7 +232,7 @@ func (r *rowRun) checkpoints() string {
 }
 
 // watchReady polls /readyz and /api/status until ctx ends and says what it saw.
-func (r *rowRun) watchReady(ctx context.Context) string {
+func (r *rowRun) watchReady(ctx context.Context) (string, map[int]int) {
 	codes := map[int]int{}
 	states := map[string]bool{}
 	firstVal := map[string]string{}
@@ -277,7 +280,7 @@ func (r *rowRun) watchReady(ctx context.Context) string {
 	if len(vs) > 0 {
 		out += " (" + strings.Join(vs, "; ") + ")"
 	}
-	return out
+	return out, codes
 }
 
 func countLogLines(path, substr string, since time.Time) int {
@@ -328,7 +331,7 @@ func rowCheckpointRO() *row {
 			}
 			r.logf("checkpoints read-only")
 			wctx, stop := context.WithTimeout(ctx, ro)
-			seen := r.watchReady(wctx)
+			seen, codes := r.watchReady(wctx)
 			stop()
 			during := r.checkpoints()
 			warns := countLogLines(r.br.logPath, "checkpoint", time.Time{}) - warns0
@@ -339,7 +342,17 @@ func rowCheckpointRO() *row {
 			r.logf("checkpoints writable")
 			r.note("phase A (read-only %s while running): %s; %d WARN lines mentioning checkpoint; checkpoints before [%s], at the end of the read-only span [%s]", ro, seen, warns, before, during)
 			sleepCtx(ctx, 1500*time.Millisecond)
-			r.note("phase A: 1.5 s after writable again, checkpoints [%s]", r.checkpoints())
+			after := r.checkpoints()
+			r.note("phase A: 1.5 s after writable again, checkpoints [%s]", after)
+			if codes[http.StatusServiceUnavailable] == 0 {
+				r.problem("/readyz never answered 503 while the checkpoint store failed")
+			}
+			if maxWarn := 2 * (int(ro/time.Second) + 1); warns > maxWarn {
+				r.problem(fmt.Sprintf("%d WARN lines about checkpoints in %s, more than one per second per pipeline", warns, ro))
+			}
+			if after == during {
+				r.problem("the checkpoints did not advance within 1.5 s of the store being writable again")
+			}
 			// Phase B: read-only, crash, writable, restart.
 			if err := os.Chmod(ck, 0o555); err != nil {
 				return fmt.Errorf("chmod: %w", err)

@@ -82,6 +82,7 @@ type rowRun struct {
 	mu        sync.Mutex
 	faultEnds map[string][]time.Time // per sink; recovery is measured from each
 	notes     []string               // row notes, shared by its sinks
+	problems  []string               // failed checks, shared by its sinks
 	sinkNotes map[string][]string
 }
 
@@ -93,6 +94,13 @@ func (r *rowRun) note(format string, a ...any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.notes = append(r.notes, fmt.Sprintf(format, a...))
+}
+
+// problem records a failed check of the row (beyond the counts).
+func (r *rowRun) problem(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, msg)
 }
 
 func (r *rowRun) sinkNote(sink, format string, a ...any) {
@@ -134,6 +142,7 @@ type result struct {
 	err        error
 	extraLoss  int // losses of other subscribers (stalled ones)
 	maxDup     int // > 0: the most duplicates the row allows at the broker
+	problems   []string
 	elapsed    time.Duration
 	bridgeLogs string
 }
@@ -143,7 +152,7 @@ func (res *result) lost() int { return res.broker.Lost + res.sub.Lost + res.extr
 func (res *result) ok() bool {
 	return res.err == nil && res.lost() == 0 && res.broker.Foreign == 0 && res.sub.Foreign == 0 &&
 		res.broker.Corrupt == 0 && res.sub.Corrupt == 0 && res.recovered == res.faults &&
-		(res.maxDup <= 0 || res.broker.Dup <= res.maxDup)
+		(res.maxDup <= 0 || res.broker.Dup <= res.maxDup) && len(res.problems) == 0
 }
 
 // harness holds what every row shares.
@@ -313,9 +322,9 @@ func (r *rowRun) execute(ctx context.Context) ([]*result, error) {
 	if p := r.br.cur(); p != nil && p.alive() {
 		p.sig(syscall.SIGTERM)
 		if code, sig, ok := p.wait(20 * time.Second); !ok {
-			r.note("final SIGTERM: bridge still running after 20 s, killed")
+			r.problem("final SIGTERM: bridge still running after 20 s, killed")
 		} else if code != 0 {
-			r.note("final SIGTERM: bridge exited with code %d %s", code, sig)
+			r.problem(fmt.Sprintf("final SIGTERM: bridge exited with code %d %s", code, sig))
 		}
 	}
 	return r.results(), nil
@@ -445,6 +454,10 @@ func (r *rowRun) results() []*result {
 		r.mu.Lock()
 		ends := append([]time.Time(nil), r.faultEnds[s]...)
 		res.notes = append(res.notes, r.notes...)
+		res.problems = append(res.problems, r.problems...)
+		for _, p := range r.problems {
+			res.notes = append(res.notes, "FAILED CHECK: "+p)
+		}
 		res.notes = append(res.notes, r.sinkNotes[s]...)
 		r.mu.Unlock()
 		sort.Slice(ends, func(i, j int) bool { return ends[i].Before(ends[j]) })
