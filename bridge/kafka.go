@@ -67,7 +67,7 @@ func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
 	// accepts but never answers would hold the probe, and every /readyz
 	// queued behind its lock, for good. Closing the socket when the probe
 	// ends (timed out, or another broker answered) ends every such wait.
-	dialer := &net.Dialer{DualStack: d.DualStack}
+	dialer := &net.Dialer{} // Happy Eyeballs is on by default (DualStack is deprecated)
 	d.DialFunc = func(dctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dialer.DialContext(dctx, network, addr)
 		if err != nil {

@@ -504,7 +504,7 @@ func (c *Cluster) readOwners(ctx context.Context, kv jetstream.KeyValue, pipes [
 		}
 		var lv leaseValue
 		if json.Unmarshal(e.Value(), &lv) == nil {
-			owners[p] = Owner{Replica: lv.Replica, Since: lv.Since}
+			owners[p] = Owner(lv)
 		}
 	}
 	c.mu.Lock()
