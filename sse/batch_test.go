@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 // TestReadBatchMatchesNext decodes every benchmark shape (small, 64 KiB,
@@ -78,37 +78,41 @@ func (r shortReads) Read(p []byte) (int, error) { return r.r.Read(p[:min(len(p),
 
 // TestReadBatchDoesNotWait checks that a batch is handed over as soon as
 // the input has no complete event left, instead of waiting for the rest
-// of a live stream.
+// of a live stream. In a synctest bubble, a ReadBatch still waiting on
+// the pipe once every goroutine is blocked is exactly the bug.
 func TestReadBatchDoesNotWait(t *testing.T) {
-	pr, pw := io.Pipe()
-	defer pr.Close()
-	go func() {
-		_, _ = pw.Write([]byte("id: 1\ndata: a\n\nid: 2\ndata: b\n\ndata: partial"))
-	}()
-	d := NewDecoder(pr)
-	var b Batch
-	done := make(chan error, 1)
-	go func() { done <- d.ReadBatch(&b, 256) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		pr, pw := io.Pipe()
+		defer pr.Close()
+		go func() {
+			_, _ = pw.Write([]byte("id: 1\ndata: a\n\nid: 2\ndata: b\n\ndata: partial"))
+		}()
+		d := NewDecoder(pr)
+		var b Batch
+		done := make(chan error, 1)
+		go func() { done <- d.ReadBatch(&b, 256) }()
+		synctest.Wait()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatal("ReadBatch waited for more input while holding complete events")
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ReadBatch waited for more input while holding complete events")
-	}
-	if len(b.Events) != 2 || string(b.Events[1].Data) != "b" || d.LastEventID() != "2" {
-		t.Fatalf("events %q, last id %q", b.Events, d.LastEventID())
-	}
-	b.Release()
-	// The partial event completes in a later write.
-	go func() { _, _ = pw.Write([]byte("\n\n")); pw.Close() }()
-	if err := d.ReadBatch(&b, 256); err != nil || len(b.Events) != 1 || string(b.Events[0].Data) != "partial" || b.Events[0].ID != "2" {
-		t.Fatalf("ReadBatch = %v, %q", err, b.Events)
-	}
-	if err := d.ReadBatch(&b, 256); err != io.EOF || len(b.Events) != 0 {
-		t.Fatalf("at the end: %v, %q", err, b.Events)
-	}
+		if len(b.Events) != 2 || string(b.Events[1].Data) != "b" || d.LastEventID() != "2" {
+			t.Fatalf("events %q, last id %q", b.Events, d.LastEventID())
+		}
+		b.Release()
+		// The partial event completes in a later write.
+		go func() { _, _ = pw.Write([]byte("\n\n")); pw.Close() }()
+		if err := d.ReadBatch(&b, 256); err != nil || len(b.Events) != 1 || string(b.Events[0].Data) != "partial" || b.Events[0].ID != "2" {
+			t.Fatalf("ReadBatch = %v, %q", err, b.Events)
+		}
+		if err := d.ReadBatch(&b, 256); err != io.EOF || len(b.Events) != 0 {
+			t.Fatalf("at the end: %v, %q", err, b.Events)
+		}
+	})
 }
 
 // TestReadBatchLastIDOutlivesRelease checks that the last event ID, kept
