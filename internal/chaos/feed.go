@@ -183,7 +183,8 @@ func (f *feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush()
 	}
-	err := f.stream(ctx, bw, flush, f.next(lastID), conn)
+	// stream ends with the connection (or the cut); the error says no more.
+	_ = f.stream(ctx, bw, flush, f.next(lastID), conn)
 	if cw.cut {
 		_ = rc.Flush()
 		f.mu.Lock()
@@ -196,7 +197,6 @@ func (f *feed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return // a clean end of the response, mid-event
 	}
-	_ = err
 }
 
 func (f *feed) stream(ctx context.Context, bw *bufio.Writer, flush func() error, next, conn int) error {

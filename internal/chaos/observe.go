@@ -82,12 +82,6 @@ func (t *tally) gap() {
 	t.mu.Unlock()
 }
 
-func (t *tally) distinct() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.copies)
-}
-
 func (t *tally) total() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -157,17 +151,7 @@ func (t *tally) recovery(at time.Time, total int) (d time.Duration, ok, done boo
 	return 0, false, false
 }
 
-// lastArrival is when the observer last saw a record.
-func (t *tally) lastArrival() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.arrivals) == 0 {
-		return time.Time{}
-	}
-	return t.arrivals[len(t.arrivals)-1].at
-}
-
-// arrivalOf is when seq was first seen.
+// arrivalsBySeq maps each seq to when it was first seen.
 func (t *tally) arrivalsBySeq() map[int]time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -268,19 +252,16 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 // A subscriber reads a reverse stream of the bridge as an SSE client,
 // resuming with Last-Event-ID after every drop.
 type subscriber struct {
-	name  string
-	url   string
-	t     *tally
-	rcv   int           // SO_RCVBUF when > 0 (stalled subscribers)
-	stall time.Duration // stop reading this long after the first event
-	// stallAt is when the stall starts (set by the run).
+	name       string
+	url        string
+	t          *tally
+	rcv        int           // SO_RCVBUF when > 0 (stalled subscribers)
+	stall      time.Duration // stop reading this long after the first event
 	mu         sync.Mutex
 	lastID     string
 	conns      int
 	statuses   map[int]int
 	errs       map[string]int // failed connection attempts by kind
-	stalledAt  time.Time
-	resumedAt  time.Time
 	stalledYet bool
 }
 
@@ -412,12 +393,8 @@ func (s *subscriber) maybeStall(ctx context.Context) {
 		return
 	}
 	s.stalledYet = true
-	s.stalledAt = time.Now()
 	s.mu.Unlock()
 	sleepCtx(ctx, s.stall)
-	s.mu.Lock()
-	s.resumedAt = time.Now()
-	s.mu.Unlock()
 }
 
 func (s *subscriber) summary() string {

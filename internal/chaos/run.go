@@ -143,7 +143,6 @@ type result struct {
 	extraLoss  int // losses of other subscribers (stalled ones)
 	maxDup     int // > 0: the most duplicates the row allows at the broker
 	problems   []string
-	elapsed    time.Duration
 	bridgeLogs string
 }
 
@@ -169,7 +168,6 @@ func (h *harness) runRow(ctx context.Context, rw *row, p params) []*result {
 		feeds: map[string]*feed{}, broker: map[string]*tally{}, subs: map[string][]*subscriber{},
 		skip: map[string]map[int]bool{}, faultEnds: map[string][]time.Time{}, sinkNotes: map[string][]string{},
 		t0: time.Now()}
-	start := time.Now()
 	results, err := r.execute(ctx)
 	if errors.Is(err, errSetup) && ctx.Err() == nil {
 		// A loopback port picked free may have been taken by another
@@ -194,7 +192,6 @@ func (h *harness) runRow(ctx context.Context, rw *row, p params) []*result {
 		results = res
 	}
 	for _, res := range results {
-		res.elapsed = time.Since(start)
 		if r.br != nil {
 			res.bridgeLogs = r.br.logPath
 		}
