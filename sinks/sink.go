@@ -12,43 +12,23 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
-	"github.com/ssebridge/ssebridge/sse"
+	"github.com/ssebridge/ssebridge/message"
 )
 
-// Message headers carried by every published message. Reverse streams read
-// them back, so they are a wire contract: never rename them.
+// The SSE headers of every published message (see package message).
 const (
-	// HeaderID is the upstream event ID; absent when the event had none.
-	HeaderID = "SSE-Id"
-	// HeaderEvent is the event type.
-	HeaderEvent = "SSE-Event"
-	// HeaderSource is the name of the pipeline that ingested the event.
-	HeaderSource = "SSE-Source"
-	// HeaderReceivedAt is when the source decoded the event, RFC 3339 with
-	// nanoseconds.
-	HeaderReceivedAt = "SSE-Received-At"
+	HeaderID         = message.HeaderID
+	HeaderEvent      = message.HeaderEvent
+	HeaderSource     = message.HeaderSource
+	HeaderReceivedAt = message.HeaderReceivedAt
 )
 
-// Message is an event on its way to a broker.
-type Message struct {
-	// Pipeline is the name of the pipeline that received the event.
-	Pipeline string
-	Event    sse.Event
-	// ReceivedAt is when the source dispatched the event.
-	ReceivedAt time.Time
-	// InheritedID reports that Event.ID was already the stream's last
-	// event ID before this event (it had no id field of its own), so the
-	// ID does not identify this event alone: a sink that deduplicates by
-	// ID must not use it for this message. The source knows this even for
-	// the first event after a restart, when the sink has no previous
-	// message to compare with.
-	InheritedID bool
-}
+// Message is an event on its way to a broker (see package message).
+type Message = message.Message
 
 // Sink delivers messages to a broker, in order, and says how many the broker
 // acknowledged.

@@ -9,7 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ssebridge/ssebridge/bridge/checkpoint"
+	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/logging"
 )
 

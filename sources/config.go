@@ -1,6 +1,6 @@
 // Package sources runs the upstream side of a pipeline: a Worker holds a
 // long-lived Server-Sent Events connection to a third-party feed, decodes it
-// with package sse, and hands the events, in upstream order, to a sinks.Sink.
+// with package sse, and hands the events, in upstream order, to a Sink.
 //
 // A Worker never silently loses its place. It reconnects after every drop
 // with Last-Event-ID set to the last event the sink acknowledged, honours the
@@ -68,7 +68,7 @@ const (
 // YAML form to it.
 type Config struct {
 	// Name is the pipeline name: the metrics label, the checkpoint key and
-	// sinks.Message.Pipeline. Required when a checkpoint store is used.
+	// message.Message.Pipeline. Required when a checkpoint store is used.
 	Name string
 	// URL of the SSE feed (http or https).
 	URL string

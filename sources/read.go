@@ -14,7 +14,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/internal/logging"
 	"github.com/ssebridge/ssebridge/internal/metrics"
-	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/message"
 	"github.com/ssebridge/ssebridge/sse"
 )
 
@@ -236,9 +236,9 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		if !fwd {
 			w.m.filtered.Inc()
 		}
-		inherited := ev.ID != "" && ev.ID == prevID
+		inherited := message.InheritsID(ev.ID, prevID)
 		prevID = ev.ID
-		it := item{kind: kindEvent, forward: fwd, msg: sinks.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now(), InheritedID: inherited}}
+		it := item{kind: kindEvent, forward: fwd, msg: message.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now(), InheritedID: inherited}}
 		if !w.push(connCtx, it) {
 			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
 				return n, ErrIdleTimeout

@@ -13,9 +13,9 @@ import (
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ssebridge/ssebridge/bridge/checkpoint"
+	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/metrics"
-	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/message"
 )
 
 // Reconnect reasons, the values of the reason label of
@@ -43,11 +43,24 @@ const checkpointSaveTimeout = 10 * time.Second
 
 var errShortWrite = errors.New("sink acknowledged fewer messages than given without an error")
 
+// Sink is where a Worker delivers: a broker's sink (sinks.Sink satisfies
+// it) or anything else that can acknowledge messages, such as ssebridge
+// tail's printer.
+//
+// Write publishes msgs in order and returns the number of leading
+// messages the broker acknowledged; with an error, the worker retries the
+// rest with backoff. A Worker checkpoints an event only after Write
+// counted it, so Write must never count a message the broker has not
+// stored. Write is called by one goroutine at a time.
+type Sink interface {
+	Write(ctx context.Context, msgs []message.Message) (n int, err error)
+}
+
 // Worker runs one source. Create it with New, run it once with Run; Status
 // may be called at any time from any goroutine.
 type Worker struct {
 	cfg      Config
-	sink     sinks.Sink
+	sink     Sink
 	store    checkpoint.Store
 	log      *slog.Logger
 	client   *http.Client
@@ -78,7 +91,7 @@ type Worker struct {
 
 	// Writer goroutine only.
 	sinkBo *backoff.ExponentialBackOff
-	msgBuf []sinks.Message
+	msgBuf []message.Message
 	idxBuf []int
 
 	m workerMetrics
@@ -102,7 +115,7 @@ const (
 type item struct {
 	kind    itemKind
 	forward bool // kindEvent: false when filtered out
-	msg     sinks.Message
+	msg     message.Message
 	text    string
 	err     error
 }
@@ -110,7 +123,7 @@ type item struct {
 // New checks cfg and prepares a worker that reads cfg.URL and writes to
 // sink. store may be nil (no checkpointing, as in ssebridge tail); with a
 // store, cfg.Name is required since it is the checkpoint key.
-func New(cfg Config, sink sinks.Sink, store checkpoint.Store) (*Worker, error) {
+func New(cfg Config, sink Sink, store checkpoint.Store) (*Worker, error) {
 	if sink == nil {
 		return nil, fmt.Errorf("source %q: %w: nil sink", cfg.Name, ErrInvalidConfig)
 	}

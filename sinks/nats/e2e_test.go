@@ -13,8 +13,8 @@ import (
 
 	gonats "github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/bridge/checkpoint"
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	natssink "github.com/ssebridge/ssebridge/sinks/nats"

@@ -20,10 +20,10 @@
 // ssebridge_sink_duplicates_total and logged at a bounded rate.
 // The SSE standard lets events without an id field inherit the previous ID;
 // such followers (a run of "data: ping" keep-alives, say) would share one
-// Nats-Msg-Id and be discarded as duplicates, so a message whose ID equals
-// the previous message's, or that the source marks as InheritedID (which it
-// knows even for the first event after a restart), gets no Nats-Msg-Id (it
-// may then be duplicated by a replay, never lost).
+// Nats-Msg-Id and be discarded as duplicates, so a message the source marks
+// as InheritedID (see message.InheritsID: the rule is decided there, once,
+// and the source knows it even for the first event after a restart) gets no
+// Nats-Msg-Id (it may then be duplicated by a replay, never lost).
 //
 // Permissions: a core publish the server refuses (the NATS user may not
 // publish to the subject) gets no acknowledgement to miss, only an
@@ -107,10 +107,6 @@ type Sink struct {
 	maxInFlight int
 	log         *slog.Logger
 
-	// lastID is the event ID of the last message acknowledged (or skipped),
-	// to spot IDs inherited by events without an id field.
-	lastID  string
-	started bool
 	// probe is set after a failed JetStream write: the next one waits for
 	// the ack of its first message before pipelining the rest (see
 	// writeJetStream).
@@ -287,10 +283,6 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 		s.published.Add(float64(acked))
 		s.latency.Observe(time.Since(start).Seconds())
 	}
-	if n > 0 {
-		s.lastID = msgs[n-1].Event.ID
-		s.started = true
-	}
 	s.probe = s.js != nil && err != nil
 	if refused > 0 {
 		// Refused messages are counted one by one: each is an event the
@@ -332,13 +324,7 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 		nm = &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: Headers(m)}
 	}
 	if s.js != nil && m.Event.ID != "" && !m.InheritedID {
-		prev, known := s.lastID, s.started
-		if i > 0 {
-			prev, known = msgs[i-1].Event.ID, true
-		}
-		if !known || prev != m.Event.ID {
-			nm.Header.Set(jetstream.MsgIDHeader, MsgID(m))
-		}
+		nm.Header.Set(jetstream.MsgIDHeader, MsgID(m))
 	}
 	if size := len(nm.Data) + headerSize(m, nm.Header); int64(size) > s.nc.MaxPayload() {
 		s.tooLarge.Add(1)

@@ -17,6 +17,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
+	"github.com/ssebridge/ssebridge/message"
 	"github.com/ssebridge/ssebridge/sinks"
 	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
@@ -243,10 +244,16 @@ func (e jsEnv) streamMsgs(t *testing.T, stream string) []*jetstream.RawStreamMsg
 	return out
 }
 
+// msgs are events as the source hands them over: an event whose ID
+// repeats the one before it is marked InheritedID (message.InheritsID).
 func msgs(pipeline string, ids ...string) []sinks.Message {
 	var out []sinks.Message
+	prev := ""
 	for _, id := range ids {
-		out = append(out, sinktest.Msg(pipeline, id, "message", []byte("data-"+id)))
+		m := sinktest.Msg(pipeline, id, "message", []byte("data-"+id))
+		m.InheritedID = message.InheritsID(id, prev)
+		prev = id
+		out = append(out, m)
 	}
 	return out
 }
@@ -289,7 +296,9 @@ func TestInheritedIDsNotDeduplicated(t *testing.T) {
 	e := newJSEnv(t)
 	s := e.open(t, "p", config.NATSSink{Subject: "s", JetStream: true, Stream: &config.StreamSpec{Name: "S"}})
 	mustWrite(t, s, msgs("p", "a", "a", "a", "b"))
-	mustWrite(t, s, msgs("p", "b", "c")) // the inherited b spans two writes
+	second := msgs("p", "b", "c")
+	second[0].InheritedID = true // the inherited b spans two writes: the source knows
+	mustWrite(t, s, second)
 	got := e.streamMsgs(t, "S")
 	if len(got) != 6 {
 		t.Fatalf("stream holds %d messages, want 6", len(got))

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/checkpoint"
+	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
 )
