@@ -54,7 +54,7 @@ func (w sourceWorker) Status() PipelineStatus {
 }
 
 func newWorker(p config.Pipeline, sink sinks.Sink, store checkpoint.Store, log *slog.Logger, shutdownTimeout time.Duration, fence func() error) (worker, error) {
-	sc, err := sources.ConfigFromPipeline(p)
+	sc, err := sourceConfig(p)
 	if err != nil {
 		return nil, err
 	}

@@ -11,8 +11,8 @@
 // sink is slower than the feed, the worker stops reading the socket (TCP
 // back-pressure) instead of buffering or dropping.
 //
-// The operations side builds a Config with ConfigFromPipeline, opens the sink
-// and the store, and calls Run; ssebridge tail uses the same Worker with a
+// The runner (package bridge) maps a pipeline of the YAML file to a Config,
+// opens the sink and the store, and calls Run; ssebridge tail uses the same Worker with a
 // sink that prints.
 package sources
 
@@ -28,27 +28,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
-	"github.com/ssebridge/ssebridge/internal/tlsconf"
+	"github.com/ssebridge/ssebridge/internal/httptoken"
 )
 
 // Defaults applied where a Config field is left zero (see each field for the
 // fields where zero means something else). The YAML defaults live in
-// bridge/config; these follow them so that a Config built in code behaves
-// like one loaded from a file.
+// bridge/config; these equal them (a test of the runner keeps them so) so
+// that a Config built in code behaves like one loaded from a file.
 const (
 	// DefaultRetryInitial is the first reconnection delay before the
 	// server sends a retry field (ConfigFromPipeline only: in Config, 0
 	// means "reconnect at once the first time").
-	DefaultRetryInitial = config.DefaultRetryInitial
+	DefaultRetryInitial = time.Second
 	// DefaultRetryMax caps the reconnection delay; configuration errors
 	// (4xx, wrong Content-Type) are retried at this interval.
-	DefaultRetryMax = config.DefaultRetryMax
+	DefaultRetryMax = 60 * time.Second
 	// DefaultIdleTimeout is the idle timeout ConfigFromPipeline applies:
 	// a dead connection is noticed within minutes, not days.
-	DefaultIdleTimeout = config.DefaultIdleTimeout
+	DefaultIdleTimeout = 90 * time.Second
 	// DefaultQueueSize bounds the events buffered between socket and sink.
-	DefaultQueueSize = config.DefaultQueueSize
+	DefaultQueueSize = 1024
 	// DefaultBatchSize bounds the events handed to one Sink.Write.
 	DefaultBatchSize = 256
 	// DefaultCheckpointInterval is the longest a checkpoint lags the
@@ -59,9 +58,9 @@ const (
 	DefaultCheckpointEvery = 1000
 	// DefaultMaxUnsaved is how many acknowledged events the checkpoint
 	// may lag while the store fails before forwarding pauses.
-	DefaultMaxUnsaved = config.DefaultCheckpointMaxUnsaved
+	DefaultMaxUnsaved = 10000
 	// DefaultShutdownTimeout bounds the flush on graceful shutdown.
-	DefaultShutdownTimeout = config.DefaultShutdownTimeout
+	DefaultShutdownTimeout = 10 * time.Second
 )
 
 // Config describes one source. It is plain Go; ConfigFromPipeline maps the
@@ -168,63 +167,6 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
-// TLSConfig builds a *tls.Config from the YAML tls block (ca_file,
-// cert_file/key_file, server_name, insecure_skip_verify); nil gives nil.
-func TLSConfig(c *config.TLS) (*tls.Config, error) {
-	return tlsconf.Build(c)
-}
-
-// ConfigFromPipeline maps a pipeline of the YAML configuration to a Config,
-// applying the source defaults. The caller still sets Logger and
-// ShutdownTimeout (a global setting) and may set the hooks.
-func ConfigFromPipeline(p config.Pipeline) (Config, error) {
-	s := p.Source
-	c := Config{
-		Name:         p.Name,
-		URL:          s.URL,
-		Method:       strings.ToUpper(s.Method),
-		Body:         s.Body,
-		Events:       append([]string(nil), s.Events...),
-		RetryInitial: s.Retry.Initial.D(),
-		RetryMax:     s.Retry.Max.D(),
-		IdleTimeout:  s.IdleTimeout.D(),
-		MaxEventSize: s.MaxEventSize,
-		QueueSize:    s.QueueSize,
-		MaxUnsaved:   s.CheckpointMaxUnsaved,
-	}
-	if c.RetryInitial == 0 {
-		c.RetryInitial = DefaultRetryInitial
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = DefaultRetryMax
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if len(s.Headers) > 0 {
-		c.Header = make(http.Header, len(s.Headers))
-		for k, v := range s.Headers {
-			c.Header.Set(k, v)
-		}
-		// The worker owns Last-Event-ID (the acknowledged ID on every
-		// reconnection) and drops it from Header; a configured one means
-		// "start after this event" when no checkpoint exists yet.
-		if id := c.Header.Get("Last-Event-ID"); id != "" {
-			c.LastEventID = id
-		}
-		c.Header.Del("Last-Event-ID")
-	}
-	tc, err := TLSConfig(s.TLS)
-	if err != nil {
-		return Config{}, fmt.Errorf("pipeline %q: source: %w", p.Name, err)
-	}
-	c.TLS = tc
-	if err := c.validate(); err != nil {
-		return Config{}, fmt.Errorf("pipeline %q: source: %w", p.Name, err)
-	}
-	return c, nil
-}
-
 // withDefaults returns c with zero fields replaced by the defaults.
 func (c Config) withDefaults() Config {
 	if c.Method == "" {
@@ -279,11 +221,11 @@ func (c Config) validate() error {
 	}
 	// What net/http refuses to send would fail every connection attempt,
 	// retried forever as if the network were down: refuse it here.
-	if c.Method != "" && !config.IsToken(c.Method) {
+	if c.Method != "" && !httptoken.Valid(c.Method) {
 		probs = append(probs, fmt.Sprintf("method %q is not a valid HTTP method", c.Method))
 	}
 	for name, vs := range c.Header {
-		if !config.IsToken(name) {
+		if !httptoken.Valid(name) {
 			probs = append(probs, fmt.Sprintf("header %q: not a valid header name", name))
 		}
 		for _, v := range vs {

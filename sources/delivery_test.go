@@ -22,6 +22,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/internal/tlsconf"
 )
 
 // memStore is a checkpoint.Store in memory that counts Saves.
@@ -384,12 +385,11 @@ func TestTLSWithCAFile(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pipe := config.Pipeline{Name: tname(t), Source: config.Source{URL: srv.URL, TLS: &config.TLS{CAFile: ca}}}
-	cfg, err := ConfigFromPipeline(pipe)
+	tc, err := tlsconf.Build(&config.TLS{CAFile: ca})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Once = true
+	cfg := Config{Name: tname(t), URL: srv.URL, TLS: tc, Once: true}
 	sink := newTestSink()
 	w, err := New(cfg, sink, nil)
 	if err != nil {
@@ -403,35 +403,16 @@ func TestTLSWithCAFile(t *testing.T) {
 	}
 
 	// Without the CA the handshake fails, and says so.
-	pipe.Source.TLS = nil
-	cfg, _ = ConfigFromPipeline(pipe)
-	cfg.Once = true
+	cfg.TLS = nil
 	w, _ = New(cfg, newTestSink(), nil)
 	if err := w.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("Run without CA = %v, want a certificate error", err)
 	}
-	pipe.Source.TLS = &config.TLS{CAFile: filepath.Join(t.TempDir(), "missing.pem")}
-	if _, err := ConfigFromPipeline(pipe); err == nil || !strings.Contains(err.Error(), "ca_file") {
-		t.Errorf("missing ca_file: %v", err)
-	}
 }
 
-func TestConfigFromPipeline(t *testing.T) {
-	c, err := ConfigFromPipeline(config.Pipeline{Name: "p", Source: config.Source{
-		URL: "https://example.org/stream", Method: "post", Headers: map[string]string{"x-api-key": "k"},
-		Body: "b", Events: []string{"a"}, Retry: config.Retry{Initial: config.Duration(2 * time.Second)},
-		MaxEventSize: 10, QueueSize: 3,
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.Name != "p" || c.Method != "POST" || c.Header.Get("X-Api-Key") != "k" || c.Body != "b" || c.Events[0] != "a" ||
-		c.RetryInitial != 2*time.Second || c.RetryMax != DefaultRetryMax || c.IdleTimeout != DefaultIdleTimeout ||
-		c.MaxEventSize != 10 || c.QueueSize != 3 || c.TLS != nil {
-		t.Errorf("config = %+v", c)
-	}
-	_, err = ConfigFromPipeline(config.Pipeline{Name: "q", Source: config.Source{URL: "ftp://x",
-		Retry: config.Retry{Initial: config.Duration(time.Minute), Max: config.Duration(time.Second)}, QueueSize: -1}})
+// TestNewRejectsInvalidConfig: every problem at once, with the name.
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	_, err := New(Config{Name: "q", URL: "ftp://x", RetryInitial: time.Minute, RetryMax: time.Second, QueueSize: -1}, newTestSink(), nil)
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}

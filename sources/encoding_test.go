@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/ssebridge/ssebridge/bridge/config"
 )
 
 // TestGzipWhenAcceptEncodingSet: a user who sets Accept-Encoding: gzip
@@ -139,11 +137,9 @@ func TestLastEventIDHeaderInConfig(t *testing.T) {
 		sseHeaders(w)
 		write(w, event(startID(r), "\n"))
 	})
-	c, err := ConfigFromPipeline(config.Pipeline{Name: tname(t), Source: config.Source{
-		URL: srv.URL, Headers: map[string]string{"Last-Event-ID": "41", "X-Api-Key": "k"}}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The runner maps a Last-Event-ID in the YAML headers to LastEventID
+	// (bridge's TestSourceConfig).
+	c := Config{Name: tname(t), URL: srv.URL, LastEventID: "41", Header: http.Header{"X-Api-Key": {"k"}}}
 	var sl fakeSleep
 	c.Sleep = sl.Sleep
 	sink := newTestSink()

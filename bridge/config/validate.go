@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ssebridge/ssebridge/internal/httptoken"
 	"github.com/ssebridge/ssebridge/internal/tmpl"
 )
 
@@ -267,7 +268,7 @@ func (v *validator) source(key string, s *Source) {
 		u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
 		v.errorf(key+".url", "must be an http:// or https:// URL, got %q", u.Redacted())
 	}
-	if s.Method != "" && !IsToken(s.Method) {
+	if s.Method != "" && !httptoken.Valid(s.Method) {
 		v.errorf(key+".method", "must be an HTTP method like GET or POST, got %q", s.Method)
 	}
 	// Header names ignore case: of User-Agent and user-agent only one is
@@ -278,7 +279,7 @@ func (v *validator) source(key string, s *Source) {
 	for _, name := range names {
 		value := s.Headers[name]
 		hk := key + ".headers." + name
-		if !IsToken(name) {
+		if !httptoken.Valid(name) {
 			v.errorf(hk, "not a valid header name")
 		}
 		if strings.IndexFunc(value, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }) >= 0 {
@@ -636,23 +637,4 @@ func (v *validator) at(key string) string {
 		return fmt.Sprintf(" at line %d", l)
 	}
 	return ""
-}
-
-// IsToken reports whether s is an RFC 9110 token, as HTTP methods and
-// header names must be. Sources check programmatic configurations with it
-// too (ssebridge tail's flags), so both paths agree.
-func IsToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

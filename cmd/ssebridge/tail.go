@@ -18,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/tlsconf"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
 	"github.com/ssebridge/ssebridge/sse"
@@ -149,7 +150,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 	}
 	if *insecure {
-		cfg.TLS, _ = sources.TLSConfig(&config.TLS{InsecureSkipVerify: true}) // no files: cannot fail
+		cfg.TLS, _ = tlsconf.Build(&config.TLS{InsecureSkipVerify: true}) // no files: cannot fail
 	}
 	if *comments {
 		cfg.OnComment = func(c string) { out.print(map[string]string{"comment": c}) }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/pipelinetest"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 	"github.com/ssebridge/ssebridge/sources"
@@ -31,7 +32,7 @@ func TestEndToEnd(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"wiki-events": 3})
 	feed := sinktest.NewFeed(t, 300)
 	s := open(t, k.Addr(), "wiki", config.KafkaSink{Topic: "wiki-events"})
-	w := sinktest.StartWorker(t, "wiki", feed.URL(), s, nil)
+	w := pipelinetest.StartWorker(t, "wiki", feed.URL(), s, nil)
 	feed.Release(300)
 	w.WaitAcked(t, "300")
 	// Keyless: one partition holds the whole feed, in order.
@@ -48,7 +49,7 @@ func TestBrokerRestart(t *testing.T) {
 	feed := sinktest.NewFeed(t, 300)
 	store := &memStore{}
 	s := open(t, k.Addr(), "wiki", config.KafkaSink{Topic: "wiki-events"})
-	w := sinktest.StartWorker(t, "wiki", feed.URL(), s, store)
+	w := pipelinetest.StartWorker(t, "wiki", feed.URL(), s, store)
 	feed.Release(100)
 	w.WaitAcked(t, "100")
 	sinktest.WaitFor(t, "checkpoint 100", func() bool { return store.last() == "100" })

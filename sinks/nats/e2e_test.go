@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/checkpoint"
+	"github.com/ssebridge/ssebridge/internal/pipelinetest"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	natssink "github.com/ssebridge/ssebridge/sinks/nats"
@@ -22,8 +23,8 @@ import (
 	"github.com/ssebridge/ssebridge/sources"
 )
 
-func startWorker(t *testing.T, pipeline, url string, sink sinks.Sink, store checkpoint.Store) *sinktest.Worker {
-	return sinktest.StartWorker(t, pipeline, url, sink, store)
+func startWorker(t *testing.T, pipeline, url string, sink sinks.Sink, store checkpoint.Store) *pipelinetest.Worker {
+	return pipelinetest.StartWorker(t, pipeline, url, sink, store)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) { sinktest.WaitFor(t, what, cond) }

@@ -1,4 +1,7 @@
-package sinktest
+// Package pipelinetest runs a source worker into a sink for end-to-end
+// tests of the sink drivers: it sits outside sinks/ so that no package
+// under sinks depends on sources.
+package pipelinetest
 
 import (
 	"context"
@@ -7,6 +10,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sinks/sinktest"
 	"github.com/ssebridge/ssebridge/sources"
 )
 
@@ -53,17 +57,5 @@ func (w *Worker) Stop() error {
 // WaitAcked waits until the worker's last acknowledged event ID is id.
 func (w *Worker) WaitAcked(t testing.TB, id string) {
 	t.Helper()
-	WaitFor(t, "worker acknowledged "+id, func() bool { return w.Status().LastEventID == id })
-}
-
-// WaitFor polls cond until it holds, failing the test after Timeout.
-func WaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(Timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sinktest.WaitFor(t, "worker acknowledged "+id, func() bool { return w.Status().LastEventID == id })
 }

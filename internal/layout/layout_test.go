@@ -1,0 +1,130 @@
+package layout
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/ssebridge/ssebridge"
+
+// deps lists what pkg (a path under the module) depends on, transitively,
+// without its tests.
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", module+"/"+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps %s: %v", pkg, err)
+	}
+	var ds []string
+	for _, l := range strings.Fields(string(out)) {
+		if l != module+"/"+pkg {
+			ds = append(ds, l)
+		}
+	}
+	return ds
+}
+
+// packages lists the module's packages under dir ("" for all).
+func packages(t *testing.T, pattern string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", module+"/"+pattern).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", pattern, err)
+	}
+	var ps []string
+	for _, l := range strings.Fields(string(out)) {
+		ps = append(ps, strings.TrimPrefix(l, module+"/"))
+	}
+	return ps
+}
+
+func own(ds []string) []string {
+	var out []string
+	for _, d := range ds {
+		if p, ok := strings.CutPrefix(d, module+"/"); ok {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// TestLeaves: the codec, the message, the checkpoint store interface and
+// the token check import nothing of the module but what is listed.
+func TestLeaves(t *testing.T) {
+	for pkg, allowed := range map[string][]string{
+		"sse":                nil,
+		"message":            {"sse"},
+		"checkpoint":         nil,
+		"internal/httptoken": nil,
+	} {
+		for _, d := range own(deps(t, pkg)) {
+			if !slices.Contains(allowed, d) {
+				t.Errorf("leaf %s imports %s", pkg, d)
+			}
+		}
+	}
+}
+
+var brokerClients = []string{"github.com/nats-io/", "github.com/segmentio/kafka-go", "github.com/twmb/franz-go"}
+
+// TestSourcesStandAlone: sources reads a feed into any Sink. It depends on
+// no broker client, no sink, no runner and no YAML types or parser.
+func TestSourcesStandAlone(t *testing.T) {
+	for _, d := range deps(t, "sources") {
+		p, own := strings.CutPrefix(d, module+"/")
+		switch {
+		case own && (p == "bridge" || strings.HasPrefix(p, "bridge/") || strings.HasPrefix(p, "sinks") || strings.HasPrefix(p, "streams")):
+			t.Errorf("sources depends on %s", p)
+		case d == "gopkg.in/yaml.v3":
+			t.Errorf("sources depends on yaml.v3")
+		}
+		for _, c := range brokerClients {
+			if strings.HasPrefix(d, c) {
+				t.Errorf("sources depends on the broker client %s", d)
+			}
+		}
+	}
+}
+
+// TestNoPluginDependsOnTheRunner: sinks and streams never import sources
+// or the runner (package bridge). bridge/config, where the YAML types
+// still live, is the one exception until they move (ARCHITECTURE.md,
+// "Not yet").
+func TestNoPluginDependsOnTheRunner(t *testing.T) {
+	plugins := append(packages(t, "sinks/..."), packages(t, "streams/...")...)
+	for _, pkg := range plugins {
+		for _, d := range own(deps(t, pkg)) {
+			if d == "sources" || d == "bridge" || (strings.HasPrefix(d, "bridge/") && d != "bridge/config") || d == "internal/cluster" {
+				t.Errorf("%s depends on %s", pkg, d)
+			}
+		}
+	}
+}
+
+// TestArchitectureDocNamesEveryPackage: ARCHITECTURE.md, the map of the
+// layout, names every package of the module, so a new one is placed on
+// it when it is added.
+func TestArchitectureDocNamesEveryPackage(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "ARCHITECTURE.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(doc))
+	for sc.Scan() {
+		for _, f := range strings.Split(sc.Text(), "`") {
+			named[strings.TrimSuffix(f, "/")] = true
+		}
+	}
+	for _, p := range packages(t, "...") {
+		if !named[p] {
+			t.Errorf("ARCHITECTURE.md does not name package %s (write it as `%s/`)", p, p)
+		}
+	}
+}
