@@ -88,7 +88,7 @@ func report(results []*result, env runEnv) string {
 	fmt.Fprintf(&b, "- Load: each pipeline's feed produces %.0f events/s for %s (%d events; a row whose faults need longer runs longer); outages, stalls and read-only spans last %s (the long NATS outage three times that)\n",
 		env.p.rate, env.p.dur, env.p.total(), env.p.outage)
 	fmt.Fprintf(&b, "- ssebridge ran as %s\n\n", env.user)
-	b.WriteString(`How it counts. ssebridge runs as a separate process (` + "`ssebridge run`" + ` with a generated
+	fmt.Fprintf(&b, `How it counts. ssebridge runs as a separate process (` + "`ssebridge run`" + ` with a generated
 config) against a nats-server process (JetStream on disk) and a kfake Kafka cluster (in the
 harness process, on a loopback port, its log on disk). Each pipeline reads its own replaying
 test feed: event *n* carries id *n* and ` + "`{\"seq\":n,…}`" + ` as data, and a connection with
@@ -99,15 +99,19 @@ which resumes with ` + "`Last-Event-ID`" + ` whenever its connection drops.
 
 - **Sent**: events the feed published (each one exactly once from the feed's point of view;
   a replay after a reconnection is not counted again).
-- **Lost**: events sent but never seen, at the broker / at the reader subscriber.
+- **Lost**: events sent but never seen, at the broker / at the reader subscriber. A row ends
+  when every observer has every event, or after ` + "%s" + ` without progress, or ` + "%s" + ` after the
+  feed's last event: what an observer has not seen by then counts as lost.
 - **Duplicated**: extra copies, at the broker / at the reader subscriber.
 - **Out of order**: events first seen after a later one, at the broker / at the subscriber.
 - **Recovery**: the longest time from the end of a fault (restart, broker back, store
   writable, feed healthy again) to the first event newer than all before it reaching the
   broker; the read-back polls every 50 ms.
 - **Peak RSS**: the largest VmHWM of any ssebridge process of the row.
+- **Result**: pass when nothing was lost at the broker or at any subscriber, every fault was
+  followed by new events, and the row's own checks held (noted as FAILED CHECK otherwise).
 
-`)
+`, fmtDur(env.p.idleStop), fmtDur(env.p.settle))
 	b.WriteString("| Fault | Sink | What was checked | Sent | Lost | Duplicated | Out of order | Recovery | Peak RSS | Result |\n")
 	b.WriteString("|---|---|---|---:|---:|---:|---:|---:|---:|---|\n")
 	for i, r := range results {

@@ -445,7 +445,7 @@ func (r *rowRun) results() []*result {
 		for _, sub := range subs[1:] {
 			c := sub.t.counts(exp)
 			res.extraLoss += c.Lost
-			res.notes = append(res.notes, fmt.Sprintf("subscriber %s: %d lost, %d duplicated, %d out of order (%s)",
+			res.notes = append(res.notes, fmt.Sprintf("subscriber %s: %d never received by the end of the row, %d duplicated, %d out of order (%s)",
 				sub.name, c.Lost, c.Dup, c.OOO, sub.summary()))
 		}
 		r.mu.Lock()
