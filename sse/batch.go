@@ -130,7 +130,7 @@ func (m *memPool) put(p *pooled) {
 	}
 }
 
-// ReadBatch reads up to max events (at least one; max < 1 means one)
+// ReadBatch reads up to limit events (at least one; limit < 1 means one)
 // into b, replacing what b held: a batch still holding events is
 // released first.
 //
@@ -144,10 +144,10 @@ func (m *memPool) put(p *pooled) {
 //
 // ReadBatch and Next may be mixed on one decoder, but the events of Next
 // always own their memory (see Next) and those of ReadBatch never do.
-func (d *Decoder) ReadBatch(b *Batch, max int) error {
+func (d *Decoder) ReadBatch(b *Batch, limit int) error {
 	b.Release()
-	if max < 1 {
-		max = 1
+	if limit < 1 {
+		limit = 1
 	}
 	if d.pool == nil {
 		d.pool = &memPool{}
@@ -156,12 +156,23 @@ func (d *Decoder) ReadBatch(b *Batch, max int) error {
 	if d.cur == nil {
 		d.switchSlab()
 	}
+	if d.bufMem == nil {
+		// Pool the read buffer, adopting the one in use with its unread
+		// bytes.
+		if d.buf == nil {
+			d.bufMem = d.getBuf()
+			d.buf = d.bufMem.buf[:max(d.bufSize, minBufSize)]
+		} else {
+			d.bufMem = &pooled{buf: d.buf, pool: d.pool}
+			d.bufMem.refs.Store(1)
+		}
+	}
 	defer d.endBatch()
-	for len(b.Events) < max {
+	for len(b.Events) < limit {
 		if d.crAt > d.r && d.bomDone && !d.skipping && !d.skipLF && len(d.partial) == 0 {
 			// Next's fast path, appending straight to the batch.
-			d.nextBuffered(b, max)
-			if len(b.Events) >= max {
+			d.nextBuffered(b, limit)
+			if len(b.Events) >= limit {
 				break
 			}
 		}
@@ -199,7 +210,7 @@ func (b *Batch) push(data []byte, id, typ string) {
 // batch in the decoder, is pinned so that releasing the batch does not
 // hand it out again.
 func (d *Decoder) endBatch() {
-	d.batch, d.curRef, d.noBlock = nil, false, false
+	d.batch, d.curRef, d.bufRef, d.noBlock = nil, false, false, false
 	if d.lastIDPooled {
 		pin(&d.pinID, d.lastIDMem)
 	}
@@ -241,6 +252,52 @@ func (d *Decoder) switchSlab() {
 	if oldCur != nil {
 		oldCur.unref()
 	}
+}
+
+// getBuf returns pooled memory for a read buffer of d's size.
+func (d *Decoder) getBuf() *pooled {
+	size := max(d.bufSize, minBufSize)
+	if size == batchSlabSize {
+		return d.pool.getSlab()
+	}
+	return d.pool.getLarge(size)
+}
+
+// replaceBuf moves the unread bytes to a fresh read buffer, leaving the
+// old one to the batches that hold events in it. The search caches move
+// with the bytes, as when fill compacts.
+func (d *Decoder) replaceBuf() {
+	old, oldMem := d.buf, d.bufMem
+	if d.pool == nil {
+		d.pool = &memPool{}
+	}
+	d.bufMem = d.getBuf()
+	d.buf = d.bufMem.buf[:len(old)]
+	n := copy(d.buf, old[d.r:d.w])
+	d.lfAt -= d.r
+	d.crAt -= d.r
+	d.validTo -= d.r
+	d.checkedTo -= d.r
+	d.r, d.w = 0, n
+	d.bufRef = false
+	oldMem.unref()
+}
+
+// useBuf records that the current batch holds memory in the read buffer.
+func (d *Decoder) useBuf() {
+	if d.batch != nil && !d.bufRef {
+		d.bufMem.refs.Add(1)
+		d.batch.mem = append(d.batch.mem, d.bufMem)
+		d.bufRef = true
+	}
+}
+
+// takeZC moves a pending single data line from the read buffer to the
+// data buffer, as any other data line.
+func (d *Decoder) takeZC() {
+	v := d.zc
+	d.zc, d.zcSet = nil, false
+	d.appendData(v)
 }
 
 // useSlab records that the current batch holds memory in the current

@@ -38,7 +38,7 @@ func TestReadBatchMatchesNext(t *testing.T) {
 						b.Release()
 					}
 				})
-				d := NewDecoder(shortReads{r: bytes.NewReader(in.stream)})
+				d := NewDecoder(shortReads{r: bytes.NewReader(in.stream), n: 3000})
 				i := 0
 				for {
 					b := new(Batch)
@@ -70,11 +70,61 @@ func TestReadBatchMatchesNext(t *testing.T) {
 	}
 }
 
-// shortReads hands out reads of at most 3000 bytes, so batches end at read
+// shortReads hands out reads of at most n bytes, so batches end at read
 // boundaries and events span reads.
-type shortReads struct{ r io.Reader }
+type shortReads struct {
+	r io.Reader
+	n int
+}
 
-func (r shortReads) Read(p []byte) (int, error) { return r.r.Read(p[:min(len(p), 3000)]) }
+func (r shortReads) Read(p []byte) (int, error) { return r.r.Read(p[:min(len(p), r.n)]) }
+
+// TestReadBatchHeldAcrossReads holds every batch until the end of the
+// stream, then checks every event: the events handed out in place from
+// the read buffer must survive all the reads after them.
+func TestReadBatchHeldAcrossReads(t *testing.T) {
+	var stream []byte
+	for _, in := range benchInputs {
+		stream = append(stream, in.stream...)
+	}
+	var want []Event
+	d := NewDecoder(bytes.NewReader(stream))
+	for {
+		ev, err := d.Next()
+		if err != nil {
+			break
+		}
+		want = append(want, ev)
+	}
+	for _, n := range []int{700, 3000, 40000} {
+		d := NewDecoder(shortReads{r: bytes.NewReader(stream), n: n})
+		var held []*Batch
+		for {
+			b := new(Batch)
+			err := d.ReadBatch(b, 5)
+			held = append(held, b)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		i := 0
+		for _, b := range held {
+			for _, ev := range b.Events {
+				if i >= len(want) || ev.ID != want[i].ID || ev.Type != want[i].Type || !bytes.Equal(ev.Data, want[i].Data) {
+					t.Fatalf("reads of %d: event %d changed while its batch was held", n, i)
+				}
+				i++
+			}
+			b.Release()
+		}
+		if i != len(want) {
+			t.Fatalf("reads of %d: %d events, want %d", n, i, len(want))
+		}
+	}
+}
 
 // TestReadBatchDoesNotWait checks that a batch is handed over as soon as
 // the input has no complete event left, instead of waiting for the rest

@@ -127,6 +127,15 @@ type Decoder struct {
 	// pinID and pinType hold a reference on the memory of the last ID
 	// and type once a batch ended, so releasing it cannot reuse them.
 	pinID, pinType *pooled
+	// During ReadBatch the read buffer is pooled too (bufMem), so that an
+	// event with a single data line can hand out that line in place (zc,
+	// pending until the blank line): fill reads on into a fresh buffer
+	// while a batch holds events in the old one, and copies a pending zc
+	// out before the buffer moves.
+	bufMem *pooled
+	bufRef bool // batch holds a reference on bufMem
+	zc     []byte
+	zcSet  bool
 }
 
 // NewDecoder returns a Decoder reading from r. The Decoder buffers: it may
@@ -165,6 +174,13 @@ func (d *Decoder) Reset(r io.Reader) {
 		cur:       d.cur,
 		pinID:     d.pinID,
 		pinType:   d.pinType,
+		bufMem:    d.bufMem,
+	}
+	if d.bufMem != nil && d.bufMem.refs.Load() > 1 {
+		// A batch still holds events in the read buffer: do not read
+		// over them.
+		d.bufMem.unref()
+		d.bufMem, d.buf = nil, nil
 	}
 	if d.dataMem != nil {
 		d.dataMem.unref()
@@ -227,6 +243,9 @@ func (d *Decoder) Next() (ev Event, err error) {
 		// After ReadBatch: move to memory that events may own.
 		d.dataMem = nil // the buffer, still being filled, is the event's
 		d.switchSlab()
+		if d.zcSet {
+			d.takeZC() // the event's data line, still in the read buffer
+		}
 	}
 	ev.Data, ev.ID, ev.Type, err = d.next()
 	return ev, err
@@ -378,7 +397,10 @@ func (d *Decoder) nextBuffered(b *Batch, max int) (data []byte, id, typ string, 
 				v++
 			}
 			value := buf[v:e]
-			if need := d.dlen + len(value) + 1; !d.spilled && need <= cap(d.slab)-len(d.slab) {
+			if b != nil && d.dlen == 0 && !d.spilled && !d.zcSet && d.bufMem != nil {
+				// ReadBatch: a first data line stays where it is.
+				d.zc, d.zcSet = value, true
+			} else if need := d.dlen + len(value) + 1; !d.spilled && !d.zcSet && need <= cap(d.slab)-len(d.slab) {
 				// appendData's usual case, written out.
 				tail := d.slab[len(d.slab):cap(d.slab)]
 				copy(tail[d.dlen:need-1], value)
@@ -620,6 +642,12 @@ func (d *Decoder) fill() error {
 	if d.noBlock {
 		return errWouldBlock
 	}
+	if d.zcSet {
+		d.takeZC() // its bytes are about to move or be read over
+	}
+	if d.bufMem != nil && d.bufMem.refs.Load() > 1 {
+		d.replaceBuf()
+	}
 	if d.r > 0 {
 		n := copy(d.buf, d.buf[d.r:d.w])
 		d.lfAt -= d.r
@@ -665,6 +693,7 @@ func (d *Decoder) tooLarge(atLineStart bool) error {
 func (d *Decoder) resetEvent() {
 	d.size = 0
 	d.dlen, d.spilled, d.grows = 0, false, 0
+	d.zc, d.zcSet = nil, false
 	if d.dataMem == nil {
 		d.data = trimBuf(d.data)
 	} else {
@@ -788,6 +817,9 @@ func (d *Decoder) setType(value []byte) {
 
 // appendData appends one data value and its LF to the data buffer.
 func (d *Decoder) appendData(value []byte) {
+	if d.zcSet {
+		d.takeZC()
+	}
 	if !d.spilled {
 		need := d.dlen + len(value) + 1
 		if need > cap(d.slab)-len(d.slab) {
@@ -892,7 +924,27 @@ func parseRetry(b []byte) (time.Duration, bool) {
 // last event ID still updates.
 func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 	d.size = 0
-	if d.dlen == 0 && !d.spilled {
+	if d.zcSet {
+		// A single data line, handed out from the read buffer; the new
+		// ID, if any, goes to the slab.
+		d.useBuf()
+		data = d.zc[:len(d.zc):len(d.zc)]
+		d.zc, d.zcSet = nil, false
+		if d.idSet {
+			if n := len(d.idBuf); n > 0 && n <= cap(d.slab)-len(d.slab) {
+				d.useSlab()
+				start := len(d.slab)
+				d.slab = d.slab[:start+n]
+				b := d.slab[start : start+n]
+				copy(b, d.idBuf)
+				d.lastID = unsafe.String(&b[0], n)
+			} else {
+				d.lastID = d.makeString(d.idBuf)
+			}
+			d.lastIDPooled, d.lastIDMem = d.batch != nil, d.cur
+			d.idSet = false
+		}
+	} else if d.dlen == 0 && !d.spilled {
 		if d.idSet {
 			d.lastID = d.makeString(d.idBuf)
 			d.lastIDPooled, d.lastIDMem = d.batch != nil, d.cur
@@ -900,8 +952,7 @@ func (d *Decoder) dispatch() (data []byte, id, typ string, ok bool) {
 		}
 		d.typBuf = d.typBuf[:0]
 		return nil, "", "", false
-	}
-	if !d.spilled {
+	} else if !d.spilled {
 		// Data is already in place: commit it from the slab tail, then
 		// put the new ID, if any, right after it.
 		d.useSlab()
