@@ -88,19 +88,19 @@ func report(results []*result, env runEnv) string {
 	fmt.Fprintf(&b, "- Load: each pipeline's feed produces %.0f events/s for %s (%d events; a row whose faults need longer runs longer); outages, stalls and read-only spans last %s (the long NATS outage three times that)\n",
 		env.p.rate, env.p.dur, env.p.total(), env.p.outage)
 	fmt.Fprintf(&b, "- ssebridge ran as %s\n\n", env.user)
-	fmt.Fprintf(&b, `How it counts. ssebridge runs as a separate process (` + "`ssebridge run`" + ` with a generated
+	fmt.Fprintf(&b, `How it counts. ssebridge runs as a separate process (`+"`ssebridge run`"+` with a generated
 config) against a nats-server process (JetStream on disk) and a kfake Kafka cluster (in the
 harness process, on a loopback port, its log on disk). Each pipeline reads its own replaying
-test feed: event *n* carries id *n* and ` + "`{\"seq\":n,…}`" + ` as data, and a connection with
-` + "`Last-Event-ID: n`" + ` continues at *n*+1. Every event is then counted by its seq in two places:
+test feed: event *n* carries id *n* and `+"`{\"seq\":n,…}`"+` as data, and a connection with
+`+"`Last-Event-ID: n`"+` continues at *n*+1. Every event is then counted by its seq in two places:
 the broker (the JetStream stream read back message by message, the Kafka topic consumed from
-its start) and a reverse subscriber on the bridge's ` + "`streams:`" + ` endpoint for that broker,
-which resumes with ` + "`Last-Event-ID`" + ` whenever its connection drops.
+its start) and a reverse subscriber on the bridge's `+"`streams:`"+` endpoint for that broker,
+which resumes with `+"`Last-Event-ID`"+` whenever its connection drops.
 
 - **Sent**: events the feed published (each one exactly once from the feed's point of view;
   a replay after a reconnection is not counted again).
 - **Lost**: events sent but never seen, at the broker / at the reader subscriber. A row ends
-  when every observer has every event, or after ` + "%s" + ` without progress, or ` + "%s" + ` after the
+  when every observer has every event, or after `+"%s"+` without progress, or `+"%s"+` after the
   feed's last event: what an observer has not seen by then counts as lost.
 - **Duplicated**: extra copies, at the broker / at the reader subscriber.
 - **Out of order**: events first seen after a later one, at the broker / at the subscriber.
