@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
-
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
@@ -228,11 +227,7 @@ func (p *pipeline) supervise(ctx context.Context, prev *pipeline) {
 			return
 		}
 	}
-	bo := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(time.Second),
-		backoff.WithMaxInterval(30*time.Second),
-		backoff.WithMaxElapsedTime(0),
-	)
+	bo := retry.Backoff(time.Second, 30*time.Second)
 	for {
 		ran, err := p.runOnce(ctx)
 		if ctx.Err() != nil {
@@ -259,7 +254,7 @@ func (p *pipeline) supervise(ctx context.Context, prev *pipeline) {
 		if ran {
 			bo.Reset()
 		}
-		if errors.Is(err, sinks.ErrNotConnected) {
+		if retry.Classify(err) == retry.NotConnected {
 			// The broker is down, not the pipeline wrong: start again as
 			// soon as it is back, not a backoff of up to 30 s later.
 			p.setState(StateFailed, err)

@@ -7,7 +7,6 @@ package sinks
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -16,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/message"
 )
 
@@ -51,8 +51,9 @@ type Sink interface {
 }
 
 // ErrNotConnected is returned (wrapped) by Write while the broker cannot be
-// reached; the caller backs off and retries.
-var ErrNotConnected = errors.New("sink not connected")
+// reached; the caller backs off and retries (see internal/retry, whose
+// error it is).
+var ErrNotConnected = retry.ErrNotConnected
 
 // Deps are the shared resources a driver may use.
 type Deps struct {

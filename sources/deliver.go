@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/retry"
 )
 
 // The writer: one goroutine per Worker that hands queued events to the sink
@@ -144,7 +146,20 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 		w.ck.wake()
 		w.setPaused(true, err)
 		delay := w.sinkBo.NextBackOff()
-		w.log.Warn("sink write failed, retrying", "pending", len(msgs)-off, "delay", delay, "error", err)
+		switch class := retry.Classify(err); class {
+		case retry.NotConnected:
+			// Nothing to fix but the broker's return: look again soon so
+			// the feed resumes within a second of it.
+			delay = min(delay, notConnectedRetry)
+			w.log.Warn("broker not connected, retrying", "pending", len(msgs)-off, "delay", delay, "error", err)
+		case retry.Permanent:
+			// Someone must change something (a permission, say): retry
+			// rarely, and say so loudly.
+			delay = w.cfg.RetryMax
+			w.log.Error("sink refused the events; retrying until it accepts them", "pending", len(msgs)-off, "delay", delay, "error", err)
+		default:
+			w.log.Warn("sink write failed, retrying", "pending", len(msgs)-off, "delay", delay, "error", err)
+		}
 		if serr := w.cfg.Sleep(ctx, delay); serr != nil {
 			return fmt.Errorf("sink: %d events not delivered: %w", len(msgs)-off, err)
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/message"
 )
 
@@ -36,6 +37,10 @@ const (
 // reconnects after about a millisecond and still backs off exponentially on
 // repeated failures instead of spinning.
 const minRetry = time.Millisecond
+
+// notConnectedRetry is the longest a worker waits before trying an
+// unreachable broker again.
+const notConnectedRetry = time.Second
 
 // checkpointSaveTimeout bounds one checkpoint write, also the final one
 // after the sink context was cancelled.
@@ -161,20 +166,8 @@ func New(cfg Config, sink Sink, store checkpoint.Store) (*Worker, error) {
 		w.client = &http.Client{Transport: t, CheckRedirect: checkRedirect}
 	}
 	base := cfg.RetryInitial
-	w.bo = backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(max(base, minRetry)),
-		backoff.WithRandomizationFactor(0.25),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxInterval(cfg.RetryMax),
-		backoff.WithMaxElapsedTime(0),
-	)
-	w.sinkBo = backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(min(100*time.Millisecond, cfg.RetryMax)),
-		backoff.WithRandomizationFactor(0.25),
-		backoff.WithMultiplier(2),
-		backoff.WithMaxInterval(cfg.RetryMax),
-		backoff.WithMaxElapsedTime(0),
-	)
+	w.bo = retry.Backoff(max(base, minRetry), cfg.RetryMax)
+	w.sinkBo = retry.Backoff(100*time.Millisecond, cfg.RetryMax)
 	name := cfg.Name
 	w.m = workerMetrics{
 		received:  metrics.EventsReceived.WithLabelValues(name),

@@ -62,6 +62,7 @@ import (
 	"github.com/ssebridge/ssebridge/internal/logging"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
+	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sinks/route"
 )
@@ -82,6 +83,9 @@ var ErrNoConnection = errors.New("nats sink: no NATS connection configured (set 
 // the server refused a publish because the NATS user may not publish to the
 // subject. The refused message and those after it are not counted, so the
 // caller retries them; they go through once the permission is granted.
+//
+// Wrapped errors carry retry.MarkPermanent: the worker retries them at its
+// longest backoff only, since a grant is what they wait for.
 var ErrPermissionDenied = errors.New("nats sink: publish permission denied")
 
 func init() {
@@ -485,7 +489,7 @@ func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked, r
 	subj := subjects[first]
 	s.log.Warn("nats server refused publish: permission denied; the events are retried, not checkpointed",
 		"pipeline", s.pipeline, "subject", subj, "id", msgs[first].Event.ID, "refused", refused, "delivered", acked)
-	return first, acked, refused, fmt.Errorf("nats publish %q: %w", subj, ErrPermissionDenied)
+	return first, acked, refused, retry.MarkPermanent(fmt.Errorf("nats publish %q: %w", subj, ErrPermissionDenied))
 }
 
 // ctxOr reports the caller's context error when ctx ended (rather than the
@@ -564,7 +568,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 			}
 			s.log.Warn("nats server refused publish: permission denied; the events are retried, not checkpointed",
 				"pipeline", s.pipeline, "subject", head.subj, "delivered", acked)
-			return fmt.Errorf("nats jetstream publish %q: %w", head.subj, ErrPermissionDenied)
+			return retry.MarkPermanent(fmt.Errorf("nats jetstream publish %q: %w", head.subj, ErrPermissionDenied))
 		}
 		if sawRefusal && s.perms.RefusedSince(mark, head.subj) {
 			return deny()
