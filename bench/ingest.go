@@ -313,6 +313,11 @@ func (h *harness) runOnce(c contestant, plan feedPlan, onStart func() error) (r 
 			return r, 0, fmt.Errorf("count: %w", err)
 		}
 		if n >= int64(plan.events) {
+			if n > int64(plan.events) {
+				// Only events should reach the broker: a bridge sending
+				// anything else would end the run early.
+				h.logf("note: %s counted %d messages for %d events", c.name, n, plan.events)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
