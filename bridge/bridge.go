@@ -259,6 +259,16 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 	return runErr
 }
 
+// shutdownTimeoutLocked is shutdown_timeout, or its default for a Config
+// built in code without SetDefaults: the one place that default is applied.
+// b.mu is held.
+func (b *Bridge) shutdownTimeoutLocked() time.Duration {
+	if d := b.cfg.ShutdownTimeout.D(); d > 0 {
+		return d
+	}
+	return DefaultShutdownTimeout
+}
+
 func pipelineNames(cfg *config.Config) []string {
 	names := make([]string, len(cfg.Pipelines))
 	for i, p := range cfg.Pipelines {
@@ -364,12 +374,9 @@ func (b *Bridge) shutdown(srv *http.Server, serveErr chan error, cancelRequests 
 	defer b.reloadMu.Unlock()
 	b.mu.Lock()
 	b.stopped = true
-	timeout := b.cfg.ShutdownTimeout.D()
+	timeout := b.shutdownTimeoutLocked()
 	pipes, strs := b.workersLocked()
 	b.mu.Unlock()
-	if timeout <= 0 {
-		timeout = DefaultShutdownTimeout
-	}
 	b.log.Info("bridge shutting down", "timeout", timeout.String())
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -120,13 +120,10 @@ func (b *Bridge) stopPipeline(name string) {
 	b.mu.Lock()
 	p := b.pipelines[name]
 	delete(b.pipelines, name)
-	timeout := b.cfg.ShutdownTimeout.D()
+	timeout := b.shutdownTimeoutLocked()
 	b.mu.Unlock()
 	if p == nil {
 		return
-	}
-	if timeout <= 0 {
-		timeout = DefaultShutdownTimeout
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -328,15 +325,9 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 	store := p.b.store
 	// The worker gets most of the budget; the sink, NATS drain and server
 	// stop need the rest.
-	fullTimeout := p.b.cfg.ShutdownTimeout.D()
+	fullTimeout := p.b.shutdownTimeoutLocked()
 	shutdownTimeout := fullTimeout * 3 / 4
 	p.b.mu.RUnlock()
-	if fullTimeout <= 0 {
-		fullTimeout = DefaultShutdownTimeout
-	}
-	if shutdownTimeout <= 0 {
-		shutdownTimeout = DefaultShutdownTimeout
-	}
 	sink, err := sinks.Open(ctx, deps, p.name, p.cfg.Sink)
 	if err != nil {
 		return false, err

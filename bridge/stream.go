@@ -65,13 +65,10 @@ func (b *Bridge) stopStream(path string) {
 	b.mu.Lock()
 	s := b.streams[path]
 	delete(b.streams, path)
-	timeout := b.cfg.ShutdownTimeout.D()
+	timeout := b.shutdownTimeoutLocked()
 	b.mu.Unlock()
 	if s == nil {
 		return
-	}
-	if timeout <= 0 {
-		timeout = DefaultShutdownTimeout
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
