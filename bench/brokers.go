@@ -183,5 +183,40 @@ func (b *brokers) checkKafkaOrder(ctx context.Context, from int64, n int) error 
 	return nil
 }
 
+// consumeLatencies reads the bench topic from offset from as records
+// arrive until it has n of them or ctx ends, and returns, per record, the
+// time from the feed sending the event to this consumer receiving it: an
+// upper bound of the time to store it, since kfake keeps no append time.
+func (b *brokers) consumeLatencies(ctx context.Context, from int64, n int) ([]time.Duration, error) {
+	conn, err := kafka.DialLeader(ctx, "tcp", b.kaddr, benchTopic, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if _, err := conn.Seek(from, kafka.SeekAbsolute); err != nil {
+		return nil, err
+	}
+	lat := make([]time.Duration, 0, n)
+	for len(lat) < n && ctx.Err() == nil {
+		_ = conn.SetReadDeadline(time.Now().Add(time.Second))
+		batch := conn.ReadBatchWith(kafka.ReadBatchConfig{MinBytes: 1, MaxBytes: 16 << 20, MaxWait: 100 * time.Millisecond})
+		for {
+			m, err := batch.ReadMessage()
+			if err != nil {
+				break
+			}
+			now := time.Now()
+			if t := field(m.Value, "t"); t > 0 {
+				lat = append(lat, now.Sub(time.Unix(0, t)))
+			}
+		}
+		_ = batch.Close() // a fetch that timed out empty is retried
+	}
+	if len(lat) < n {
+		return lat, fmt.Errorf("consumed %d of %d records", len(lat), n)
+	}
+	return lat, nil
+}
+
 // removeAll is os.RemoveAll for run directories, ignoring errors.
 func removeAll(dir string) { _ = os.RemoveAll(dir) }

@@ -372,19 +372,36 @@ func (h *harness) throughput(sizes []int) []ingestResult {
 // latency runs the contestants that can keep up with a steady rate and
 // measures feed-to-stored latency: for core NATS, until a subscriber of
 // the harness receives the message; for JetStream, until the server
-// stored it (the stored message's timestamp).
+// stored it (the stored message's timestamp); for Kafka, until a
+// consumer of the harness fetched the record.
 func (h *harness) latency(rate float64, dur time.Duration) []latencyResult {
 	var out []latencyResult
 	n := int(rate * dur.Seconds())
 	for _, c := range contestants() {
-		if c.scenario == scKafka || c.role == roleJSSync || !h.selected(c) {
-			continue // no latency target; sync JetStream cannot keep this rate
+		if c.role == roleJSSync || !h.selected(c) {
+			continue // sync JetStream cannot keep this rate
 		}
 		lr := latencyResult{c: c, rate: rate, events: n}
 		var lat []time.Duration
 		var mu sync.Mutex
 		var sub *nats.Subscription
+		var kafkaLat chan []time.Duration
+		var kafkaErr error
+		ctx, cancel := context.WithCancel(context.Background())
 		onStart := func() error {
+			if c.scenario == scKafka {
+				from, err := h.br.kafkaEnd(ctx)
+				if err != nil {
+					return err
+				}
+				kafkaLat = make(chan []time.Duration, 1)
+				go func() {
+					l, err := h.br.consumeLatencies(ctx, from, n)
+					kafkaErr = err
+					kafkaLat <- l
+				}()
+				return nil
+			}
 			if c.scenario != scCore {
 				return nil
 			}
@@ -420,6 +437,25 @@ func (h *harness) latency(rate float64, dur time.Duration) []latencyResult {
 		if err == nil && c.scenario == scJS {
 			lat, err = h.br.storedLatencies(n)
 		}
+		if kafkaLat != nil {
+			if err != nil {
+				cancel()
+			}
+			select {
+			case l := <-kafkaLat:
+				lat = l
+				if err == nil {
+					err = kafkaErr
+				}
+			case <-time.After(10 * time.Second):
+				cancel()
+				lat = <-kafkaLat
+				if err == nil {
+					err = fmt.Errorf("consumer: %d of %d records", len(lat), n)
+				}
+			}
+		}
+		cancel()
 		mu.Lock()
 		if err == nil && len(lat) < n {
 			err = fmt.Errorf("%d latencies of %d events", len(lat), n)

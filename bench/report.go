@@ -134,7 +134,7 @@ func (r *report) markdown() string {
 	}
 	if len(r.lat) > 0 {
 		p("### Latency at a steady rate\n\n")
-		p("The feed sends %.0f events/s for %v, each carrying the time it was written. Core NATS: until a subscriber in the harness received the message. JetStream: until the server stored it (the stored message's timestamp, read back after the run). The sync JetStream publisher cannot keep this rate and is left out.\n\n", r.rate, r.duration)
+		p("The feed sends %.0f events/s for %v, each carrying the time it was written. Core NATS: until a subscriber in the harness received the message. JetStream: until the server stored it (the stored message's timestamp, read back after the run). Kafka: until a consumer in the harness fetched the record (kfake keeps no append time, so this is an upper bound of the time to store it). The sync JetStream publisher cannot keep this rate and is left out.\n\n", r.rate, r.duration)
 		p("| scenario | bridge | events | p50 | p99 | max |\n|---|---|---|---|---|---|\n")
 		for _, l := range r.lat {
 			if l.err != nil {
