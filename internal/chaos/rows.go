@@ -378,25 +378,65 @@ func rowCheckpointRO() *row {
 }
 
 func rowBrokerDownAtStart() *row {
-	return &row{
+	rw := &row{
 		key: "broker-down-at-start", fault: "Broker down at start",
-		checked: "ssebridge starts while nats-server and Kafka are not running; they start a few seconds later; recovery is from the broker's start to the first event stored",
+		checked: "ssebridge starts while nats-server and Kafka are not running; they start after the outage; recovery is from the broker's start to the first event stored",
 		sinks:   both,
-		setup:   func(r *rowRun) { r.brokersLate = true },
 		inject: func(ctx context.Context, r *rowRun) error {
-			if !r.at(ctx, r.p.outage/2) {
+			if !r.at(ctx, r.p.outage) {
 				return nil
 			}
 			r.logf("start brokers")
 			if err := r.startBrokers(ctx); err != nil {
 				return err
 			}
-			r.faultEnd(time.Now())
-			r.note("brokers started %s after the bridge", r.p.outage/2)
+			r.brokersUp = time.Now()
+			r.faultEnd(r.brokersUp)
+			r.note("brokers started %s after the bridge", r.p.outage)
 			return nil
 		},
-		explain: dupsNone,
 	}
+	rw.setup = func(r *rowRun) {
+		r.brokersLate = true
+		rw.explain = func(res *result) []string {
+			fails, started := pipelineLog(r.br.logPath, pipelineName(res.sink))
+			msg := fmt.Sprintf("the bridge's log: %d pipeline set-up failures", fails)
+			if !started.IsZero() && !r.brokersUp.IsZero() {
+				msg += fmt.Sprintf(", then \"pipeline started\" %s after the broker started", fmtDur(started.Sub(r.brokersUp).Round(time.Millisecond)))
+			}
+			return append(dupsNone(res), msg)
+		}
+	}
+	return rw
+}
+
+// pipelineLog reads the bridge's JSON log: how many times the pipeline's
+// set-up failed, and when it last started.
+func pipelineLog(path, pipeline string) (fails int, started time.Time) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, time.Time{}
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Time     time.Time `json:"time"`
+			Msg      string    `json:"msg"`
+			Pipeline string    `json:"pipeline"`
+		}
+		if json.Unmarshal(sc.Bytes(), &l) != nil || l.Pipeline != pipeline {
+			continue
+		}
+		switch l.Msg {
+		case "pipeline failed, retrying":
+			fails++
+		case "pipeline started":
+			started = l.Time
+		}
+	}
+	return fails, started
 }
 
 var symbols = []string{"BTC", "ETH", "SOL"}

@@ -74,9 +74,10 @@ type rowRun struct {
 	subs   map[string][]*subscriber // [0] is the reader every row counts
 	skip   map[string]map[int]bool  // seqs not expected at the broker (hostile)
 
-	attempt     int  // 2 when the row is set up a second time
-	brokersLate bool // broker down at start
-	maxDup      int  // when > 0, more duplicates at the broker fail the row
+	attempt     int       // 2 when the row is set up a second time
+	brokersLate bool      // broker down at start
+	brokersUp   time.Time // when they started, then
+	maxDup      int       // when > 0, more duplicates at the broker fail the row
 	t0          time.Time
 
 	mu        sync.Mutex
