@@ -357,13 +357,13 @@ streams:
     source: {url: "http://x"}
     sink:
       nats: {subject: "wiki.>"}
-`, `9: pipelines[0].sink.nats.subject: wildcards cannot be published to`},
+`, `9: pipelines[0].sink.nats.subject: invalid NATS subject "wiki.>": wildcard ">" cannot be published to`},
 		{"bad kafka topic", header + `pipelines:
   - name: a
     source: {url: "http://x"}
     sink:
       kafka: {topic: "wiki changes"}
-`, `9: pipelines[0].sink.kafka.topic: a Kafka topic is 1 to 249`},
+`, `9: pipelines[0].sink.kafka.topic: invalid Kafka topic "wiki changes": character ' ' at offset 4`},
 		{"auth without a method", header + `streams:
   - path: /s
     nats: {subject: s}

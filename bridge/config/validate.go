@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ssebridge/ssebridge/internal/httptoken"
+	"github.com/ssebridge/ssebridge/internal/names"
 	"github.com/ssebridge/ssebridge/internal/tmpl"
 )
 
@@ -239,10 +240,7 @@ func (v *validator) natsURL(key, list string) {
 	}
 }
 
-var (
-	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	kafkaTopicRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
-)
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 func (v *validator) pipeline(i int, p *Pipeline) {
 	key := fmt.Sprintf("pipelines[%d]", i)
@@ -453,41 +451,22 @@ func fill(parts []tmpl.Part) string {
 	return b.String()
 }
 
+// natsPublishSubject checks a subject template by the runtime's own rule
+// (names.PublishSubject), with every placeholder standing for one token.
 func (v *validator) natsPublishSubject(key, s string) {
 	parts, err := parseTemplate(s)
 	if err != nil {
 		v.errorf(key, "%v", err)
 		return
 	}
-	for _, tok := range strings.Split(fill(parts), ".") {
-		switch {
-		case tok == "":
-			v.errorf(key, "empty token in subject %q", s)
-			return
-		case tok == "*" || tok == ">":
-			v.errorf(key, "wildcards cannot be published to: %q", s)
-			return
-		case strings.ContainsAny(tok, " \t\r\n"):
-			v.errorf(key, "subjects cannot contain white space: %q", s)
-			return
-		}
+	if err := names.PublishSubject(fill(parts)); err != nil {
+		v.errorf(key, "%v", err)
 	}
 }
 
 func (v *validator) natsSubscribeSubject(key, s string) {
-	toks := strings.Split(s, ".")
-	for i, tok := range toks {
-		switch {
-		case tok == "":
-			v.errorf(key, "empty token in subject %q", s)
-			return
-		case tok == ">" && i != len(toks)-1:
-			v.errorf(key, "> must be the last token of %q", s)
-			return
-		case strings.ContainsAny(tok, " \t\r\n"):
-			v.errorf(key, "subjects cannot contain white space: %q", s)
-			return
-		}
+	if err := names.SubscribeSubject(s); err != nil {
+		v.errorf(key, "%v", err)
 	}
 }
 
@@ -509,8 +488,8 @@ func (v *validator) kafkaTopic(key, t string, template bool) {
 		}
 		t = fill(parts)
 	}
-	if !kafkaTopicRE.MatchString(t) || len(t) > 249 || t == "." || t == ".." {
-		v.errorf(key, "a Kafka topic is 1 to 249 letters, digits, '.', '_' or '-': %q", t)
+	if err := names.Topic(t); err != nil {
+		v.errorf(key, "%v", err)
 	}
 }
 

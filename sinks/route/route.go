@@ -30,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ssebridge/ssebridge/internal/names"
 	"github.com/ssebridge/ssebridge/internal/tmpl"
 	"github.com/ssebridge/ssebridge/sinks"
 )
@@ -49,9 +50,9 @@ var (
 	ErrNotJSON = errors.New("route: data is not JSON")
 	// ErrInvalidSubject is a rendered string that is not a publishable NATS
 	// subject.
-	ErrInvalidSubject = errors.New("route: invalid NATS subject")
+	ErrInvalidSubject = names.ErrInvalidSubject
 	// ErrInvalidTopic is a rendered string that is not a legal Kafka topic.
-	ErrInvalidTopic = errors.New("route: invalid Kafka topic")
+	ErrInvalidTopic = names.ErrInvalidTopic
 )
 
 // Template is a compiled destination template. It is immutable and safe for
@@ -206,62 +207,17 @@ func lookup(v any, path []string) (string, error) {
 	}
 }
 
-// MaxSubjectLen bounds a rendered NATS subject. The server refuses a
-// publish whose protocol line (subject, reply inbox, sizes) exceeds its
-// max_control_line, 4096 bytes by default, with an error after which
-// nats.go closes the connection for good: one event rendering a long
-// subject would take down the bridge's shared connection. The margin
-// leaves room for the JetStream reply inbox and the sizes.
-const MaxSubjectLen = 4096 - 256
+// MaxSubjectLen bounds a rendered NATS subject (see names.MaxSubjectLen).
+const MaxSubjectLen = names.MaxSubjectLen
 
-// ValidSubject reports whether s can be published to: non-empty, at most
-// MaxSubjectLen bytes, no whitespace or control characters, no empty
-// token, no wildcard token.
-func ValidSubject(s string) error {
-	if s == "" {
-		return fmt.Errorf("%w: empty", ErrInvalidSubject)
-	}
-	if len(s) > MaxSubjectLen {
-		return fmt.Errorf("%w: %d bytes, more than %d", ErrInvalidSubject, len(s), MaxSubjectLen)
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c == 0x7f {
-			return fmt.Errorf("%w %q: whitespace or control character at offset %d", ErrInvalidSubject, s, i)
-		}
-	}
-	for tok := range strings.SplitSeq(s, ".") {
-		switch tok {
-		case "":
-			return fmt.Errorf("%w %q: empty token", ErrInvalidSubject, s)
-		case "*", ">":
-			return fmt.Errorf("%w %q: wildcard %q cannot be published to", ErrInvalidSubject, s, tok)
-		}
-	}
-	return nil
-}
+// ValidSubject reports whether s can be published to (names.PublishSubject).
+func ValidSubject(s string) error { return names.PublishSubject(s) }
 
 // MaxTopicLen is Kafka's limit on a topic name.
-const MaxTopicLen = 249
+const MaxTopicLen = names.MaxTopicLen
 
-// ValidTopic reports whether s is a legal Kafka topic name: 1 to 249 of
-// [a-zA-Z0-9._-], and not "." or "..".
-func ValidTopic(s string) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%w: empty", ErrInvalidTopic)
-	case len(s) > MaxTopicLen:
-		return fmt.Errorf("%w: %d characters, more than %d", ErrInvalidTopic, len(s), MaxTopicLen)
-	case s == "." || s == "..":
-		return fmt.Errorf("%w %q", ErrInvalidTopic, s)
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("%w %q: character %q at offset %d (allowed: letters, digits, '.', '_', '-')", ErrInvalidTopic, s, c, i)
-		}
-	}
-	return nil
-}
+// ValidTopic reports whether s is a legal Kafka topic name (names.Topic).
+func ValidTopic(s string) error { return names.Topic(s) }
 
 // Router turns a message into a destination: the template, validated, or
 // else the fallback.
