@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -166,4 +167,23 @@ func TestProcKill(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Error("a process of the group survived")
+}
+
+// TestReport checks the table: one line per row and sink, the figures in
+// their columns, a failing row marked, and a note per line.
+func TestReport(t *testing.T) {
+	rw := &row{key: "k", fault: "Some fault", checked: "what"}
+	ok := &result{row: rw, sink: sinkNATS, sent: 10, faults: 2, recovered: 2, recovery: 1500 * time.Millisecond, rss: 30 << 20}
+	bad := &result{row: rw, sink: sinkKafka, sent: 10, broker: counts{Lost: 3, Dup: 2}, notes: []string{"why | so"}}
+	md := report([]*result{ok, bad}, runEnv{p: quickParams(), commit: "abc1234", machine: "cpu, 2 cores"})
+	for _, want := range []string{
+		"| Some fault | jetstream | what | 10 | 0 | 0 | 0 | 1.5 s (max of 2) | 30 MiB | pass [1] |",
+		"| ″ | kafka | ″ | 10 | 3 / 0 | 2 / 0 | 0 | n/a | 0 MiB | **FAIL** [2] |",
+		"2. **Some fault, kafka.** why \\| so.",
+		"Commit: `abc1234`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
 }
