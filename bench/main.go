@@ -63,7 +63,7 @@ func main() {
 func run(quick bool, only, repo, out, perfDir, match string, sizes []int) error {
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	rep := &report{m: describeMachine(repo), quick: quick}
-	decodeSize, rounds := 6<<20, 9
+	decodeSize, rounds := 6<<20, 15
 	rep.sizes = []int{30_000, 100_000, 300_000}
 	rep.rate, rep.duration = 10_000, 5*time.Second
 	if quick {
