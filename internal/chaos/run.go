@@ -38,7 +38,7 @@ func quickParams() params {
 }
 
 func fullParams() params {
-	return params{rate: 400, dur: 20 * time.Second, outage: 10 * time.Second, kills: 8, terms: 2,
+	return params{rate: 400, dur: 20 * time.Second, outage: 10 * time.Second, kills: 15, terms: 2,
 		bigLine: 1 << 30, settle: 60 * time.Second, idleStop: 12 * time.Second}
 }
 
