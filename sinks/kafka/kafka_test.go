@@ -384,3 +384,39 @@ func TestSASLCluster(t *testing.T) {
 		t.Fatalf("Write with a wrong password = %d, %v", n, err)
 	}
 }
+
+// TestHeadersOfEveryMessage: the header values of a Write share one
+// buffer, reused by the next Write; every stored record must still carry
+// its own event's ID, type and time, across Writes of varying sizes with
+// IDs and types of varying lengths (and some events without an ID).
+func TestHeadersOfEveryMessage(t *testing.T) {
+	k := testbroker.StartKafka(t, map[string]int32{"hdrs": 1})
+	s := open(t, k.Addr(), "hdr", config.KafkaSink{Topic: "hdrs"})
+	base := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	var want []sinks.Message
+	for w, size := range []int{3, 250, 1, 40} {
+		batch := make([]sinks.Message, size)
+		for i := range batch {
+			n := len(want) + i
+			id := strings.Repeat("i", n%13) + fmt.Sprint(n)
+			if n%11 == 0 {
+				id = ""
+			}
+			batch[i] = sinktest.Msg("hdr", id, strings.Repeat("t", 1+n%7), []byte(fmt.Sprint("v", n)))
+			batch[i].ReceivedAt = base.Add(time.Duration(n) * time.Millisecond).In(time.FixedZone("X", (w-1)*3600))
+		}
+		writeAll(t, s, batch)
+		want = append(want, batch...)
+	}
+	got := newReader(t, k.Addr()).partition(t, "hdrs", 0, len(want))
+	for i, m := range got {
+		h, w := header(m), want[i]
+		if string(m.Value) != string(w.Event.Data) || h[sinks.HeaderEvent] != w.Event.Type || h[sinks.HeaderSource] != "hdr" ||
+			h[sinks.HeaderReceivedAt] != w.ReceivedAt.Format(time.RFC3339Nano) {
+			t.Fatalf("record %d: value %q headers %q, want event %+v at %s", i, m.Value, h, w.Event, w.ReceivedAt.Format(time.RFC3339Nano))
+		}
+		if id, ok := h[sinks.HeaderID]; ok != (w.Event.ID != "") || id != w.Event.ID {
+			t.Fatalf("record %d: id header %q (present %v), want %q", i, id, ok, w.Event.ID)
+		}
+	}
+}
