@@ -179,7 +179,7 @@ func TestReport(t *testing.T) {
 	for _, want := range []string{
 		"| Some fault | jetstream | what | 10 | 0 | 0 | 0 | 1.5 s (max of 2) | 30 MiB | pass [1] |",
 		"| ″ | kafka | ″ | 10 | 3 / 0 | 2 / 0 | 0 | n/a | 0 MiB | **FAIL** [2] |",
-		"2. **Some fault, kafka.** why \\| so.",
+		"2. **Some fault, kafka.** Why \\| so.",
 		"Commit: `abc1234`",
 	} {
 		if !strings.Contains(md, want) {

@@ -151,7 +151,11 @@ which resumes with `+"`Last-Event-ID`"+` whenever its connection drops.
 			b.WriteString(" No duplicates.")
 		}
 		for _, n := range r.notes {
-			b.WriteString(" " + strings.TrimSuffix(oneLine(n), ".") + ".")
+			n = strings.TrimSuffix(oneLine(n), ".")
+			if n != "" {
+				n = strings.ToUpper(n[:1]) + n[1:]
+			}
+			b.WriteString(" " + n + ".")
 		}
 		b.WriteString("\n")
 	}

@@ -248,11 +248,12 @@ func (r *rowRun) watchReady(ctx context.Context) (string, map[int]int) {
 					if k == "name" || k == "url" {
 						continue
 					}
-					if strings.Contains(strings.ToLower(k), "checkpoint") || strings.Contains(strings.ToLower(k), "unsaved") {
-						if _, ok := firstVal[k]; !ok {
-							firstVal[k] = fmt.Sprintf("%.120v", v)
-						}
+					lk := strings.ToLower(k)
+					if strings.Contains(lk, "checkpoint") || strings.Contains(lk, "unsaved") {
 						states[k] = true
+						if _, ok := firstVal[k]; !ok && (strings.Contains(lk, "error") || strings.Contains(lk, "unsaved")) && !strings.Contains(lk, "since") {
+							firstVal[k] = fmt.Sprintf("%.80v", v)
+						}
 					}
 				}
 			}
@@ -313,7 +314,7 @@ func rowCheckpointRO() *row {
 			// it, and the crash must replay at most that many.
 			r.spec.checkpointMaxUnsaved = int(r.p.rate * r.p.outage.Seconds() / 4)
 			r.maxDup = r.spec.checkpointMaxUnsaved
-			r.note("checkpoint_max_unsaved: %d (a quarter of the events of one read-only span)", r.spec.checkpointMaxUnsaved)
+			r.note("configured checkpoint_max_unsaved: %d (a quarter of the events of one read-only span)", r.spec.checkpointMaxUnsaved)
 		},
 		inject: func(ctx context.Context, r *rowRun) error {
 			ck := r.checkpointDir()

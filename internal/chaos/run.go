@@ -443,11 +443,14 @@ func (r *rowRun) results() []*result {
 		subs := r.subs[s]
 		res.sub = subs[0].t.counts(exp)
 		res.sub.Received = subs[0].t.total()
-		for _, sub := range subs[1:] {
-			c := sub.t.counts(exp)
-			res.extraLoss += c.Lost
-			res.notes = append(res.notes, fmt.Sprintf("subscriber %s: %d never received by the end of the row, %d duplicated, %d out of order (%s)",
-				sub.name, c.Lost, c.Dup, c.OOO, sub.summary()))
+		if len(subs) > 1 {
+			var parts []string
+			for _, sub := range subs[1:] {
+				c := sub.t.counts(exp)
+				res.extraLoss += c.Lost
+				parts = append(parts, fmt.Sprintf("%s %d / %d / %d / %s", sub.name, c.Lost, c.Dup, c.OOO, sub.summary()))
+			}
+			res.notes = append(res.notes, "other subscribers (never received by the end of the row / duplicated / out of order / connections): "+strings.Join(parts, "; "))
 		}
 		r.mu.Lock()
 		ends := append([]time.Time(nil), r.faultEnds[s]...)
