@@ -128,6 +128,13 @@ func TestFeedResume(t *testing.T) {
 // TestTally checks the counting: loss, duplicates, order and recovery.
 func TestTally(t *testing.T) {
 	tl := newTally()
+	tl.check = func(seq int, data []byte) bool { return string(data) == string(defaultData("t", seq)) }
+	tl.add([]byte(`{"seq":5,"feed":"t","pa`), time.Now()) // a truncated event
+	tl.copies, tl.arrivals, tl.maxSeen = map[int]int{}, nil, 0
+	if tl.corrupt != 1 {
+		t.Errorf("corrupt = %d after a truncated event, want 1", tl.corrupt)
+	}
+	tl.corrupt = 0
 	t0 := time.Now()
 	for i, s := range []int{1, 2, 4, 3, 4, 6} {
 		tl.add(defaultData("t", s), t0.Add(time.Duration(i)*time.Second))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -253,6 +254,17 @@ func (r *rowRun) execute(ctx context.Context) ([]*result, error) {
 	}
 	if r.row.setup != nil {
 		r.row.setup(r)
+	}
+	// Unless the row checks the data its own way, every record must carry
+	// exactly the data the feed sent (no truncated or merged event).
+	for _, s := range r.row.sinks {
+		f := r.feeds[s]
+		same := func(seq int, got []byte) bool { return bytes.Equal(got, f.data(seq)) }
+		for _, t := range append([]*tally{r.broker[s]}, tallies(r.subs[s])...) {
+			if t.check == nil {
+				t.check = same
+			}
+		}
 	}
 	cfg := filepath.Join(r.dir, "ssebridge.yaml")
 	if err := os.WriteFile(cfg, []byte(r.spec.yaml()), 0o644); err != nil {
