@@ -392,7 +392,7 @@ func runDecode(size, rounds int, logf func(string, ...any)) (inputs []decodeInpu
 				allocsPer: (float64(two) - float64(once)) / float64(in.events),
 				mbps:      float64(len(in.stream)) / 1e6 / med.Seconds(),
 			}
-			logf("decode %-9s %-18s %8.2f ms  %7.0f MB/s  %6.2f allocs/event", in.name, d.name, med.Seconds()*1e3, res[i][j].mbps, res[i][j].allocsPer)
+			logf("decode %-9s %-18s %8.2f ms (min %.2f)  %7.0f MB/s  %6.2f allocs/event", in.name, d.name, med.Seconds()*1e3, times[j][0].Seconds()*1e3, res[i][j].mbps, res[i][j].allocsPer)
 		}
 	}
 	return inputs, decs, res, nil
