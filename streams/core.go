@@ -2,32 +2,76 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // coreBackend serves a core NATS subject. Core NATS keeps no history, so
 // all subscribers of the stream share one NATS subscription, made when the
-// first arrives and dropped when the last leaves, and fan out from it.
+// first arrives and dropped when the last leaves, and read its tail.
 type coreBackend struct {
-	nc      *nats.Conn
-	subject string
+	nc         *nats.Conn
+	subject    string
+	maxPending int
+	log        *slog.Logger
+	path       string
 
-	mu      sync.RWMutex
-	sub     *nats.Subscription
-	members map[*subscriber]string // subscriber → its subject filter ("" for all)
+	mu  sync.Mutex
+	cur *coreTail
 }
 
-func newCoreBackend(nc *nats.Conn, subject string) *coreBackend {
-	return &coreBackend{nc: nc, subject: subject, members: map[*subscriber]string{}}
+// coreTail is the one subscription of a core stream and its tail.
+type coreTail struct {
+	*tail
+	sub     *nats.Subscription
+	dropped uint64 // messages the client library dropped so far
+	users   int    // guarded by the backend's mu
+	// watch ends the tail when the connection drops; stop ends watch.
+	nc      *nats.Conn
+	status  chan nats.Status
+	stopped chan struct{}
+	watched chan struct{}
+}
+
+// errDisconnected ends the subscribers of a core subject when the bridge's
+// connection drops: what is published until it is back is lost, and core
+// NATS cannot replay it, so they must not go on as if nothing was missed.
+var errDisconnected = errors.New("NATS connection lost; core NATS subjects keep no history, events may have been missed")
+
+// watch ends the tail when the connection starts reconnecting.
+func (t *coreTail) watch() {
+	defer close(t.watched)
+	select {
+	case <-t.status:
+		t.breakWith(errDisconnected)
+	case <-t.stopped:
+	}
+}
+
+// stop drops the subscription and the connection watch.
+func (t *coreTail) stop() {
+	_ = t.sub.Unsubscribe()
+	close(t.stopped)
+	<-t.watched
+	t.nc.RemoveStatusListener(t.status)
+	t.breakWith(ErrClosed)
+}
+
+func newCoreBackend(nc *nats.Conn, c config.Stream, maxPending int, log *slog.Logger) *coreBackend {
+	return &coreBackend{nc: nc, subject: c.NATS.Subject, maxPending: maxPending, log: log, path: c.Path}
 }
 
 func (b *coreBackend) kind() string { return "nats" }
+
+func (b *coreBackend) sharesTail() {}
 
 func (b *coreBackend) subscribe(ctx context.Context, sub *subscriber, req *request) (feed, error) {
 	// A Last-Event-ID is ignored rather than refused: browsers send it on
@@ -45,21 +89,42 @@ func (b *coreBackend) subscribe(ctx context.Context, sub *subscriber, req *reque
 
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.sub == nil {
-		ns, err := b.nc.Subscribe(b.subject, b.dispatch)
+	if b.cur == nil || b.cur.isBroken() {
+		// A broken tail is stopped by its last user.
+		b.cur = nil
+		// No history to resume from: the window only has to hold what
+		// a subscriber may fall behind.
+		t := &coreTail{
+			tail:    newTail(b.maxPending, 1<<62, b.maxPending, 0),
+			nc:      b.nc,
+			stopped: make(chan struct{}),
+			watched: make(chan struct{}),
+		}
+		t.status = b.nc.StatusChanged(nats.RECONNECTING, nats.DISCONNECTED)
+		ns, err := b.nc.Subscribe(b.subject, t.dispatch)
 		if err != nil {
+			b.nc.RemoveStatusListener(t.status)
 			return feed{}, fmt.Errorf("%w: subscribe %q: %v", ErrUnavailable, b.subject, err)
 		}
 		// The server must know the subscription before we answer 200,
 		// or a message published right after could be missed.
 		if err := b.nc.FlushWithContext(ctx); err != nil {
 			_ = ns.Unsubscribe()
+			b.nc.RemoveStatusListener(t.status)
 			return feed{}, fmt.Errorf("%w: subscribe %q: %v", ErrUnavailable, b.subject, err)
 		}
-		b.sub = ns
+		t.sub = ns
+		go t.watch()
+		b.cur = t
 	}
-	b.members[sub] = filter
-	f := newFeed(&counterCursor{}, func() { b.leave(sub) })
+	t := b.cur
+	if _, err := t.joinHead(sub); err != nil {
+		return feed{}, fmt.Errorf("%w: subscribe %q: %v", ErrUnavailable, b.subject, err)
+	}
+	t.users++
+	f := newFeed(&counterCursor{}, func() { b.leave(t, sub) })
+	f.tail = t.tail
+	f.subject = filter
 	// A closed connection (not a reconnecting one) delivers nothing ever
 	// again, and a core subscription has no error callback to say so.
 	f.check = func() error {
@@ -71,40 +136,44 @@ func (b *coreBackend) subscribe(ctx context.Context, sub *subscriber, req *reque
 	return f, nil
 }
 
-func (b *coreBackend) leave(sub *subscriber) {
+func (b *coreBackend) leave(t *coreTail, sub *subscriber) {
+	t.leave(sub)
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	delete(b.members, sub)
-	if len(b.members) == 0 && b.sub != nil {
-		_ = b.sub.Unsubscribe()
-		b.sub = nil
+	t.users--
+	last := t.users == 0
+	if last && b.cur == t {
+		b.cur = nil
+	}
+	b.mu.Unlock()
+	if last {
+		t.stop()
 	}
 }
 
-// dispatch runs on the NATS subscription's goroutine and must never block:
-// offer drops a subscriber rather than wait for it.
-func (b *coreBackend) dispatch(msg *nats.Msg) {
-	m := message{subject: msg.Subject, data: msg.Data}
+// errDropped ends the subscribers of a core subject whose messages the
+// NATS client dropped (a slow consumer): they would skip events silently.
+var errDropped = errors.New("NATS client dropped messages of the subscription (slow consumer)")
+
+// dispatch runs on the NATS subscription's goroutine, one message at a
+// time, and never blocks: a subscriber too far behind is cut off.
+func (t *coreTail) dispatch(msg *nats.Msg) {
+	// Messages the client library dropped (its pending limits were
+	// exceeded) are a gap for every subscriber: end them all rather than
+	// skip silently.
+	if n, err := msg.Sub.Dropped(); err == nil && uint64(n) != t.dropped {
+		t.dropped = uint64(n)
+		t.breakWith(fmt.Errorf("%w: %d dropped", errDropped, n))
+		return
+	}
+	typ := ""
 	if msg.Header != nil {
-		m.typ = msg.Header.Get(sinks.HeaderEvent)
+		typ = msg.Header.Get(sinks.HeaderEvent)
 	}
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	for sub, filter := range b.members {
-		if filter == "" || subjectMatches(filter, m.subject) {
-			sub.offer(m)
-		}
-	}
+	t.publish(newFrame(0, msg.Subject, typ, msg.Data, ""))
 }
 
-func (b *coreBackend) close() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sub != nil {
-		_ = b.sub.Unsubscribe()
-		b.sub = nil
-	}
-}
+// close runs once every feed has stopped, so every tail is stopped.
+func (b *coreBackend) close() {}
 
 // counterCursor numbers the events of one connection: core NATS has no
 // position to resume from, so the id only orders events within it.

@@ -57,6 +57,10 @@ const (
 	DefaultHeartbeat = config.DefaultStreamHeartbeat
 	// DefaultMaxPending is how many events a subscriber may fall behind.
 	DefaultMaxPending = config.DefaultStreamMaxPending
+	// DefaultWindowEvents and DefaultWindowBytes bound the window of
+	// recent events a JetStream stream keeps while it has subscribers.
+	DefaultWindowEvents = config.DefaultStreamWindowEvents
+	DefaultWindowBytes  = config.DefaultStreamWindowBytes
 )
 
 // writeTimeout bounds one write to a subscriber: a client that stops
@@ -239,7 +243,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 				errs = append(errs, fmt.Errorf("stream %q: NATS subject but no NATS connection configured", name))
 				continue
 			}
-			st.backend = newCoreBackend(deps.NATS, c.NATS.Subject)
+			st.backend = newCoreBackend(deps.NATS, c, st.maxPending, log)
 		case c.Kafka != nil:
 			if !deps.Kafka.Configured() {
 				errs = append(errs, fmt.Errorf("stream %q: Kafka topic but no Kafka brokers configured", name))
@@ -519,7 +523,13 @@ func statusOf(err error) int {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *request) {
 	path := st.cfg.Path
 	rc := http.NewResponseController(w)
-	sub := newSubscriber(st.maxPending, rc)
+	// A stream read through a shared tail needs no buffer of its own; a
+	// backend that hands every subscriber its own messages does.
+	pending := st.maxPending
+	if _, ok := st.backend.(tailBackend); ok {
+		pending = 0
+	}
+	sub := newSubscriber(pending, rc)
 	s.mu.Lock()
 	s.active[sub] = struct{}{}
 	s.mu.Unlock()
@@ -536,7 +546,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		if code >= 500 {
 			s.log.Warn("stream subscription failed", "stream", path, "err", err)
 		}
-		http.Error(w, capEcho(err.Error()), code)
+		http.Error(w, err.Error(), code)
 		return
 	}
 	defer f.stop()
@@ -557,12 +567,31 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	// needs none, an idle one gets one exactly when due.
 	hb := time.NewTimer(st.heartbeat)
 	defer hb.Stop()
+	var sent uint64
+	count := func() {
+		if sent > 0 {
+			st.sent.Add(sent)
+			st.mSent.Add(float64(sent))
+			sent = 0
+		}
+	}
+	defer count()
+	// private is the subscriber's own feed (Kafka readers, a JetStream
+	// catch-up); nil once it has joined the tail.
+	private := sub.ch
+	var joined bool
+	if f.tail != nil && private == nil {
+		joined = true
+	}
 	write := func(m *message) error {
 		if sub.isCut.Load() {
 			// Buffered messages may follow one that was dropped.
 			return errCutOff
 		}
 		f.cur.advance(m)
+		if f.subject != "" && !subjectMatches(f.subject, m.subject) {
+			return nil
+		}
 		if req.events != nil && !req.events[m.eventType()] {
 			return nil
 		}
@@ -579,8 +608,22 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			}
 			return err
 		}
-		st.sent.Add(1)
-		st.mSent.Add(1)
+		sent++
+		return nil
+	}
+	// join continues from the tail where a catch-up ended.
+	join := func(m *message) error {
+		if err := f.tail.joinAfter(sub, m.seq); err != nil {
+			if errors.Is(err, errNotCovered) {
+				// The window moved on while the last events of the
+				// catch-up were written: resuming is safe and cheap.
+				sub.cut(errOutOfWindow)
+				return errOutOfWindow
+			}
+			sub.fail(err)
+			return err
+		}
+		private, joined = nil, true
 		return nil
 	}
 	// drain writes what is buffered without waiting, then flushes once, so
@@ -589,25 +632,76 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		if !sub.armWrite() {
 			return errCutOff
 		}
-		if err := write(first); err != nil {
-			return err
-		}
-		for n := 1; n < st.maxPending; n++ {
-			select {
-			case m := <-sub.ch:
-				if err := write(&m); err != nil {
+		m := first
+		for n := 0; ; n++ {
+			if m.join {
+				if err := join(m); err != nil {
 					return err
 				}
+				break
+			}
+			if err := write(m); err != nil {
+				return err
+			}
+			if n+1 >= st.maxPending {
+				break
+			}
+			select {
+			case next := <-private:
+				m = &next
+				continue
 			default:
-				n = st.maxPending
+			}
+			break
+		}
+		count()
+		return rc.Flush()
+	}
+	var frames []*frame
+	// writeTail writes the tail's frames the subscriber has not written
+	// yet, a batch at a time, the same bytes for every subscriber.
+	writeTail := func() error {
+		if !sub.armWrite() {
+			return errCutOff
+		}
+		var more bool
+		var err error
+		frames, more, err = f.tail.read(sub, frames[:0], tailBatch)
+		if err != nil {
+			return err
+		}
+		for i, fr := range frames {
+			frames[i] = nil
+			if sub.isCut.Load() {
+				return errCutOff
+			}
+			ok, err := s.writeFrame(w, f, req, fr)
+			if err != nil {
+				return err
+			}
+			if ok {
+				sent++
 			}
 		}
+		if more {
+			sub.notify() // come back after a look at the other cases
+		}
+		count()
 		return rc.Flush()
 	}
 	for {
 		select {
-		case m := <-sub.ch:
+		case m := <-private:
 			if err := drain(&m); err != nil {
+				s.logEnd(path, sub, err)
+				return
+			}
+			hb.Reset(st.heartbeat)
+		case <-sub.wake:
+			if !joined {
+				continue // a catch-up's join wakes it again
+			}
+			if err := writeTail(); err != nil {
 				s.logEnd(path, sub, err)
 				return
 			}
@@ -635,18 +729,71 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			// flush what it had already delivered: the client has every
 			// event it was sent, and its Last-Event-ID covers them.
 			f.stop()
-			for {
+			for private != nil {
 				select {
-				case m := <-sub.ch:
-					if err := drain(&m); err != nil {
+				case m := <-private:
+					if m.join {
+						private = nil
+						break
+					}
+					if drain(&m) != nil {
 						return
 					}
+				default:
+					private = nil
+				}
+			}
+			for joined {
+				if writeTail() != nil {
+					return
+				}
+				select {
+				case <-sub.wake:
 				default:
 					return
 				}
 			}
+			return
 		}
 	}
+}
+
+// tailBatch bounds the frames written between two looks at the handler's
+// other duties (heartbeat, shutdown, a cut).
+const tailBatch = 256
+
+// tailBackend is a backend whose subscribers read a shared tail, so they
+// need no buffer of their own (a JetStream catch-up makes its own).
+type tailBackend interface {
+	backend
+	sharesTail()
+}
+
+// writeFrame writes one frame of the tail to a subscriber, unless its
+// filters skip it.
+func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame) (bool, error) {
+	if f.subject != "" && !subjectMatches(f.subject, fr.subject) {
+		return false, nil
+	}
+	var idLine []byte
+	if fr.id == "" {
+		// Core NATS: ids count the events of this connection.
+		f.cur.advance(nil)
+		idLine = append(append([]byte("id: "), f.cur.id()...), '\n')
+	}
+	if fr.wire == nil {
+		return false, nil // logged once, when the frame was made
+	}
+	if req.events != nil && !req.events[fr.eventType()] {
+		return false, nil
+	}
+	if idLine != nil {
+		if _, err := w.Write(idLine); err != nil {
+			return false, err
+		}
+	}
+	_, err := w.Write(fr.wire)
+	return err == nil, err
 }
 
 // announceStart tells a client that came without Last-Event-ID where its

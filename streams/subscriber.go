@@ -32,6 +32,9 @@ type message struct {
 	// partition and offset locate a Kafka message.
 	partition int
 	offset    int64
+	// join, set on the last message of a JetStream catch-up, tells the
+	// handler to continue from the stream's tail after position seq.
+	join bool
 }
 
 func (m *message) eventType() string {
@@ -53,6 +56,13 @@ type cursor interface {
 // feed is a subscriber's live broker subscription.
 type feed struct {
 	cur cursor
+	// tail is the stream's shared window the subscriber reads from, or
+	// joins once its catch-up (on sub.ch) is done; nil for a feed that
+	// only offers messages (Kafka).
+	tail *tail
+	// subject narrows the events written to those of matching subjects
+	// ("": all), for feeds that read more than the subscriber asked.
+	subject string
 	// start is the id of the position the feed starts from, exactly as a
 	// Last-Event-ID resuming there: a client that came without one is told
 	// it before any event, so that dropping before its first event still
@@ -87,12 +97,18 @@ type backend interface {
 	close()
 }
 
-// subscriber is the bounded buffer between a broker subscription (which
-// must never block) and an HTTP response (which may).
+// subscriber is one response's place in its stream: an index into the
+// stream's shared tail, and for a feed of its own (a Kafka reader, a
+// JetStream catch-up) the bounded buffer between that feed (which must
+// never block) and the HTTP response (which may).
 type subscriber struct {
-	ch   chan message
+	ch   chan message  // nil when the subscriber reads only the tail
 	done chan struct{} // closed when cut off
 	rc   *http.ResponseController
+	// next is the absolute index of the next tail frame to write.
+	next atomic.Uint64
+	// wake says that the tail has frames after next.
+	wake chan struct{}
 
 	// isCut is set with err, for the checks on every message.
 	isCut atomic.Bool
@@ -101,11 +117,39 @@ type subscriber struct {
 	err error // why it was cut off
 }
 
+// newSubscriber makes a subscriber with a buffer of maxPending messages
+// for a feed of its own (0: none, it reads the tail).
 func newSubscriber(maxPending int, rc *http.ResponseController) *subscriber {
-	return &subscriber{
-		ch:   make(chan message, maxPending),
+	s := &subscriber{
 		done: make(chan struct{}),
+		wake: make(chan struct{}, 1),
 		rc:   rc,
+	}
+	if maxPending > 0 {
+		s.ch = make(chan message, maxPending)
+	}
+	return s
+}
+
+// notify wakes the handler without blocking.
+func (s *subscriber) notify() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// push hands m to the handler, waiting for room: a catch-up reader is the
+// subscriber's own, so it follows its client's pace. It reports false once
+// the subscriber is cut off or stop is closed.
+func (s *subscriber) push(m message, stop <-chan struct{}) bool {
+	select {
+	case s.ch <- m:
+		return !s.isCut.Load()
+	case <-s.done:
+		return false
+	case <-stop:
+		return false
 	}
 }
 

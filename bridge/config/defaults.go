@@ -40,7 +40,12 @@ const (
 
 	DefaultStreamHeartbeat  = 15 * time.Second
 	DefaultStreamMaxPending = 1024
-	DefaultKafkaStart       = KafkaStartLatest
+	// DefaultStreamWindowEvents and DefaultStreamWindowBytes bound a
+	// stream's in-memory window of recent events: about a minute of a
+	// busy feed, and at most 16 MiB per stream that has subscribers.
+	DefaultStreamWindowEvents = 10000
+	DefaultStreamWindowBytes  = 16 << 20
+	DefaultKafkaStart         = KafkaStartLatest
 )
 
 // Enumerated values.
@@ -117,6 +122,8 @@ func (p *Pipeline) SetDefaults() {
 func (s *Stream) SetDefaults() {
 	setDuration(&s.Heartbeat, DefaultStreamHeartbeat)
 	setInt(&s.MaxPending, DefaultStreamMaxPending)
+	setInt(&s.WindowEvents, DefaultStreamWindowEvents)
+	setInt(&s.WindowBytes, DefaultStreamWindowBytes)
 	if k := s.Kafka; k != nil {
 		setString(&k.Start, DefaultKafkaStart)
 	}

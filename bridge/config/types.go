@@ -227,6 +227,12 @@ type Stream struct {
 	MaxSubscribers int   `yaml:"max_subscribers"`
 	Auth           *Auth `yaml:"auth"`
 	CORS           *CORS `yaml:"cors"`
+	// WindowEvents bounds how many recent events a JetStream stream keeps
+	// in memory while it has subscribers, so that a client resuming
+	// inside that window is served without reading the broker again.
+	WindowEvents int `yaml:"window_events"`
+	// WindowBytes bounds the same window in bytes of encoded events.
+	WindowBytes int `yaml:"window_bytes"`
 }
 
 // NATSStream reads a NATS subject, or a JetStream stream when JetStream is set.

@@ -547,6 +547,8 @@ func (v *validator) stream(i int, s *Stream) {
 	v.duration(key+".heartbeat", s.Heartbeat)
 	v.nonNegative(key+".max_pending", int64(s.MaxPending))
 	v.nonNegative(key+".max_subscribers", int64(s.MaxSubscribers))
+	v.nonNegative(key+".window_events", int64(s.WindowEvents))
+	v.nonNegative(key+".window_bytes", int64(s.WindowBytes))
 	if a := s.Auth; a != nil {
 		ak := key + ".auth"
 		if len(a.BearerTokens) == 0 && a.JWT == nil {

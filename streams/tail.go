@@ -1,0 +1,263 @@
+package streams
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/ssebridge/ssebridge/sse"
+)
+
+// A stream shares one broker reader between all its subscribers: the
+// reader appends each message, encoded once, to the stream's tail, a
+// bounded window of its most recent events, and every subscriber writes
+// the same bytes from there at its own pace. A subscriber is an index into
+// the window, not a buffer: an idle one costs no memory per event, and one
+// that falls further behind than max_pending events (or out of the window)
+// is cut off and resumes with its Last-Event-ID.
+
+// frame is one event as every subscriber of a tail writes it.
+type frame struct {
+	// seq is the JetStream stream sequence (0 for core NATS).
+	seq     uint64
+	subject string
+	typ     string // as published; "" is the default type
+	// id is the event's id, shared by every subscriber; "" for core NATS,
+	// whose ids count the events of each connection.
+	id string
+	// wire is the whole event (without its id line for core NATS); nil
+	// for a message that cannot be an event (a type with a line break).
+	wire []byte
+}
+
+// frameOverhead approximates what a frame costs beyond its bytes.
+const frameOverhead = 128
+
+func (f *frame) size() int {
+	return len(f.wire) + len(f.subject) + len(f.typ) + len(f.id) + frameOverhead
+}
+
+func (f *frame) eventType() string {
+	if f.typ == "" {
+		return sse.DefaultType
+	}
+	return f.typ
+}
+
+// newFrame encodes a message once for every subscriber. A type that cannot
+// be written (a line break in it) yields a frame with no wire, which
+// subscribers skip.
+func newFrame(seq uint64, subject, typ string, data []byte, id string) *frame {
+	f := &frame{seq: seq, subject: subject, typ: typ, id: id}
+	t := typ
+	if t == sse.DefaultType {
+		t = ""
+	}
+	wire, err := sse.AppendEvent(make([]byte, 0, len(data)+len(id)+len(t)+24), sse.Event{ID: id, Type: t, Data: data})
+	if err == nil {
+		f.wire = wire
+	}
+	return f
+}
+
+// errOutOfWindow cuts a subscriber whose next event left the window: it
+// is slow, even if within max_pending events, as the window's byte bound
+// may hold fewer.
+var errOutOfWindow = fmt.Errorf("%w: its next event left the stream's window of recent events", errSlow)
+
+// tail is the shared reader's window and the subscribers reading it.
+type tail struct {
+	maxPending uint64
+	maxBytes   int
+
+	mu sync.RWMutex
+	// ring holds the frames with absolute indexes [first, head).
+	ring        []*frame
+	first, head uint64
+	bytes       int
+	// after and last bound the JetStream positions the window covers: it
+	// holds every message of the reader with a sequence in (after, last].
+	after, last uint64
+	members     []*subscriber
+	// broken is why the reader ended; a broken tail takes no one new.
+	broken error
+}
+
+// newTail makes a window of at most events frames and bytes bytes (at
+// least max_pending frames: a subscriber may fall that far behind), whose
+// reader starts after position start.
+func newTail(events, bytes, maxPending int, start uint64) *tail {
+	// One more than max_pending: the lag is measured before the oldest
+	// frame a subscriber still needs is evicted.
+	events = max(events, maxPending+1)
+	return &tail{
+		maxPending: uint64(maxPending),
+		maxBytes:   bytes,
+		ring:       make([]*frame, events),
+		after:      start,
+		last:       start,
+	}
+}
+
+// publish appends f, evicting the oldest frames beyond the bounds, then
+// wakes every member and cuts those now too far behind. It is called by
+// the reader's goroutine only.
+func (t *tail) publish(f *frame) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return
+	}
+	n := uint64(len(t.ring))
+	if t.head-t.first == n {
+		t.evict()
+	}
+	t.ring[t.head%n] = f
+	t.head++
+	t.bytes += f.size()
+	if f.seq > t.last {
+		t.last = f.seq
+	}
+	for t.bytes > t.maxBytes && t.head-t.first > 1 {
+		t.evict()
+	}
+	for i := 0; i < len(t.members); {
+		s := t.members[i]
+		next := s.next.Load()
+		switch {
+		case next < t.first:
+			t.drop(i)
+			s.cut(errOutOfWindow)
+			continue
+		case t.head-next > t.maxPending:
+			t.drop(i)
+			s.cut(errSlow)
+			continue
+		}
+		s.notify()
+		i++
+	}
+}
+
+// evict drops the oldest frame. Callers hold mu.
+func (t *tail) evict() {
+	n := uint64(len(t.ring))
+	f := t.ring[t.first%n]
+	t.ring[t.first%n] = nil
+	t.first++
+	t.bytes -= f.size()
+	if f.seq > t.after {
+		t.after = f.seq
+	}
+}
+
+// drop removes members[i]. Callers hold mu.
+func (t *tail) drop(i int) {
+	last := len(t.members) - 1
+	t.members[i] = t.members[last]
+	t.members[last] = nil
+	t.members = t.members[:last]
+}
+
+// joinHead makes s a member that starts with the next frame; it returns
+// the JetStream position it starts after.
+func (t *tail) joinHead(s *subscriber) (uint64, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return 0, t.broken
+	}
+	s.next.Store(t.head)
+	t.members = append(t.members, s)
+	return t.last, nil
+}
+
+// covers reports whether the window holds every message after JetStream
+// position p, so a subscriber there can be served from memory.
+func (t *tail) covers(p uint64) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.broken == nil && t.after <= p && p <= t.last
+}
+
+// errNotCovered means the window no longer holds the events after a
+// position.
+var errNotCovered = errors.New("position not in the stream's window")
+
+// joinAfter makes s a member that starts with the first frame after
+// JetStream position p, which the window must cover.
+func (t *tail) joinAfter(s *subscriber, p uint64) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return t.broken
+	}
+	if p < t.after || p > t.last {
+		return errNotCovered
+	}
+	n := uint64(len(t.ring))
+	k := sort.Search(int(t.head-t.first), func(i int) bool { return t.ring[(t.first+uint64(i))%n].seq > p })
+	next := t.first + uint64(k)
+	s.next.Store(next)
+	t.members = append(t.members, s)
+	if next < t.head {
+		s.notify()
+	}
+	return nil
+}
+
+// leave removes s if it is a member.
+func (t *tail) leave(s *subscriber) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i, m := range t.members {
+		if m == s {
+			t.drop(i)
+			return
+		}
+	}
+}
+
+// read appends to buf the frames s has not written yet, up to max, and
+// advances s past them. It returns errOutOfWindow if they are gone.
+func (t *tail) read(s *subscriber, buf []*frame, limit int) ([]*frame, bool, error) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	next := s.next.Load()
+	if next < t.first {
+		return buf, false, errOutOfWindow
+	}
+	n := uint64(len(t.ring))
+	for next < t.head && len(buf) < limit {
+		buf = append(buf, t.ring[next%n])
+		next++
+	}
+	s.next.Store(next)
+	return buf, next < t.head, nil
+}
+
+// breakWith ends the tail: the reader can no longer deliver every message
+// in order (it failed, or the stream was recreated), so every member is
+// cut off and resumes with its Last-Event-ID.
+func (t *tail) breakWith(err error) {
+	t.mu.Lock()
+	if t.broken != nil {
+		t.mu.Unlock()
+		return
+	}
+	t.broken = err
+	members := t.members
+	t.members = nil
+	t.mu.Unlock()
+	for _, s := range members {
+		s.fail(err)
+	}
+}
+
+// isBroken reports whether the tail has ended.
+func (t *tail) isBroken() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.broken != nil
+}
