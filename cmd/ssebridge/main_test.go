@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
 // threeMistakes has an unknown key, a bad duration and a sink naming a
@@ -117,10 +119,9 @@ func TestDispatch(t *testing.T) {
 // the version set with -ldflags.
 func TestBinary(t *testing.T) {
 	bad, good := cliFiles(t)
-	bin := filepath.Join(t.TempDir(), "ssebridge")
-	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-test", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testbin.SSEBridge()
+	if err != nil {
+		t.Fatal(err)
 	}
 	run := func(args ...string) (code int, stdout, stderr string) {
 		t.Helper()
@@ -139,7 +140,7 @@ func TestBinary(t *testing.T) {
 		return code, o.String(), e.String()
 	}
 
-	if code, out, _ := run("version"); code != 0 || !strings.HasPrefix(out, "ssebridge v9.8.7-test "+runtime.Version()) {
+	if code, out, _ := run("version"); code != 0 || !strings.HasPrefix(out, "ssebridge "+testbin.Version+" "+runtime.Version()) {
 		t.Errorf("version: %d %q", code, out)
 	}
 	if code, out, _ := run("validate", "-config", good); code != 0 || out != "ok\n" {

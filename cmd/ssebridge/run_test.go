@@ -22,6 +22,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ssebridge/ssebridge/internal/demo"
+	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
 func TestRunExitCodes(t *testing.T) {
@@ -109,10 +110,9 @@ func waitStatus(t *testing.T, base, what string, cond func(statusDoc) bool) {
 // TestOperationsBinary builds the binary once for the signal tests of
 // run and demo.
 func TestOperationsBinary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "ssebridge")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	bin, err := testbin.SSEBridge()
+	if err != nil {
+		t.Fatal(err)
 	}
 	t.Run("RunSignals", func(t *testing.T) { testRunSignals(t, bin) })
 	t.Run("Demo", func(t *testing.T) { testDemoBinary(t, bin) })

@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,26 +21,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ssebridge/ssebridge/bridge"
+	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
 // leaseTTL of the replicas under test: short, so failovers take seconds.
 const leaseTTL = 4 * time.Second
-
-// binaries builds cmd/ssebridge and nats-server (from the module cache,
-// as go.mod requires it) once per test binary.
-var binaries = sync.OnceValues(func() ([2]string, error) {
-	dir, err := os.MkdirTemp("", "ssebridge-cluster-bin")
-	if err != nil {
-		return [2]string{}, err
-	}
-	bins := [2]string{filepath.Join(dir, "ssebridge"), filepath.Join(dir, "nats-server")}
-	for i, pkg := range []string{"../../cmd/ssebridge", "github.com/nats-io/nats-server/v2"} {
-		if out, err := exec.Command("go", "build", "-o", bins[i], pkg).CombinedOutput(); err != nil {
-			return bins, fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-		}
-	}
-	return bins, nil
-})
 
 // natsProc is a nats-server process with JetStream, restartable on the
 // same port and store.
@@ -290,12 +274,15 @@ func ownerOf(t *testing.T, rs []*replicaProc, p string) *replicaProc {
 // stop and a NATS restart, and the JetStream stream holds every event of
 // every feed once, in order.
 func TestReplicas(t *testing.T) {
-	bins, err := binaries()
+	bin, err := testbin.SSEBridge()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bin := bins[0]
-	ns := startNATSProc(t, bins[1])
+	natsBin, err := testbin.NATSServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := startNATSProc(t, natsBin)
 	feed := countingFeed(t)
 	var pipelines []string
 	for i := range 12 {
