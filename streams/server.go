@@ -658,6 +658,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		return rc.Flush()
 	}
 	var frames []*frame
+	var scratch []byte
 	// writeTail writes the tail's frames the subscriber has not written
 	// yet, a batch at a time, the same bytes for every subscriber.
 	writeTail := func() error {
@@ -675,7 +676,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			if sub.isCut.Load() {
 				return errCutOff
 			}
-			ok, err := s.writeFrame(w, f, req, fr)
+			ok, err := s.writeFrame(w, f, req, fr, &scratch)
 			if err != nil {
 				return err
 			}
@@ -771,7 +772,7 @@ type tailBackend interface {
 
 // writeFrame writes one frame of the tail to a subscriber, unless its
 // filters skip it.
-func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame) (bool, error) {
+func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame, scratch *[]byte) (bool, error) {
 	if f.subject != "" && !subjectMatches(f.subject, fr.subject) {
 		return false, nil
 	}
@@ -779,7 +780,8 @@ func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame) (bool,
 	if fr.id == "" {
 		// Core NATS: ids count the events of this connection.
 		f.cur.advance(nil)
-		idLine = append(append([]byte("id: "), f.cur.id()...), '\n')
+		idLine = append(append(append((*scratch)[:0], "id: "...), f.cur.id()...), '\n')
+		*scratch = idLine
 	}
 	if fr.wire == nil {
 		return false, nil // logged once, when the frame was made
