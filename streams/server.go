@@ -8,25 +8,36 @@
 // reconnects with Last-Event-ID continues with no gap and no repeat:
 //
 //   - JetStream: the id is the stream sequence plus a short tag naming the
-//     stream and its incarnation (1234-G0_EoV1b); a resume starts an
-//     ordered consumer at sequence+1, and an id from before the stream was
-//     recreated starts at its earliest message. A plain sequence is also
-//     accepted.
+//     stream and its incarnation (1234-G0_EoV1b); a resume continues at
+//     sequence+1, and an id from before the stream was recreated starts at
+//     its earliest message. A plain sequence is also accepted.
 //   - Kafka: the id is an opaque token holding the next offset of every
 //     partition of the topic; a resume seeks each partition.
 //   - Core NATS keeps no history: ids count events per connection and are
-//     not resumable; a Last-Event-ID sent to such a stream is ignored.
+//     not resumable; a Last-Event-ID sent to such a stream is ignored. Its
+//     subscribers are ended when the bridge's connection drops or the NATS
+//     client drops messages, since what was missed cannot be replayed.
 //
 // A JetStream or Kafka subscriber that came without Last-Event-ID is first
 // sent an id-only record naming its start position (no event is
 // dispatched, but the client keeps the id), so one that drops before its
 // first event still resumes with no gap.
 //
-// A subscriber's broker subscription is in place before the response
-// headers are sent, so nothing published after the client saw 200 is
-// missed. Every subscriber has its own bounded buffer; one that falls
-// behind by more than max_pending events is disconnected (it may resume)
-// and never slows the others down.
+// A NATS or JetStream stream has one broker reader while it has
+// subscribers (a JetStream one lingers 30 s after the last leaves): it
+// encodes each message once into the stream's tail, a window of recent
+// events bounded by window_events and window_bytes, and every subscriber
+// writes the same bytes from there (see tail.go). A JetStream resume
+// inside the window is served from memory; one from before it is caught
+// up by an ordered consumer of its own, which then hands over to the tail
+// with no gap and no repeat. A Kafka subscriber still reads every
+// partition with readers of its own, into a buffer of its own.
+//
+// A subscriber's place in the stream is fixed before the response headers
+// are sent, so nothing published after the client saw 200 is missed. One
+// that falls behind by more than max_pending events (or out of the
+// window) is disconnected (it may resume) and never slows the others down;
+// none is ever left to skip an event silently.
 package streams
 
 import (
@@ -305,8 +316,8 @@ func validateStream(c config.Stream) error {
 			errs = append(errs, fmt.Errorf("kafka.start is %q, want earliest or latest", c.Kafka.Start))
 		}
 	}
-	if c.MaxPending < 0 || c.MaxSubscribers < 0 || c.Heartbeat < 0 {
-		errs = append(errs, fmt.Errorf("heartbeat, max_pending and max_subscribers must not be negative"))
+	if c.MaxPending < 0 || c.MaxSubscribers < 0 || c.Heartbeat < 0 || c.WindowEvents < 0 || c.WindowBytes < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat, max_pending, max_subscribers, window_events and window_bytes must not be negative"))
 	}
 	return errors.Join(errs...)
 }
