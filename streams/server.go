@@ -557,7 +557,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		if code >= 500 {
 			s.log.Warn("stream subscription failed", "stream", path, "err", err)
 		}
-		http.Error(w, err.Error(), code)
+		http.Error(w, capEcho(err.Error()), code) // it may quote an 8 KB Last-Event-ID
 		return
 	}
 	defer f.stop()
