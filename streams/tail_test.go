@@ -2,6 +2,7 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -284,5 +285,63 @@ func TestJetStreamRecreatedUnderSharedTail(t *testing.T) {
 		if got := datas(c.take(t, 3)); !slices.Equal(got, []string{"new1", "new2", "new3"}) {
 			t.Fatalf("resume with %q got %v", id, got)
 		}
+	}
+}
+
+// The window is bounded in events and in bytes; what it covers follows
+// what it evicts, and a member whose next frame is evicted is cut off as
+// slow, within max_pending or not.
+func TestTailWindowBounds(t *testing.T) {
+	fr := func(seq uint64) *frame { return newFrame(seq, "s", "", make([]byte, 100), jsID(seq, jsTag{})) }
+	size := fr(1).size()
+	tl := newTail(8, 4*size, 6, 0) // the byte bound holds 4 frames
+	for seq := uint64(1); seq <= 4; seq++ {
+		tl.publish(fr(seq))
+	}
+	if !tl.covers(0) || !tl.covers(4) || tl.covers(5) {
+		t.Fatalf("after 4 frames: covers(0)=%v covers(4)=%v covers(5)=%v", tl.covers(0), tl.covers(4), tl.covers(5))
+	}
+	lag := newSubscriber(0, nil)
+	if err := tl.joinAfter(lag, 0); err != nil {
+		t.Fatal(err)
+	}
+	mid := newSubscriber(0, nil)
+	if err := tl.joinAfter(mid, 2); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := tl.read(mid, nil, 10); len(got) != 2 || got[0].seq != 3 {
+		t.Fatalf("joined after 2, read %d frames from seq %d", len(got), got[0].seq)
+	}
+	tl.publish(fr(5)) // evicts seq 1 by bytes: lag's next frame is gone
+	if tl.covers(0) || !tl.covers(1) {
+		t.Errorf("after evicting seq 1: covers(0)=%v covers(1)=%v", tl.covers(0), tl.covers(1))
+	}
+	if err := lag.reason(); !errors.Is(err, errSlow) || !errors.Is(err, errOutOfWindow) {
+		t.Errorf("member out of the window ended with %v, want errOutOfWindow (a slow subscriber)", err)
+	}
+	if err := mid.reason(); err != nil {
+		t.Errorf("member within the window ended: %v", err)
+	}
+	if err := tl.joinAfter(newSubscriber(0, nil), 0); !errors.Is(err, errNotCovered) {
+		t.Errorf("join before the window: %v, want errNotCovered", err)
+	}
+	// The event bound: max_pending+1 frames at least, here 8.
+	tl2 := newTail(3, 1<<30, 6, 0)
+	for seq := uint64(1); seq <= 10; seq++ {
+		tl2.publish(fr(seq))
+	}
+	if tl2.head-tl2.first != 7 {
+		t.Errorf("window of 3 events with max_pending 6 holds %d frames, want 7", tl2.head-tl2.first)
+	}
+	// A member more than max_pending behind is cut off.
+	slow := newSubscriber(0, nil)
+	if _, err := tl2.joinHead(slow); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(11); seq <= 17; seq++ {
+		tl2.publish(fr(seq))
+	}
+	if err := slow.reason(); !errors.Is(err, errSlow) {
+		t.Errorf("member 7 frames behind with max_pending 6 ended with %v, want errSlow", err)
 	}
 }
