@@ -1,6 +1,8 @@
 package nats_test
 
 import (
+	"fmt"
+	"hash/fnv"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -9,6 +11,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/sinks"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 )
 
@@ -64,4 +67,19 @@ func duplicates(t *testing.T, pipeline string) float64 {
 		t.Fatal(err)
 	}
 	return d.GetCounter().GetValue()
+}
+
+// TestMsgIDIsStable: the Nats-Msg-Id of an event must not change between
+// releases (a replay after an upgrade is deduplicated only if it maps to
+// the same id): pipeline:id:FNV-1a 64 of type, 0, data, in hex.
+func TestMsgIDIsStable(t *testing.T) {
+	m := sinktest.Msg("wiki", "42", "edit", []byte(`{"n":42}`))
+	h := fnv.New64a()
+	h.Write([]byte("edit"))
+	h.Write([]byte{0})
+	h.Write([]byte(`{"n":42}`))
+	want := fmt.Sprintf("wiki:42:%016x", h.Sum64())
+	if got := natssink.MsgID(&m); got != want {
+		t.Fatalf("MsgID = %q, want %q", got, want)
+	}
 }

@@ -45,11 +45,8 @@ package nats
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strconv"
 	"time"
@@ -124,6 +121,9 @@ type Sink struct {
 
 	// Core mode publishes synchronously into the connection's buffer, so
 	// one message, header map and subject list serve every publish.
+	// pubOpts are every JetStream publish's options, built once.
+	pubOpts []jetstream.PublishOpt
+
 	coreMsg  gonats.Msg
 	coreHdr  headerSlots
 	subjects []string
@@ -196,6 +196,7 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
+	s.pubOpts = []jetstream.PublishOpt{jetstream.WithStallWait(AckTimeout), jetstream.WithRetryAttempts(0)}
 	if cfg.Stream != nil {
 		if err := ensureStream(ctx, s.js, cfg); err != nil {
 			return nil, err
@@ -325,10 +326,11 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 		nm = &s.coreMsg
 	} else {
 		// The async publisher keeps the message until its ack.
-		nm = &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: Headers(m)}
-	}
-	if s.js != nil && m.Event.ID != "" && !m.InheritedID {
-		nm.Header.Set(jetstream.MsgIDHeader, MsgID(m))
+		msgID := ""
+		if m.Event.ID != "" && !m.InheritedID {
+			msgID = MsgID(m)
+		}
+		nm = &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: headers(m, msgID)}
 	}
 	if size := len(nm.Data) + headerSize(m, nm.Header); int64(size) > s.nc.MaxPayload() {
 		s.tooLarge.Add(1)
@@ -347,24 +349,48 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 // not a defence against a feed forging collisions, which could only make
 // it drop its own events.
 func MsgID(m *sinks.Message) string {
-	h := fnv.New64a()
-	h.Write([]byte(m.Event.Type))
-	h.Write([]byte{0}) // "ab"+"c" must not hash like "a"+"bc"
-	h.Write(m.Event.Data)
-	var sum [8]byte
-	binary.BigEndian.PutUint64(sum[:], h.Sum64())
-	return m.Pipeline + ":" + m.Event.ID + ":" + hex.EncodeToString(sum[:])
+	// FNV-1a 64 inline (hash/fnv would allocate per message): type, a 0
+	// ("ab"+"c" must not hash like "a"+"bc"), data.
+	const offset64, prime64 = 14695981039346656037, 1099511628211
+	h := uint64(offset64)
+	for i := 0; i < len(m.Event.Type); i++ {
+		h = (h ^ uint64(m.Event.Type[i])) * prime64
+	}
+	h *= prime64 // ^ 0
+	for _, c := range m.Event.Data {
+		h = (h ^ uint64(c)) * prime64
+	}
+	b := make([]byte, 0, len(m.Pipeline)+len(m.Event.ID)+18)
+	b = append(append(append(b, m.Pipeline...), ':'), m.Event.ID...)
+	b = append(b, ':')
+	const digits = "0123456789abcdef"
+	for shift := 60; shift >= 0; shift -= 4 {
+		b = append(b, digits[(h>>shift)&0xf])
+	}
+	return string(b)
 }
 
 // Headers are the SSE headers of m (without Nats-Msg-Id).
-func Headers(m *sinks.Message) gonats.Header {
+func Headers(m *sinks.Message) gonats.Header { return headers(m, "") }
+
+// headers builds m's SSE headers plus, when msgID is set, Nats-Msg-Id. A
+// JetStream message is kept until its ack, so it cannot reuse memory, but
+// its values need not cost a slice each: they share one backing array.
+func headers(m *sinks.Message, msgID string) gonats.Header {
+	vals := make([]string, 5)
 	h := make(gonats.Header, 5)
-	if m.Event.ID != "" {
-		h[sinks.HeaderID] = []string{m.Event.ID}
+	if msgID != "" {
+		vals[4] = msgID
+		h[jetstream.MsgIDHeader] = vals[4:5:5]
 	}
-	h[sinks.HeaderEvent] = []string{m.Event.Type}
-	h[sinks.HeaderSource] = []string{m.Pipeline}
-	h[sinks.HeaderReceivedAt] = []string{receivedAt(m)}
+	if m.Event.ID != "" {
+		vals[0] = m.Event.ID
+		h[sinks.HeaderID] = vals[0:1:1]
+	}
+	vals[1], vals[2], vals[3] = m.Event.Type, m.Pipeline, receivedAt(m)
+	h[sinks.HeaderEvent] = vals[1:2:2]
+	h[sinks.HeaderSource] = vals[2:3:3]
+	h[sinks.HeaderReceivedAt] = vals[3:4:4]
 	return h
 }
 
@@ -603,7 +629,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 			window = append(window, slot{})
 			continue
 		}
-		fut, err := s.js.PublishMsgAsync(p.msg, jetstream.WithStallWait(AckTimeout), jetstream.WithRetryAttempts(0))
+		fut, err := s.js.PublishMsgAsync(p.msg, s.pubOpts...)
 		if err != nil {
 			// Settle what is already in flight so n is as large as it can
 			// truthfully be, then report the failure.
