@@ -31,6 +31,7 @@ func main() {
 		only      = flag.String("only", "", "run only `part`: decode, ingest or latency")
 		perfDir   = flag.String("perf", "", "record ssebridge's ingest runs with perf into `dir`")
 		sizes     = flag.String("sizes", "", "comma-separated event counts of the ingest runs, instead of the defaults")
+		decSize   = flag.Int("decode-size", 0, "`bytes` of each decoder input, instead of 6 MiB")
 		match     = flag.String("match", "", "run only the bridges whose \"scenario/name\" contains `text`")
 		role      = flag.String("role", "", "internal: run a hand-written bridge")
 		feedURL   = flag.String("feed", "", "internal: feed URL of -role")
@@ -45,7 +46,7 @@ func main() {
 		}
 		return
 	}
-	if *out == "" && !*quick && *only == "" && *match == "" && *sizes == "" {
+	if *out == "" && !*quick && *only == "" && *match == "" && *sizes == "" && *decSize == 0 {
 		*out = filepath.Join(*repo, "BENCHMARKS.md")
 	}
 	var ns []int
@@ -54,13 +55,13 @@ func main() {
 			ns = append(ns, n)
 		}
 	}
-	if err := run(*quick, *only, *repo, *out, *perfDir, *match, ns); err != nil {
+	if err := run(*quick, *only, *repo, *out, *perfDir, *match, ns, *decSize); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(quick bool, only, repo, out, perfDir, match string, sizes []int) error {
+func run(quick bool, only, repo, out, perfDir, match string, sizes []int, decSize int) error {
 	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
 	rep := &report{m: describeMachine(repo), quick: quick}
 	decodeSize, rounds := 6<<20, 15
@@ -74,9 +75,13 @@ func run(quick bool, only, repo, out, perfDir, match string, sizes []int) error 
 	if sizes != nil {
 		rep.sizes = sizes
 	}
+	if decSize > 0 {
+		decodeSize = decSize
+	}
 	var errs []error
 	if only == "" || only == "decode" {
 		var err error
+		rep.rounds = rounds
 		rep.inputs, rep.decs, rep.dres, err = runDecode(decodeSize, rounds, logf)
 		errs = append(errs, err)
 	}
