@@ -41,13 +41,13 @@ const (
 // then skip everything before it. The client reconnects with its
 // Last-Event-ID, whose offset is then beyond the end, and starts that
 // partition at its earliest offset.
-var errLogBelow = errors.New("Kafka partition log ends before the subscriber's position (topic recreated or truncated?)")
+var errLogBelow = errors.New("the Kafka partition log ends before the subscriber's position (topic recreated or truncated?)")
 
 // errPartitionsChanged ends a subscription whose topic now has other
 // partitions than when it started: its readers would never read a partition
 // added since, nor stop waiting on one that is gone. The reconnect reads the
 // partitions the topic has then, a new one from its first offset.
-var errPartitionsChanged = errors.New("Kafka topic's partitions changed")
+var errPartitionsChanged = errors.New("the Kafka topic's partitions changed")
 
 // kafkaShared is the cluster access shared by every Kafka stream: a client
 // for metadata and offsets, and the dialer the partition readers use.
