@@ -639,7 +639,7 @@ streams:
 		{"max_in_flight", cfg.Pipelines[0].Sink.NATS.MaxInFlight, 256},
 		{"required_acks", k.RequiredAcks, "all"},
 		{"batch_timeout", k.BatchTimeout.D(), 5 * time.Millisecond},
-		{"batch_size", k.BatchSize, 100},
+		{"batch_size", k.BatchSize, 256},
 		{"compression", k.Compression, "none"},
 		{"heartbeat", cfg.Streams[0].Heartbeat.D(), 15 * time.Second},
 		{"max_pending", cfg.Streams[0].MaxPending, 1024},

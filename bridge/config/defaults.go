@@ -32,7 +32,7 @@ const (
 
 	DefaultKafkaRequiredAcks = RequiredAcksAll
 	DefaultKafkaBatchTimeout = 5 * time.Millisecond
-	DefaultKafkaBatchSize    = 100
+	DefaultKafkaBatchSize    = 256
 	DefaultKafkaCompression  = CompressionNone
 
 	DefaultClusterBucket   = "ssebridge"

@@ -199,10 +199,13 @@ type KafkaSink struct {
 	// Key is a template; without it every event of the pipeline goes to one
 	// partition, which keeps upstream order.
 	Key string `yaml:"key"`
-	// RequiredAcks is all, one or none.
-	RequiredAcks string   `yaml:"required_acks"`
+	// RequiredAcks must be all (one and none are refused by Validate).
+	RequiredAcks string `yaml:"required_acks"`
+	// BatchTimeout is accepted for older files and ignored: the sink
+	// flushes every Write at once (it waits for the acks anyway).
 	BatchTimeout Duration `yaml:"batch_timeout"`
-	BatchSize    int      `yaml:"batch_size"`
+	// BatchSize bounds the events of one produce request.
+	BatchSize int `yaml:"batch_size"`
 	// Compression is none, gzip, snappy, lz4 or zstd.
 	Compression string     `yaml:"compression"`
 	CreateTopic *TopicSpec `yaml:"create_topic"`

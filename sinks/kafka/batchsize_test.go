@@ -18,7 +18,7 @@ import (
 // bound used to be 4 KiB above that, so such a batch was rejected as
 // MESSAGE_TOO_LARGE on every retry: the pipeline paused forever.
 func TestBatchFitsBrokerLimit(t *testing.T) {
-	const n = 100 // config.DefaultKafkaBatchSize: one kafka-go batch
+	const n = config.DefaultKafkaBatchSize // one kafka-go batch
 	sizes := []int{10330, 10350, 10370, 10390, 10410, 10430}
 	topics := map[string]int32{}
 	for i := range sizes {
