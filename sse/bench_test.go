@@ -249,7 +249,7 @@ func copyOwned(s []byte, evs []ownedEvent, reuse *[]byte) (n int) {
 			if need > cap(slab)-len(slab) {
 				slab = make([]byte, 0, slabSize)
 			}
-			dst = slab[len(slab):len(slab)]
+			dst = slab[len(slab):]
 			slab = slab[:len(slab)+need]
 		}
 		for j, v := range ev.data {
