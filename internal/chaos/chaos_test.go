@@ -167,13 +167,22 @@ func TestTally(t *testing.T) {
 	if c.Lost != 1 || c.LostSample[0] != 5 || c.Dup != 1 || c.OOO != 1 || c.Foreign != 1 {
 		t.Errorf("counts = %+v, want 1 lost (5), 1 dup, 1 out of order, 1 foreign", c)
 	}
-	if d, ok, _ := tl.recovery(t0.Add(3500*time.Millisecond), 6); !ok || d != 1500*time.Millisecond {
+	if d, ok, _ := tl.recovery(t0.Add(3500*time.Millisecond), 6, false); !ok || d != 1500*time.Millisecond {
 		t.Errorf("recovery = %s %v, want 1.5s", d, ok)
 	}
-	if _, ok, done := tl.recovery(t0.Add(10*time.Second), 6); ok || done {
+	if _, ok, done := tl.recovery(t0.Add(10*time.Second), 6, false); ok || done {
 		t.Error("recovery after the last arrival should not be found")
 	}
-	if _, _, done := tl.recovery(t0.Add(10*time.Second), 5); !done {
+	// After a restart a record the killed process stored, read back late,
+	// is not a recovery; the first one the new process decoded is.
+	rt := newTally()
+	restart := t0.Add(time.Second)
+	rt.addDecoded(defaultData("t", 10), restart.Add(-time.Millisecond), restart.Add(10*time.Millisecond))
+	rt.addDecoded(defaultData("t", 8), restart.Add(50*time.Millisecond), restart.Add(80*time.Millisecond))
+	if d, ok, _ := rt.recovery(restart, 100, true); !ok || d != 80*time.Millisecond {
+		t.Errorf("recovery after a restart = %s %v, want 80ms", d, ok)
+	}
+	if _, _, done := tl.recovery(t0.Add(10*time.Second), 5, false); !done {
 		t.Error("a fault after 5 of 5 events arrived should count as done")
 	}
 }

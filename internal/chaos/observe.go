@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/ssebridge/ssebridge/message"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -35,8 +36,9 @@ type tally struct {
 }
 
 type arrival struct {
-	at  time.Time
-	seq int
+	at      time.Time
+	seq     int
+	decoded time.Time // when the bridge decoded it, if known
 }
 
 func newTally() *tally { return &tally{copies: map[int]int{}} }
@@ -57,7 +59,11 @@ func seqOf(data []byte) (int, bool) {
 	return n, err == nil
 }
 
-func (t *tally) add(data []byte, at time.Time) {
+func (t *tally) add(data []byte, at time.Time) { t.addDecoded(data, time.Time{}, at) }
+
+// addDecoded counts a record that arrived at at and that the bridge decoded
+// at decoded (its SSE-Received-At header; zero when unknown).
+func (t *tally) addDecoded(data []byte, decoded, at time.Time) {
 	seq, ok := seqOf(data)
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -73,7 +79,7 @@ func (t *tally) add(data []byte, at time.Time) {
 	}
 	t.maxSeen = max(t.maxSeen, seq)
 	t.copies[seq]++
-	t.arrivals = append(t.arrivals, arrival{at, seq})
+	t.arrivals = append(t.arrivals, arrival{at: at, seq: seq, decoded: decoded})
 }
 
 func (t *tally) gap() {
@@ -128,8 +134,10 @@ func (t *tally) counts(expected []int) counts {
 // recovery is how long after t the first event newer than everything seen
 // by t arrived; ok is false when none did.
 // done is true when every seq up to total had arrived by then: a fault
-// after that has nothing to recover.
-func (t *tally) recovery(at time.Time, total int) (d time.Duration, ok, done bool) {
+// after that has nothing to recover. After a restart of the bridge
+// (restart true) only a record the new process decoded counts, so that
+// records the killed process had stored, read back a moment later, do not.
+func (t *tally) recovery(at time.Time, total int, restart bool) (d time.Duration, ok, done bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	maxBefore := 0
@@ -144,6 +152,12 @@ func (t *tally) recovery(at time.Time, total int) (d time.Duration, ok, done boo
 		return 0, false, true
 	}
 	for _, a := range t.arrivals {
+		if restart && !a.decoded.IsZero() {
+			if !a.decoded.Before(at) {
+				return a.at.Sub(at), true, false
+			}
+			continue
+		}
 		if a.at.After(at) && a.seq > maxBefore {
 			return a.at.Sub(at), true, false
 		}
@@ -196,7 +210,7 @@ func readJetStream(ctx context.Context, url, stream string, t *tally) {
 		cancel()
 		switch {
 		case err == nil:
-			t.add(m.Data, time.Now())
+			t.addDecoded(m.Data, decodedAt(m.Header.Get(message.HeaderReceivedAt)), time.Now())
 			next++
 			misses = 0
 		case errors.Is(err, jetstream.ErrMsgNotFound):
@@ -235,11 +249,28 @@ func readKafka(ctx context.Context, addr, topic string, t *tally) {
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		now := time.Now()
-		fs.EachRecord(func(r *kgo.Record) { t.add(r.Value, now) })
+		fs.EachRecord(func(r *kgo.Record) {
+			var dec time.Time
+			for _, h := range r.Headers {
+				if h.Key == message.HeaderReceivedAt {
+					dec = decodedAt(string(h.Value))
+				}
+			}
+			t.addDecoded(r.Value, dec, now)
+		})
 		if len(fs.Records()) == 0 {
 			sleepCtx(ctx, 20*time.Millisecond)
 		}
 	}
+}
+
+// decodedAt parses an SSE-Received-At header; zero when absent or bad.
+func decodedAt(v string) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) {

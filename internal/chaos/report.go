@@ -104,9 +104,10 @@ which resumes with `+"`Last-Event-ID`"+` whenever its connection drops.
   feed's last event: what an observer has not seen by then counts as lost.
 - **Duplicated**: extra copies, at the broker / at the reader subscriber.
 - **Out of order**: events first seen after a later one, at the broker / at the subscriber.
-- **Recovery**: the longest time from the end of a fault (restart, broker back, store
-  writable, feed healthy again) to the first event newer than all before it reaching the
-  broker; the read-back polls every 50 ms.
+- **Recovery**: the longest time from the end of a fault (broker back, store writable, feed
+  healthy again) to the first event newer than all before it reaching the broker; after a
+  restart of the bridge, from the new process's start to the first event it decoded
+  (its SSE-Received-At header) reaching the broker. The read-back polls every 50 ms.
 - **Peak RSS**: the largest VmHWM of any ssebridge process of the row.
 - **Result**: pass when nothing was lost at the broker or at any subscriber, every fault was
   followed by new events, and the row's own checks held (noted as FAILED CHECK otherwise).

@@ -155,7 +155,7 @@ func rowBridgeKill() *row {
 				if err := r.br.start(ctx); err != nil {
 					return err
 				}
-				r.faultEnd(r.br.started)
+				r.restarted(r.br.started)
 			}
 			r.note("%d kills; recovery is counted from each restart (process start)", len(times))
 			return nil
@@ -198,7 +198,7 @@ func rowSigterm() *row {
 				if err := r.br.start(ctx); err != nil {
 					return err
 				}
-				r.faultEnd(r.br.started)
+				r.restarted(r.br.started)
 			}
 			return nil
 		},
@@ -366,7 +366,7 @@ func rowCheckpointRO() *row {
 			if err := r.br.start(ctx); err != nil {
 				return err
 			}
-			r.faultEnd(r.br.started)
+			r.restarted(r.br.started)
 			return nil
 		},
 		explain: func(res *result) []string {
@@ -466,7 +466,7 @@ func rowRepeatingIDs() *row {
 			if err := r.br.start(ctx); err != nil {
 				return err
 			}
-			r.faultEnd(r.br.started)
+			r.restarted(r.br.started)
 			return nil
 		},
 		explain: func(res *result) []string {

@@ -82,7 +82,7 @@ type rowRun struct {
 	t0          time.Time
 
 	mu        sync.Mutex
-	faultEnds map[string][]time.Time // per sink; recovery is measured from each
+	faultEnds map[string][]faultMark // per sink; recovery is measured from each
 	notes     []string               // row notes, shared by its sinks
 	problems  []string               // failed checks, shared by its sinks
 	sinkNotes map[string][]string
@@ -112,15 +112,26 @@ func (r *rowRun) sinkNote(sink, format string, a ...any) {
 }
 
 // faultEnd records that the fault ended at t for the given sinks (all when none).
-func (r *rowRun) faultEnd(t time.Time, sinks ...string) {
+func (r *rowRun) faultEnd(t time.Time, sinks ...string) { r.addFaultEnd(faultMark{at: t}, sinks) }
+
+// restarted records that the bridge was started again at t after a fault.
+func (r *rowRun) restarted(t time.Time) { r.addFaultEnd(faultMark{at: t, restart: true}, nil) }
+
+func (r *rowRun) addFaultEnd(m faultMark, sinks []string) {
 	if len(sinks) == 0 {
 		sinks = r.row.sinks
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range sinks {
-		r.faultEnds[s] = append(r.faultEnds[s], t)
+		r.faultEnds[s] = append(r.faultEnds[s], m)
 	}
+}
+
+// faultMark is the end of one fault, which recovery is measured from.
+type faultMark struct {
+	at      time.Time
+	restart bool // the bridge process was started again
 }
 
 // at sleeps until t0+d; false when ctx ended first.
@@ -168,7 +179,7 @@ type harness struct {
 func (h *harness) runRow(ctx context.Context, rw *row, p params) []*result {
 	r := &rowRun{p: p, row: rw, h: h, rng: rand.New(rand.NewPCG(h.seed, uint64(len(rw.key)))),
 		feeds: map[string]*feed{}, broker: map[string]*tally{}, subs: map[string][]*subscriber{},
-		skip: map[string]map[int]bool{}, faultEnds: map[string][]time.Time{}, sinkNotes: map[string][]string{},
+		skip: map[string]map[int]bool{}, faultEnds: map[string][]faultMark{}, sinkNotes: map[string][]string{},
 		t0: time.Now()}
 	results, err := r.execute(ctx)
 	if errors.Is(err, errSetup) && ctx.Err() == nil {
@@ -178,7 +189,7 @@ func (h *harness) runRow(ctx context.Context, rw *row, p params) []*result {
 		first := err
 		r = &rowRun{p: p, row: rw, h: h, rng: rand.New(rand.NewPCG(h.seed+1, uint64(len(rw.key)))),
 			feeds: map[string]*feed{}, broker: map[string]*tally{}, subs: map[string][]*subscriber{},
-			skip: map[string]map[int]bool{}, faultEnds: map[string][]time.Time{}, sinkNotes: map[string][]string{},
+			skip: map[string]map[int]bool{}, faultEnds: map[string][]faultMark{}, sinkNotes: map[string][]string{},
 			t0: time.Now(), attempt: 2}
 		r.note("set up a second time after: %v", first)
 		results, err = r.execute(ctx)
@@ -465,7 +476,7 @@ func (r *rowRun) results() []*result {
 			res.notes = append(res.notes, "other subscribers (never received by the end of the row / duplicated / out of order / connections): "+strings.Join(parts, "; "))
 		}
 		r.mu.Lock()
-		ends := append([]time.Time(nil), r.faultEnds[s]...)
+		ends := append([]faultMark(nil), r.faultEnds[s]...)
 		res.notes = append(res.notes, r.notes...)
 		res.problems = append(res.problems, r.problems...)
 		for _, p := range r.problems {
@@ -473,9 +484,9 @@ func (r *rowRun) results() []*result {
 		}
 		res.notes = append(res.notes, r.sinkNotes[s]...)
 		r.mu.Unlock()
-		sort.Slice(ends, func(i, j int) bool { return ends[i].Before(ends[j]) })
-		for _, t := range ends {
-			d, ok, done := r.broker[s].recovery(t, len(exp))
+		sort.Slice(ends, func(i, j int) bool { return ends[i].at.Before(ends[j].at) })
+		for _, m := range ends {
+			d, ok, done := r.broker[s].recovery(m.at, len(exp), m.restart)
 			if done {
 				continue // everything was delivered before: nothing to recover
 			}
