@@ -208,6 +208,9 @@ type configSpec struct {
 	idleTimeout                           time.Duration
 	maxEventSize                          int
 	checkpointMaxUnsaved                  int
+	// cluster, when set, is the replica id of a cluster block (JetStream
+	// KV leases in bucket "chaos").
+	cluster string
 }
 
 func pipelineName(sink string) string { return "chaos-" + sink }
@@ -230,6 +233,9 @@ func (s configSpec) yaml() string {
 	}
 	if has(sinkKafka) {
 		fmt.Fprintf(&b, "kafka:\n  brokers: [%q]\n", s.kafkaAddr)
+	}
+	if s.cluster != "" {
+		fmt.Fprintf(&b, "cluster:\n  enabled: true\n  bucket: chaos\n  lease_ttl: %s\n  replica_id: %s\n", clusterLeaseTTL, s.cluster)
 	}
 	idle := s.idleTimeout
 	if idle == 0 {

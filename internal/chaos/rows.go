@@ -22,7 +22,7 @@ func rows() []*row {
 	return []*row{
 		rowFeedDrops(), rowNATSKill(), rowNATSKillLong(), rowKafkaGone(), rowBridgeKill(), rowSigterm(),
 		rowCheckpointRO(), rowBrokerDownAtStart(), rowRepeatingIDs(), rowStalledSubscribers(), rowStalledSmallPending(),
-		rowHugeLine(), rowBadUTF8(), rowSlowloris(), rowHTMLPage(),
+		rowHugeLine(), rowBadUTF8(), rowSlowloris(), rowHTMLPage(), rowReplicaFailover(),
 	}
 }
 
