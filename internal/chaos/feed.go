@@ -74,9 +74,6 @@ func (f *feed) timeOf(seq int) time.Time {
 	return f.started.Add(time.Duration(float64(seq) / f.rate * float64(time.Second)))
 }
 
-// doneAt is when the last event becomes available.
-func (f *feed) doneAt() time.Time { return f.timeOf(f.total) }
-
 func (f *feed) id(seq int) string {
 	if f.idOf != nil {
 		return f.idOf(seq)
