@@ -1,9 +1,12 @@
 package kafka
 
 import (
+	"fmt"
 	"testing"
 
+	"github.com/segmentio/kafka-go"
 	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/internal/retry"
 )
 
 // TestWriterDefaults pins the settings a live feed depends on: kafka-go's
@@ -21,5 +24,21 @@ func TestWriterDefaults(t *testing.T) {
 	}
 	if s.w.AllowAutoTopicCreation {
 		t.Fatal("topics auto-created without create_topic")
+	}
+}
+
+// TestStartingBrokerIsNotConnected: a broker still starting answers
+// BrokerNotAvailable, which kafka-go does not call temporary; the pipeline
+// must treat it as "not connected" (retried at once when the broker is
+// up), not as a failure that backs off to 30 s.
+func TestStartingBrokerIsNotConnected(t *testing.T) {
+	s := &Sink{pipeline: "p"}
+	for _, err := range []error{kafka.BrokerNotAvailable, fmt.Errorf("create topic: %w", kafka.LeaderNotAvailable)} {
+		if got := s.classify("create topic", err); retry.Classify(got) != retry.NotConnected {
+			t.Errorf("classify(%v) = %v, want not connected", err, got)
+		}
+	}
+	if got := s.classify("write", kafka.TopicAuthorizationFailed); retry.Classify(got) == retry.NotConnected {
+		t.Errorf("classify(TopicAuthorizationFailed) = %v, want not \"not connected\"", got)
 	}
 }

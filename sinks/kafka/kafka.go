@@ -599,8 +599,11 @@ func (s *Sink) classify(what string, err error) error {
 	temporary := false
 	switch {
 	case errors.As(err, &ke):
-		// kafka.Error also satisfies net.Error: ask it first.
-		temporary = ke.Temporary()
+		// kafka.Error also satisfies net.Error: ask it first. A broker
+		// that is starting (kfake, a KRaft node before it has a
+		// controller) answers BrokerNotAvailable, which kafka-go does not
+		// call temporary: the pipeline must start as soon as it is up.
+		temporary = ke.Temporary() || ke == kafka.BrokerNotAvailable
 	case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
 		errors.Is(err, context.DeadlineExceeded):
