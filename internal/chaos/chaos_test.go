@@ -4,13 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/internal/testbin"
 	"go.uber.org/goleak"
 )
 
@@ -33,7 +31,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	bins, err := testBinaries(work)
+	bins, err := buildBinaries(work)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -49,29 +47,6 @@ func testMain(m *testing.M) int {
 		}
 	}
 	return code
-}
-
-// testBinaries copies the binaries internal/testbin builds once per run (or
-// CI prebuilt) into work, where the unprivileged bridge user may run them.
-func testBinaries(work string) (binaries, error) {
-	b := binaries{bridge: filepath.Join(work, "ssebridge"), nats: filepath.Join(work, "nats-server")}
-	for _, job := range []struct {
-		get func() (string, error)
-		dst string
-	}{{testbin.SSEBridge, b.bridge}, {testbin.NATSServer, b.nats}} {
-		src, err := job.get()
-		if err != nil {
-			return b, err
-		}
-		data, err := os.ReadFile(src)
-		if err != nil {
-			return b, fmt.Errorf("read %s: %w", src, err)
-		}
-		if err := os.WriteFile(job.dst, data, 0o755); err != nil {
-			return b, fmt.Errorf("write %s: %w", job.dst, err)
-		}
-	}
-	return b, nil
 }
 
 // TestQuickRows runs the quick subset that CI can afford: a real bridge

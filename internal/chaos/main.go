@@ -23,6 +23,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
 func main() {
@@ -101,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		out := c.out
 		if !filepath.IsAbs(out) {
-			if root, err := moduleRoot(ctx); err == nil {
+			if root, err := testbin.ModuleRoot(); err == nil {
 				out = filepath.Join(root, out)
 			}
 		}
@@ -158,7 +160,7 @@ func runTable(ctx context.Context, c config, log io.Writer) ([]*result, runEnv, 
 		return nil, env, fmt.Errorf("work dir: %w", err)
 	}
 	fmt.Fprintln(log, "chaos: building ssebridge and nats-server")
-	bins, err := buildBinaries(ctx, work)
+	bins, err := buildBinaries(work)
 	if err != nil {
 		return nil, env, err
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
 // binaries are the programs the harness runs as separate processes.
@@ -22,35 +23,25 @@ type binaries struct {
 	nats   string // nats-server
 }
 
-// moduleRoot is the directory holding go.mod.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the ssebridge module")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// buildBinaries builds ssebridge and nats-server (from the module cache, as
-// go.mod requires it) into dir.
-func buildBinaries(ctx context.Context, dir string) (binaries, error) {
-	root, err := moduleRoot(ctx)
-	if err != nil {
-		return binaries{}, err
-	}
+// buildBinaries copies ssebridge and nats-server, built once by
+// internal/testbin (or prebuilt in $SSEBRIDGE_TEST_BIN), into dir, where
+// the unprivileged bridge user may run them.
+func buildBinaries(dir string) (binaries, error) {
 	b := binaries{bridge: filepath.Join(dir, "ssebridge"), nats: filepath.Join(dir, "nats-server")}
-	for _, job := range [][2]string{{b.bridge, "./cmd/ssebridge"}, {b.nats, "github.com/nats-io/nats-server/v2"}} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", job[0], job[1])
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return binaries{}, fmt.Errorf("go build %s: %w\n%s", job[1], err, out)
+	for _, job := range []struct {
+		get func() (string, error)
+		dst string
+	}{{testbin.SSEBridge, b.bridge}, {testbin.NATSServer, b.nats}} {
+		src, err := job.get()
+		if err != nil {
+			return b, err
 		}
-		if err := os.Chmod(job[0], 0o755); err != nil {
-			return binaries{}, fmt.Errorf("chmod %s: %w", job[0], err)
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return b, fmt.Errorf("read %s: %w", src, err)
+		}
+		if err := os.WriteFile(job.dst, data, 0o755); err != nil {
+			return b, fmt.Errorf("write %s: %w", job.dst, err)
 		}
 	}
 	return b, nil

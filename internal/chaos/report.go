@@ -9,12 +9,14 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
 // commit is the short hash of HEAD, marked dirty when the tree has changes
 // other than the table itself.
 func commit(ctx context.Context) string {
-	root, err := moduleRoot(ctx)
+	root, err := testbin.ModuleRoot()
 	if err != nil {
 		return "unknown"
 	}

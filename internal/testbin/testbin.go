@@ -50,7 +50,7 @@ func get(name string) (string, error) {
 	if p, ok := built[name]; ok {
 		return p, nil
 	}
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
@@ -70,7 +70,8 @@ func get(name string) (string, error) {
 	return p, nil
 }
 
-func moduleRoot() (string, error) {
+// ModuleRoot is the directory holding the module's go.mod.
+func ModuleRoot() (string, error) {
 	out, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("go env GOMOD: %w", err)
