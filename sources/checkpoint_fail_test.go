@@ -51,16 +51,7 @@ func (b *syncBuffer) count(s string) int {
 
 // shortSleep waits a millisecond whatever the delay asked: the test
 // observes what the worker does between attempts, not how long it waits.
-func shortSleep(ctx context.Context, _ time.Duration) error {
-	t := time.NewTimer(time.Millisecond)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+func shortSleep(ctx context.Context, _ time.Duration) error { return sleep(ctx, time.Millisecond) }
 
 // TestFailingCheckpointStorePausesForwarding: with a read-only data_dir
 // the bridge used to forward on, report itself connected and ready, and log
