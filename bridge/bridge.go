@@ -24,6 +24,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge/config"
 	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/cluster"
+	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
 )
@@ -513,7 +514,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		case !ok:
 			removed = append(removed, name)
 			b.stopPipeline(name)
-			forgetPipelineMetrics(name)
+			metrics.Forget("pipeline", name)
 		case !reflect.DeepEqual(op, np):
 			changed = append(changed, name)
 			b.stopPipeline(name)
@@ -525,7 +526,7 @@ func (b *Bridge) Reload(cfg *config.Config) error {
 		case !ok:
 			removed = append(removed, path)
 			b.stopStream(path)
-			forgetStreamMetrics(path)
+			metrics.Forget("stream", path)
 		case !reflect.DeepEqual(prev, ns):
 			changed = append(changed, path)
 			b.stopStream(path)

@@ -8,6 +8,7 @@
 package metrics
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,22 +19,50 @@ import (
 // Registry is what /metrics serves.
 var Registry = prometheus.NewRegistry()
 
+// vec is a labelled collector whose series can be deleted.
+type vec interface {
+	prometheus.Collector
+	DeletePartialMatch(prometheus.Labels) int
+}
+
+// labelled is every collector of this package with its label names, for
+// Forget.
+var labelled []struct {
+	labels []string
+	vec    vec
+}
+
+func register[V vec](v V, labels []string) V {
+	Registry.MustRegister(v)
+	labelled = append(labelled, struct {
+		labels []string
+		vec    vec
+	}{labels, v})
+	return v
+}
+
 func counter(name, help string, labels ...string) *prometheus.CounterVec {
-	c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "ssebridge", Name: name, Help: help}, labels)
-	Registry.MustRegister(c)
-	return c
+	return register(prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "ssebridge", Name: name, Help: help}, labels), labels)
 }
 
 func gauge(name, help string, labels ...string) *prometheus.GaugeVec {
-	g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssebridge", Name: name, Help: help}, labels)
-	Registry.MustRegister(g)
-	return g
+	return register(prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "ssebridge", Name: name, Help: help}, labels), labels)
 }
 
 func histogram(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "ssebridge", Name: name, Help: help, Buckets: buckets}, labels)
-	Registry.MustRegister(h)
-	return h
+	return register(prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "ssebridge", Name: name, Help: help, Buckets: buckets}, labels), labels)
+}
+
+// Forget drops every series whose label is value, in every collector that
+// has that label: the series of a pipeline (label "pipeline") or a stream
+// ("stream") that a reload removed. Left behind, a removed pipeline's
+// checkpoint timestamp would age forever and fire the stalled-feed alert.
+func Forget(label, value string) {
+	for _, l := range labelled {
+		if slices.Contains(l.labels, label) {
+			l.vec.DeletePartialMatch(prometheus.Labels{label: value})
+		}
+	}
 }
 
 // Latency buckets from 0.5 ms to ~16 s: a live feed is judged in milliseconds.
