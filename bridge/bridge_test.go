@@ -24,7 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ssebridge/ssebridge/bridge"
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/demo"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
 	"github.com/ssebridge/ssebridge/internal/testbroker"

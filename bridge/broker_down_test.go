@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/ssebridge/ssebridge/bridge"
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 // TestDataDirHasOneOwner: two bridges on one data_dir (ssebridge run

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/sinks"

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/ssebridge/ssebridge/bridge"
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 // slowReleaseLeaser grants every Acquire but blocks the first release until

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/ssebridge/ssebridge/bridge"
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 // TestReloadWarnsAboutShutdownTimeout: a running worker took its share of

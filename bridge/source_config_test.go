@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/message"
 	"github.com/ssebridge/ssebridge/sources"
 )

@@ -33,7 +33,7 @@ import (
 
 // Defaults applied where a Config field is left zero (see each field for the
 // fields where zero means something else). The YAML defaults live in
-// bridge/config; these equal them (a test of the runner keeps them so) so
+// config; these equal them (a test of the runner keeps them so) so
 // that a Config built in code behaves like one loaded from a file.
 const (
 	// DefaultRetryInitial is the first reconnection delay before the

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 // chromiumPath is Debian's package; .ci/run installs it.

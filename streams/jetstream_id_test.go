@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 func TestJetStreamIDRoundTripAndRejection(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 func init() {

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/ssebridge/ssebridge/bridge"
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 // Names the demo configuration uses.

@@ -10,7 +10,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 )
 
 // ErrNoCertificates is returned (wrapped) when ca_file holds no PEM

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/retry"
 )
 

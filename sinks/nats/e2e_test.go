@@ -13,7 +13,7 @@ import (
 
 	gonats "github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/bridge/config"
+	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/checkpoint"
 	"github.com/ssebridge/ssebridge/internal/pipelinetest"
 	"github.com/ssebridge/ssebridge/internal/testbroker"

@@ -65,7 +65,7 @@ type Template struct {
 
 // Compile parses a template. An unknown placeholder, an unclosed or stray
 // brace, or an empty data path is an ErrSyntax error naming the offset.
-// The parser is internal/tmpl, which bridge/config validates with too.
+// The parser is internal/tmpl, which config validates with too.
 func Compile(src string) (*Template, error) {
 	parts, err := tmpl.Parse(src)
 	if err != nil {

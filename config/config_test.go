@@ -701,7 +701,7 @@ func TestShippedConfigsAreValid(t *testing.T) {
 			t.Cleanup(func() { os.Setenv(v, old) })
 		}
 	}
-	for _, f := range []string{"../../config.example.yaml", "../../deploy/compose.yaml", "testdata/issue.yaml"} {
+	for _, f := range []string{"../config.example.yaml", "../deploy/compose.yaml", "testdata/issue.yaml"} {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			cfg, err := Load(f)
 			if err != nil {

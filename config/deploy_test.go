@@ -22,7 +22,7 @@ func TestDeploymentFilesAgree(t *testing.T) {
 			t.Cleanup(func() { os.Setenv(v, old) })
 		}
 	}
-	raw, err := os.ReadFile("../../docker-compose.yml")
+	raw, err := os.ReadFile("../docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestDeploymentFilesAgree(t *testing.T) {
 	if err := yaml.Unmarshal(raw, &compose); err != nil {
 		t.Fatal(err)
 	}
-	dockerfile, err := os.ReadFile("../../Dockerfile")
+	dockerfile, err := os.ReadFile("../Dockerfile")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,7 @@ func TestDeploymentFilesAgree(t *testing.T) {
 		t.Errorf("ssebridge volumes %v lack %q", bridge.Volumes, mount)
 	}
 
-	cfg, err := Load("../../deploy/compose.yaml")
+	cfg, err := Load("../deploy/compose.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
