@@ -36,7 +36,9 @@ type Message struct {
 	// alone: a sink that deduplicates by ID must not use it for this
 	// message. The source decides it, once, for every sink (see
 	// InheritsID); it knows this even for the first event after a
-	// restart, when a sink has no previous message to compare with.
+	// restart, when a sink has no previous message to compare with. The
+	// first event of a connection that names the resumed ID in an id field
+	// of its own is not inherited: it is the feed resending that event.
 	InheritedID bool
 }
 

@@ -196,15 +196,19 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 	}
 	if haveID {
 		// The last event ID persists across reconnections (as in a
-		// browser), so events without an id field carry it.
-		d.SetLastEventID(lastID)
+		// browser), so events without an id field carry it. The decoder
+		// starts from a placeholder no id field can hold, replaced by
+		// lastID below, so that an event that carries lastID in an id
+		// field of its own (a feed resuming inclusively resends the event
+		// Last-Event-ID names) is told from one that inherits it.
+		d.SetLastEventID(noOwnID)
 	}
 	d.OnRetry(w.onRetry)
 	if w.cfg.OnComment != nil {
 		d.OnComment(func(c string) { w.push(connCtx, item{kind: kindComment, text: c}) })
 	}
 	n := 0
-	prevID := lastID // the stream's last event ID before the next event
+	prevID := noOwnID // the stream's last event ID before the next event
 	for {
 		ev, err := d.Next()
 		if errors.Is(err, sse.ErrEventTooLarge) {
@@ -238,6 +242,9 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		}
 		inherited := message.InheritsID(ev.ID, prevID)
 		prevID = ev.ID
+		if ev.ID == noOwnID {
+			ev.ID, inherited = lastID, lastID != ""
+		}
 		it := item{kind: kindEvent, forward: fwd, msg: message.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now(), InheritedID: inherited}}
 		if !w.push(connCtx, it) {
 			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
@@ -247,6 +254,11 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		}
 	}
 }
+
+// noOwnID is the decoder's last event ID until the stream sends an id
+// field: WHATWG ignores an id field holding U+0000, so no event can carry
+// it but by inheriting it from before the connection.
+const noOwnID = "\x00"
 
 // push hands it to the writer, waiting while the sink is failing or the
 // queue is full; false when ctx ended first.
