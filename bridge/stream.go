@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 
 	"github.com/ssebridge/ssebridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/streams"
 )
 
 // streamServer is what the bridge needs from a reverse stream server
@@ -184,4 +186,89 @@ func (r *streamRouter) serve(w http.ResponseWriter, req *http.Request, s *stream
 		}
 	}
 	srv.ServeHTTP(w, req)
+}
+
+// oneStream adapts a streams.Server serving a single path.
+type oneStream struct{ *streams.Server }
+
+func (s oneStream) Subscribers() int {
+	n := 0
+	for _, st := range s.Stats() {
+		n += st.Subscribers
+	}
+	return n
+}
+
+// newStreamServer gives each path its own streams.Server, so a reload can
+// replace one stream without disconnecting the subscribers of another. The
+// global http.max_subscribers cap is therefore enforced by streamRouter.
+func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
+	b.mu.RLock()
+	nc, kc := b.nc, b.cfg.Kafka
+	b.mu.RUnlock()
+	deps := streams.Deps{
+		NATS:   nc,
+		Logger: b.log, // streams name the path in each line
+		// This server knows only its own stream's tokens; another stream's
+		// token must still get 403, not 401.
+		KnownToken: b.knownToken,
+	}
+	if sc.Kafka != nil && kc.Configured() {
+		k, err := kafkaCluster(kc)
+		if err != nil {
+			return nil, fmt.Errorf("stream %q: kafka: %w", sc.Path, err)
+		}
+		deps.Kafka = k
+	}
+	srv, err := streams.New([]streams.Config{streamOptions(sc)}, deps)
+	if err != nil {
+		return nil, err
+	}
+	return oneStream{srv}, nil
+}
+
+// kafkaCluster is the kafka block as the streams read it: client_id, SASL
+// and TLS applied as the sinks apply them.
+func kafkaCluster(c config.Kafka) (streams.KafkaCluster, error) {
+	tr, err := kafkaconn.Transport(c)
+	if err != nil {
+		return streams.KafkaCluster{}, err
+	}
+	d, err := kafkaconn.Dialer(c)
+	if err != nil {
+		return streams.KafkaCluster{}, err
+	}
+	return streams.KafkaCluster{Brokers: c.Brokers, Transport: tr, Dialer: d}, nil
+}
+
+// streamOptions maps a stream's YAML block to the streams package's
+// options; it is the one place that knows both.
+func streamOptions(sc config.Stream) streams.Config {
+	c := streams.Config{
+		Path:           sc.Path,
+		Heartbeat:      sc.Heartbeat.D(),
+		MaxPending:     sc.MaxPending,
+		MaxSubscribers: sc.MaxSubscribers,
+		WindowEvents:   sc.WindowEvents,
+		WindowBytes:    sc.WindowBytes,
+	}
+	if n := sc.NATS; n != nil {
+		c.NATS = &streams.NATSConfig{Subject: n.Subject}
+		if n.JetStream != nil {
+			c.NATS.JetStream = n.JetStream.Stream
+		}
+	}
+	if k := sc.Kafka; k != nil {
+		c.Kafka = &streams.KafkaConfig{Topic: k.Topic, Start: k.Start}
+	}
+	if a := sc.Auth; a != nil {
+		c.Auth = &streams.Auth{BearerTokens: a.BearerTokens, Cookie: a.Cookie}
+		if j := a.JWT; j != nil {
+			c.Auth.JWT = &streams.JWT{HS256Secret: j.HS256Secret, RS256PublicKeyFile: j.RS256PublicKeyFile, Audience: j.Audience, Claim: j.Claim}
+		}
+	}
+	if o := sc.CORS; o != nil {
+		c.CORS = &streams.CORS{AllowedOrigins: o.AllowedOrigins, AllowCredentials: o.AllowCredentials}
+	}
+	return c
 }

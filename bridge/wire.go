@@ -14,7 +14,6 @@ import (
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
-	"github.com/ssebridge/ssebridge/streams"
 
 	// Sink drivers, selected by each pipeline's sink block.
 	_ "github.com/ssebridge/ssebridge/sinks/kafka"
@@ -95,38 +94,6 @@ func stateReady(st PipelineStatus) bool {
 		return st.Reconnects > 0
 	}
 	return false
-}
-
-// oneStream adapts a streams.Server serving a single path.
-type oneStream struct{ *streams.Server }
-
-func (s oneStream) Subscribers() int {
-	n := 0
-	for _, st := range s.Stats() {
-		n += st.Subscribers
-	}
-	return n
-}
-
-// newStreamServer gives each path its own streams.Server, so a reload can
-// replace one stream without disconnecting the subscribers of another. The
-// global http.max_subscribers cap is therefore enforced by streamRouter.
-func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
-	b.mu.RLock()
-	deps := streams.Deps{
-		NATS:   b.nc,
-		Kafka:  b.cfg.Kafka,
-		Logger: b.log, // streams name the path in each line
-		// This server knows only its own stream's tokens; another stream's
-		// token must still get 403, not 401.
-		KnownToken: b.knownToken,
-	}
-	b.mu.RUnlock()
-	srv, err := streams.New([]config.Stream{sc}, deps)
-	if err != nil {
-		return nil, err
-	}
-	return oneStream{srv}, nil
 }
 
 // connectExternalNATS dials nats.url; an unreachable server is not an

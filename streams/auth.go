@@ -12,7 +12,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
 
@@ -44,7 +43,7 @@ type authorizer struct {
 	methods []string
 }
 
-func newAuthorizer(path string, a *config.Auth, known func(token string) bool) (*authorizer, error) {
+func newAuthorizer(path string, a *Auth, known func(token string) bool) (*authorizer, error) {
 	z := &authorizer{path: path, cookie: a.Cookie, known: known}
 	for _, t := range a.BearerTokens {
 		if t == "" {
@@ -196,7 +195,7 @@ func grants(v any, path string) bool {
 
 // applyCORS sets the CORS answer headers for r. It returns true when r was
 // a preflight and has been answered completely.
-func applyCORS(w http.ResponseWriter, r *http.Request, c *config.CORS) bool {
+func applyCORS(w http.ResponseWriter, r *http.Request, c *CORS) bool {
 	h := w.Header()
 	// The answer depends on Origin, so caches must key on it.
 	h.Add("Vary", "Origin")

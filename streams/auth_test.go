@@ -16,7 +16,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
 
@@ -45,10 +44,10 @@ func status(t *testing.T, url string, hdr map[string]string, cookie *http.Cookie
 func TestBearerTokens(t *testing.T) {
 	e := startNATS(t)
 	a := coreCfg("/auth/a", "a")
-	a.Auth = &config.Auth{BearerTokens: []string{"token-a"}, Cookie: "sse_token"}
+	a.Auth = &Auth{BearerTokens: []string{"token-a"}, Cookie: "sse_token"}
 	b := coreCfg("/auth/b", "b")
-	b.Auth = &config.Auth{BearerTokens: []string{"token-b"}}
-	_, hs := startServer(t, []config.Stream{a, b}, Deps{NATS: e.nc})
+	b.Auth = &Auth{BearerTokens: []string{"token-b"}}
+	_, hs := startServer(t, []Config{a, b}, Deps{NATS: e.nc})
 	u := hs.URL + "/auth/a"
 	fail401 := metrics.AuthFailures.WithLabelValues("/auth/a", "401")
 	fail403 := metrics.AuthFailures.WithLabelValues("/auth/a", "403")
@@ -101,10 +100,10 @@ func TestJWT(t *testing.T) {
 		t.Fatal(err)
 	}
 	hs256 := coreCfg("/jwt/hs", "hs")
-	hs256.Auth = &config.Auth{JWT: &config.JWT{HS256Secret: "s3cret", Audience: "ssebridge"}}
+	hs256.Auth = &Auth{JWT: &JWT{HS256Secret: "s3cret", Audience: "ssebridge"}}
 	rs256 := coreCfg("/jwt/rs", "rs")
-	rs256.Auth = &config.Auth{JWT: &config.JWT{RS256PublicKeyFile: pubFile, Claim: "allowed"}}
-	_, hs := startServer(t, []config.Stream{hs256, rs256}, Deps{NATS: e.nc})
+	rs256.Auth = &Auth{JWT: &JWT{RS256PublicKeyFile: pubFile, Claim: "allowed"}}
+	_, hs := startServer(t, []Config{hs256, rs256}, Deps{NATS: e.nc})
 
 	sign := func(m jwt.SigningMethod, k any, claims jwt.MapClaims) string {
 		s, err := jwt.NewWithClaims(m, claims).SignedString(k)
@@ -149,11 +148,11 @@ func TestJWT(t *testing.T) {
 func TestCORS(t *testing.T) {
 	e := startNATS(t)
 	creds := coreCfg("/cors/creds", "c")
-	creds.CORS = &config.CORS{AllowedOrigins: []string{"https://app.example"}, AllowCredentials: true}
-	creds.Auth = &config.Auth{BearerTokens: []string{"tok"}}
+	creds.CORS = &CORS{AllowedOrigins: []string{"https://app.example"}, AllowCredentials: true}
+	creds.Auth = &Auth{BearerTokens: []string{"tok"}}
 	open := coreCfg("/cors/open", "o")
-	open.CORS = &config.CORS{AllowedOrigins: []string{"*"}}
-	_, hs := startServer(t, []config.Stream{creds, open}, Deps{NATS: e.nc})
+	open.CORS = &CORS{AllowedOrigins: []string{"*"}}
+	_, hs := startServer(t, []Config{creds, open}, Deps{NATS: e.nc})
 
 	preflight := func(path, origin string) *http.Response {
 		req, _ := http.NewRequest(http.MethodOptions, hs.URL+path, nil)
@@ -215,10 +214,10 @@ func TestCORS(t *testing.T) {
 func TestKnownToken(t *testing.T) {
 	e := startNATS(t)
 	bearer := coreCfg("/known/bearer", "kb")
-	bearer.Auth = &config.Auth{BearerTokens: []string{"mine"}}
+	bearer.Auth = &Auth{BearerTokens: []string{"mine"}}
 	jwtOnly := coreCfg("/known/jwt", "kj")
-	jwtOnly.Auth = &config.Auth{JWT: &config.JWT{HS256Secret: "s3cret"}}
-	cfgs := []config.Stream{bearer, jwtOnly}
+	jwtOnly.Auth = &Auth{JWT: &JWT{HS256Secret: "s3cret"}}
+	cfgs := []Config{bearer, jwtOnly}
 
 	var asked []string
 	var mu sync.Mutex

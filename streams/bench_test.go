@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sse"
@@ -66,7 +65,7 @@ func BenchmarkCoreFanOut(b *testing.B) {
 			defer nc.Close()
 			cfg := coreCfg("/bench", "bench")
 			cfg.MaxPending = 1 << 20 // measure throughput, not drops
-			srv, err := New([]config.Stream{cfg}, Deps{NATS: nc})
+			srv, err := New([]Config{cfg}, Deps{NATS: nc})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -17,8 +17,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ssebridge/ssebridge/config"
 )
 
 // chromiumPath is Debian's package; .ci/run installs it.
@@ -115,8 +113,8 @@ func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "BROWSER", "browser.>")
 	cfg := jsStreamCfg("/events", "BROWSER", "browser.>")
-	cfg.Auth = &config.Auth{BearerTokens: []string{"page-token"}}
-	srv, err := New([]config.Stream{cfg}, Deps{NATS: e.nc})
+	cfg.Auth = &Auth{BearerTokens: []string{"page-token"}}
+	srv, err := New([]Config{cfg}, Deps{NATS: e.nc})
 	if err != nil {
 		t.Fatal(err)
 	}

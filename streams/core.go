@@ -9,9 +9,6 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/ssebridge/ssebridge/config"
-	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // coreBackend serves a core NATS subject. Core NATS keeps no history, so
@@ -65,7 +62,7 @@ func (t *coreTail) stop() {
 	t.breakWith(ErrClosed)
 }
 
-func newCoreBackend(nc *nats.Conn, c config.Stream, maxPending int, log *slog.Logger) *coreBackend {
+func newCoreBackend(nc *nats.Conn, c Config, maxPending int, log *slog.Logger) *coreBackend {
 	return &coreBackend{nc: nc, subject: c.NATS.Subject, maxPending: maxPending, log: log, path: c.Path}
 }
 
@@ -167,7 +164,7 @@ func (t *coreTail) dispatch(msg *nats.Msg) {
 	}
 	typ := ""
 	if msg.Header != nil {
-		typ = msg.Header.Get(sinks.HeaderEvent)
+		typ = msg.Header.Get(headerEvent)
 	}
 	t.publish(newFrame(0, msg.Subject, typ, msg.Data, ""))
 }

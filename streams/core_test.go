@@ -16,17 +16,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
 
-func coreCfg(path, subject string) config.Stream {
-	return config.Stream{Path: path, NATS: &config.NATSStream{Subject: subject}}
+func coreCfg(path, subject string) Config {
+	return Config{Path: path, NATS: &NATSConfig{Subject: subject}}
 }
 
 func TestCoreNATSFanOutIDsAndNarrowing(t *testing.T) {
 	e := startNATS(t)
-	srv, hs := startServer(t, []config.Stream{coreCfg("/core/wiki", "wiki.>")}, Deps{NATS: e.nc})
+	srv, hs := startServer(t, []Config{coreCfg("/core/wiki", "wiki.>")}, Deps{NATS: e.nc})
 
 	// A Last-Event-ID on a core stream is ignored, not refused: browsers
 	// send one on every reconnect.
@@ -78,7 +77,7 @@ func TestCoreNATSFanOutIDsAndNarrowing(t *testing.T) {
 
 func TestCoreNATSBadRequests(t *testing.T) {
 	e := startNATS(t)
-	_, hs := startServer(t, []config.Stream{coreCfg("/core/bad", "wiki.en.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{coreCfg("/core/bad", "wiki.en.>")}, Deps{NATS: e.nc})
 	for _, q := range []string{
 		"since=2020-01-01T00:00:00Z",                // no history
 		"since=yesterday",                           // not RFC 3339
@@ -109,8 +108,8 @@ func TestCoreNATSBadRequests(t *testing.T) {
 func TestHeartbeatComments(t *testing.T) {
 	e := startNATS(t)
 	cfg := coreCfg("/core/hb", "hb")
-	cfg.Heartbeat = config.Duration(20 * time.Millisecond)
-	_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	cfg.Heartbeat = time.Duration(20 * time.Millisecond)
+	_, hs := startServer(t, []Config{cfg}, Deps{NATS: e.nc})
 	c := subscribe(t, hs.URL+"/core/hb", nil)
 	beats := 0
 	for beats < 3 {
@@ -139,7 +138,7 @@ func (l smallBufferListener) Accept() (net.Conn, error) {
 }
 
 // startSmallBufferServer is startServer with small socket send buffers.
-func startSmallBufferServer(t *testing.T, cfgs []config.Stream, deps Deps) (*Server, *httptest.Server) {
+func startSmallBufferServer(t *testing.T, cfgs []Config, deps Deps) (*Server, *httptest.Server) {
 	t.Helper()
 	srv, err := New(cfgs, deps)
 	if err != nil {
@@ -187,7 +186,7 @@ func TestSlowSubscriberIsCutOffWithoutSlowingOthers(t *testing.T) {
 	const path = "/core/slow"
 	cfg := coreCfg(path, "slow")
 	cfg.MaxPending = 8
-	_, hs := startSmallBufferServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	_, hs := startSmallBufferServer(t, []Config{cfg}, Deps{NATS: e.nc})
 	slow := slowGet(t, hs.URL+path)
 	fast := subscribe(t, hs.URL+path, nil)
 	drops := metrics.SlowSubscriberDrops.WithLabelValues(path)
@@ -227,7 +226,7 @@ func TestSubscriberLimits(t *testing.T) {
 	e := startNATS(t)
 	a, b, c := coreCfg("/lim/a", "a"), coreCfg("/lim/b", "b"), coreCfg("/lim/c", "c")
 	a.MaxSubscribers = 1
-	_, hs := startServer(t, []config.Stream{a, b, c}, Deps{NATS: e.nc, MaxSubscribers: 2})
+	_, hs := startServer(t, []Config{a, b, c}, Deps{NATS: e.nc, MaxSubscribers: 2})
 	rejA := metricValue(t, metrics.SubscribersRejected.WithLabelValues("/lim/a"))
 
 	a1 := subscribe(t, hs.URL+"/lim/a", nil)
@@ -262,7 +261,7 @@ func TestSubscriberLimits(t *testing.T) {
 
 func TestShutdownEndsStreamsAndRefusesNewOnes(t *testing.T) {
 	e := startNATS(t)
-	srv, hs := startServer(t, []config.Stream{coreCfg("/core/shut", "shut")}, Deps{NATS: e.nc})
+	srv, hs := startServer(t, []Config{coreCfg("/core/shut", "shut")}, Deps{NATS: e.nc})
 	c := subscribe(t, hs.URL+"/core/shut", nil)
 	e.publish(t, "shut", "", "one")
 	e.publish(t, "shut", "", "two")
@@ -298,7 +297,7 @@ func TestShutdownCutsOffAClientThatStoppedReading(t *testing.T) {
 	e := startNATS(t)
 	cfg := coreCfg("/core/stuck", "stuck")
 	cfg.MaxPending = 100000 // never cut for slowness: only Shutdown may end it
-	srv, hs := startSmallBufferServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	srv, hs := startSmallBufferServer(t, []Config{cfg}, Deps{NATS: e.nc})
 	slowGet(t, hs.URL+"/core/stuck")
 	// Far more than the socket buffers hold: the handler blocks writing.
 	payload := strings.Repeat("x", 8<<10)
@@ -325,8 +324,8 @@ func TestCoreStreamEndsWhenItsConnectionCloses(t *testing.T) {
 	}
 	defer nc.Close()
 	cfg := coreCfg("/core/closed", "closed")
-	cfg.Heartbeat = config.Duration(20 * time.Millisecond)
-	_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: nc})
+	cfg.Heartbeat = time.Duration(20 * time.Millisecond)
+	_, hs := startServer(t, []Config{cfg}, Deps{NATS: nc})
 	c := subscribe(t, hs.URL+"/core/closed", nil)
 	nc.Close()
 	// Heartbeats alone would keep a dead stream looking alive forever.

@@ -18,7 +18,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sse"
@@ -32,7 +31,7 @@ const waitLong = 20 * time.Second
 
 // startServer runs a streams Server behind an httptest server; both are
 // shut down when the test ends, before the brokers (cleanups run LIFO).
-func startServer(t *testing.T, cfgs []config.Stream, deps Deps) (*Server, *httptest.Server) {
+func startServer(t *testing.T, cfgs []Config, deps Deps) (*Server, *httptest.Server) {
 	t.Helper()
 	srv, err := New(cfgs, deps)
 	if err != nil {

@@ -11,10 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/ssebridge/ssebridge/config"
-	"github.com/ssebridge/ssebridge/internal/metrics"
-	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // jsBackend serves a JetStream stream. While the stream has subscribers,
@@ -44,13 +40,13 @@ type jsBackend struct {
 	stops    sync.WaitGroup // lingering tails being stopped
 }
 
-func newJetStreamBackend(nc *nats.Conn, c config.Stream, log *slog.Logger) (*jsBackend, error) {
+func newJetStreamBackend(nc *nats.Conn, c Config, log *slog.Logger) (*jsBackend, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	b := &jsBackend{
-		js: js, stream: c.NATS.JetStream.Stream, subject: c.NATS.Subject, path: c.Path, log: log,
+		js: js, stream: c.NATS.JetStream, subject: c.NATS.Subject, path: c.Path, log: log,
 		maxPending: c.MaxPending, winEvents: c.WindowEvents, winBytes: c.WindowBytes,
 		linger: defaultTailLinger,
 	}
@@ -65,33 +61,6 @@ func newJetStreamBackend(nc *nats.Conn, c config.Stream, log *slog.Logger) (*jsB
 	}
 	b.watch = newMemberWatch[*jsGuard](guardWatchEvery, b.checkGuards)
 	return b, nil
-}
-
-// checkGuards looks the stream up once and ends every subscriber (or
-// tail) that started in another incarnation. The guards catch a
-// recreation on the first message of a recreated consumer; this catches it
-// when none comes, as when the new stream has not reached the old
-// sequence (the ordered consumer recreates itself there, often without
-// reporting an error). A missing stream or one not answering ends nobody:
-// the clients keep their heartbeats, since a reconnect would get 503,
-// which ends an EventSource for good.
-func (b *jsBackend) checkGuards(ctx context.Context) {
-	guards := b.watch.snapshot()
-	if len(guards) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, guardCheckTimeout)
-	defer cancel()
-	st, err := b.js.Stream(ctx, b.stream)
-	if err != nil {
-		return
-	}
-	tag := newJSTag(b.stream, st.CachedInfo().Created)
-	for _, g := range guards {
-		if g.tag != tag {
-			g.end(errRecreated)
-		}
-	}
 }
 
 func (b *jsBackend) kind() string { return "jetstream" }
@@ -319,7 +288,7 @@ func (t *jsTail) run() {
 		}
 		typ := ""
 		if h := msg.Headers(); h != nil {
-			typ = h.Get(sinks.HeaderEvent)
+			typ = h.Get(headerEvent)
 		}
 		fr := newFrame(md.Sequence.Stream, msg.Subject(), typ, msg.Data(), jsID(md.Sequence.Stream, t.tag))
 		if fr.wire == nil {
@@ -349,256 +318,6 @@ func deleteConsumer(b *jsBackend, cons jetstream.Consumer) {
 		defer cancel()
 		_ = b.js.DeleteConsumer(ctx, b.stream, info.Name)
 	}
-}
-
-// lookup reads the stream's state for a resume the tail cannot answer.
-func (b *jsBackend) lookup(ctx context.Context) (*jetstream.StreamInfo, error) {
-	st, err := b.js.Stream(ctx, b.stream)
-	if err != nil {
-		return nil, fmt.Errorf("%w: JetStream stream %q: %v", ErrUnavailable, b.stream, err)
-	}
-	return st.CachedInfo(), nil
-}
-
-func (b *jsBackend) subscribe(ctx context.Context, sub *subscriber, req *request) (feed, error) {
-	narrow := ""
-	if req.subject != "" {
-		if b.subject != "" && !subjectWithin(req.subject, b.subject) {
-			return feed{}, fmt.Errorf("%w: subject %q is not within this stream's subject %q", ErrBadRequest, req.subject, b.subject)
-		}
-		if req.subject != b.subject {
-			narrow = req.subject
-		}
-	}
-	var pos jsPosition
-	if req.lastEventID != "" {
-		var err error
-		if pos, err = parseJSID(req.lastEventID, jsStreamByte(b.stream)); err != nil {
-			return feed{}, err
-		}
-	}
-	for attempt := 0; ; attempt++ {
-		t, revived, err := b.acquire(ctx)
-		if err != nil {
-			return feed{}, err
-		}
-		f, err := b.subscribeOn(ctx, t, revived, sub, req, pos, narrow)
-		if errors.Is(err, errStaleTail) && attempt == 0 {
-			continue // the stale tail is broken now; the next is current
-		}
-		return f, err
-	}
-}
-
-// errStaleTail means the tail reads an incarnation of the stream that has
-// since been deleted and recreated.
-var errStaleTail = errors.New("the stream's tail reads an earlier incarnation")
-
-// subscribeOn positions sub for req on the tail t, which it has acquired
-// (and releases on failure).
-func (b *jsBackend) subscribeOn(ctx context.Context, t *jsTail, revived bool, sub *subscriber, req *request, pos jsPosition, narrow string) (feed, error) {
-	ok := false
-	defer func() {
-		if !ok {
-			t.leave(sub)
-			b.release(t)
-		}
-	}()
-	if narrow != "" && !overlapsAny(narrow, t.subjects) {
-		// The broker would accept a consumer filtered on a subject the
-		// stream never stores, and the client would wait forever.
-		return feed{}, fmt.Errorf("%w: subject %q matches none of the subjects of JetStream stream %q (%s)",
-			ErrBadRequest, narrow, b.stream, strings.Join(t.subjects, ", "))
-	}
-	// lookup reads the stream's state for a resume the tail cannot
-	// answer, and tells a tail left on an earlier incarnation (which the
-	// watch would end within guardWatchEvery).
-	lookup := func() (*jetstream.StreamInfo, error) {
-		info, err := b.lookup(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if newJSTag(b.stream, info.Created) != t.tag {
-			t.breakWith(errRecreated)
-			return nil, errStaleTail
-		}
-		return info, nil
-	}
-	if revived {
-		// The stream may have been recreated while the tail lingered, in
-		// the last look-up interval of the watch: check now.
-		if _, err := lookup(); err != nil {
-			return feed{}, err
-		}
-	}
-	var p uint64 // the position the subscriber starts after
-	var start string
-	var catchUp func() (func(), error)
-	switch {
-	case req.lastEventID != "" && pos.tagged && pos.inc != t.tag.inc:
-		// The stream was deleted and recreated since the client read
-		// it: every message of this incarnation is newer than the
-		// client's position, so it gets them all. Not a client error: a
-		// 400 would end an EventSource for good.
-		info, err := lookup()
-		if err != nil {
-			return feed{}, err
-		}
-		metrics.ResumeTooOld.WithLabelValues(b.path).Inc()
-		b.log.Warn("Last-Event-ID is from an earlier incarnation of the stream (deleted and recreated), starting at its earliest message",
-			"stream", b.path, "last_event_id", req.lastEventID, "first_seq", info.State.FirstSeq)
-		p = max(info.State.FirstSeq, 1) - 1
-	case req.lastEventID != "":
-		p = pos.seq
-		if t.covers(p) {
-			break
-		}
-		info, err := lookup()
-		if err != nil {
-			return feed{}, err
-		}
-		if p > info.State.LastSeq {
-			return feed{}, fmt.Errorf("%w: sequence %d is beyond the last one of JetStream stream %q (%d); was the stream recreated?",
-				ErrInvalidLastEventID, p, b.stream, info.State.LastSeq)
-		}
-		if p+1 < info.State.FirstSeq {
-			// The messages after p are gone: start at the oldest the
-			// stream still has rather than wait for a sequence that will
-			// never come.
-			metrics.ResumeTooOld.WithLabelValues(b.path).Inc()
-			b.log.Warn("resume position no longer retained, starting at the earliest message",
-				"stream", b.path, "last_event_id", p, "first_seq", info.State.FirstSeq)
-			p = info.State.FirstSeq - 1
-		}
-	case !req.since.IsZero():
-		since := req.since
-		catchUp = func() (func(), error) { return b.catchUp(ctx, t, sub, 0, &since) }
-	default:
-		last, err := t.joinHead(sub)
-		if err != nil {
-			return feed{}, fmt.Errorf("%w: JetStream stream %q: %v", ErrUnavailable, b.stream, err)
-		}
-		p, start = last, jsID(last, t.tag)
-	}
-	stopCatchUp := func() {}
-	if req.lastEventID != "" {
-		// Served from memory when the window still holds what follows p;
-		// otherwise caught up from the broker first.
-		if err := t.joinAfter(sub, p); err != nil {
-			if !errors.Is(err, errNotCovered) {
-				return feed{}, fmt.Errorf("%w: JetStream stream %q: %v", ErrUnavailable, b.stream, err)
-			}
-			from := p
-			catchUp = func() (func(), error) { return b.catchUp(ctx, t, sub, from, nil) }
-		}
-	}
-	if catchUp != nil {
-		var err error
-		if stopCatchUp, err = catchUp(); err != nil {
-			return feed{}, err
-		}
-	}
-	ok = true
-	f := newFeed(&seqCursor{seq: p, tag: t.tag}, func() {
-		stopCatchUp()
-		t.leave(sub)
-		b.release(t)
-	})
-	f.tail = t.tail
-	f.subject = narrow
-	f.start = start
-	// A closed connection delivers nothing ever again; the tail's reader
-	// may be retrying to recreate its consumer meanwhile.
-	f.check = func() error {
-		if b.js.Conn().IsClosed() {
-			return nats.ErrConnectionClosed
-		}
-		return nil
-	}
-	return f, nil
-}
-
-// catchUpBuffer is how many messages a catch-up reader may read ahead of
-// its client.
-const catchUpBuffer = 64
-
-// catchUp reads the stream for one subscriber from after position from (or
-// from time since) with an ordered consumer of its own, until the tail's
-// window holds what follows: it then hands the subscriber over to the
-// tail, with no gap and no repeat at the seam, and deletes its consumer.
-// The returned stop ends it early and waits for it.
-func (b *jsBackend) catchUp(ctx context.Context, t *jsTail, sub *subscriber, from uint64, since *time.Time) (func(), error) {
-	cons, err := b.js.OrderedConsumer(ctx, b.stream, b.consumerConfig(from+1, since))
-	if err != nil {
-		return nil, fmt.Errorf("%w: JetStream consumer on %q: %v", ErrUnavailable, b.stream, err)
-	}
-	it, err := cons.Messages(jetstream.PullExpiry(pullExpiry))
-	if err != nil {
-		return nil, fmt.Errorf("%w: JetStream consume %q: %v", ErrUnavailable, b.stream, err)
-	}
-	sub.ch = make(chan message, catchUpBuffer)
-	g := newJSGuard(b, t.tag, sub)
-	b.watch.add(g)
-	stopc := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			it.Stop()
-			deleteConsumer(b, cons)
-		}()
-		p, known := from, since == nil
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					return
-				}
-				if errors.Is(err, jetstream.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionClosed) || b.js.Conn().IsClosed() {
-					sub.fail(err)
-					return
-				}
-				b.log.Debug("JetStream consumer error", "stream", b.path, "err", err)
-				continue
-			}
-			md, err := msg.Metadata()
-			if err != nil {
-				sub.fail(fmt.Errorf("message metadata: %w", err))
-				return
-			}
-			if !g.admit(md.Consumer) {
-				return // the subscriber has ended
-			}
-			seq := md.Sequence.Stream
-			if !known {
-				// A start by time: the position is just before the first
-				// message at or after it.
-				p, known = seq-1, true
-			}
-			if t.covers(p) {
-				sub.push(message{join: true, seq: p}, stopc)
-				return
-			}
-			m := message{subject: msg.Subject(), data: msg.Data(), seq: seq}
-			if h := msg.Headers(); h != nil {
-				m.typ = h.Get(sinks.HeaderEvent)
-			}
-			if !sub.push(m, stopc) {
-				return
-			}
-			p = seq
-		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			close(stopc)
-			it.Stop() // Next returns
-			<-done
-			b.watch.remove(g)
-			g.stop()
-		})
-	}, nil
 }
 
 // close stops a lingering tail (every feed has stopped by now) and the
@@ -636,142 +355,8 @@ func overlapsAny(pattern string, subjects []string) bool {
 	return false
 }
 
-// seqCursor's id is the stream sequence of the last message, tagged with
-// the stream's incarnation.
-type seqCursor struct {
-	seq uint64
-	tag jsTag
-	buf []byte // reused: an id is made for every event
-}
-
-func (c *seqCursor) advance(m *message) { c.seq = m.seq }
-
-func (c *seqCursor) id() string {
-	c.buf = appendJSID(c.buf[:0], c.seq, c.tag)
-	return string(c.buf)
-}
-
 // pullExpiry is how long one pull request lives; the server heartbeats a
 // pull at half that, and a consumer that missed two heartbeats (the
 // connection was dropped as a slow consumer, say) is recreated. nats.go's
 // default (30 s) leaves a client without events for that long.
 const pullExpiry = 10 * time.Second
-
-// errRecreated ends a subscription whose stream was deleted and recreated:
-// its ordered consumer would go on at the old sequence in the new stream,
-// skipping the new stream's first messages or waiting until it reaches
-// that sequence. The client reconnects with its Last-Event-ID, which names
-// the old incarnation, and starts at the new one's first message.
-var errRecreated = errors.New("JetStream stream was deleted and recreated")
-
-// Bounds of the guard's look-ups.
-const (
-	// guardCheckTimeout bounds one stream info request.
-	guardCheckTimeout = 5 * time.Second
-	// guardWatchEvery spaces the stream watch's look-ups: it is how late
-	// a client may learn that its stream was recreated.
-	guardWatchEvery = 2 * time.Second
-	// guardRetryEvery spaces a tail guard's retries of a failed look-up.
-	guardRetryEvery = 500 * time.Millisecond
-)
-
-// jsGuard keeps one subscriber on the stream incarnation it started in. An
-// ordered consumer survives its stream being deleted and recreated under the
-// same name: it recreates its server-side consumer, which then reads the new
-// stream from the old sequence on. So every server-side consumer is checked
-// against the stream's incarnation before its first message is passed on;
-// the backend's stream watch (checkGuards) ends the subscription when no
-// message comes.
-type jsGuard struct {
-	b   *jsBackend
-	tag jsTag
-	sub *subscriber
-	// fail, when set, ends what the guard keeps instead of sub (a tail).
-	fail func(error)
-	// retry makes admit retry a look-up that failed (but for a missing
-	// stream) instead of ending.
-	retry bool
-	// ctx ends with the feed, aborting look-ups in flight.
-	ctx    context.Context
-	cancel context.CancelFunc
-
-	mu       sync.Mutex
-	admitted string // the consumer whose messages may pass
-}
-
-func newJSGuard(b *jsBackend, tag jsTag, sub *subscriber) *jsGuard {
-	ctx, cancel := context.WithCancel(context.Background())
-	return &jsGuard{b: b, tag: tag, sub: sub, ctx: ctx, cancel: cancel}
-}
-
-// admit reports whether a message of the server-side consumer named
-// consumer may be passed on. The first message of each consumer costs one
-// stream info request; a consumer on another incarnation, or one whose
-// stream cannot be checked, ends the subscription instead: the client
-// resumes with its Last-Event-ID, which is safe either way.
-func (g *jsGuard) admit(consumer string) bool {
-	g.mu.Lock()
-	ok := consumer == g.admitted
-	g.mu.Unlock()
-	if ok {
-		return true
-	}
-	if g.sub != nil {
-		select {
-		case <-g.sub.done:
-			return false // already ended; nothing more is delivered
-		default:
-		}
-	}
-	same, err := g.check()
-	for err != nil && g.retry && g.ctx.Err() == nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		// A tail's reader waits for a busy broker rather than end every
-		// subscriber at once, who would all come back at once.
-		t := time.NewTimer(guardRetryEvery)
-		select {
-		case <-g.ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		same, err = g.check()
-	}
-	if g.ctx.Err() != nil {
-		return false // the feed is stopping
-	}
-	if err != nil {
-		g.end(fmt.Errorf("checking JetStream stream %q: %w", g.b.stream, err))
-		return false
-	}
-	if !same {
-		g.end(errRecreated)
-		return false
-	}
-	g.mu.Lock()
-	g.admitted = consumer
-	g.mu.Unlock()
-	return true
-}
-
-// check reports whether the stream is the incarnation the subscriber
-// started in; a missing stream is an error.
-func (g *jsGuard) check() (bool, error) {
-	ctx, cancel := context.WithTimeout(g.ctx, guardCheckTimeout)
-	defer cancel()
-	st, err := g.b.js.Stream(ctx, g.b.stream)
-	if err != nil {
-		return false, err
-	}
-	return newJSTag(g.b.stream, st.CachedInfo().Created) == g.tag, nil
-}
-
-// end ends the guarded subscriber or tail for err.
-func (g *jsGuard) end(err error) {
-	if g.fail != nil {
-		g.fail(err)
-		return
-	}
-	g.sub.fail(err)
-}
-
-// stop aborts a look-up in flight.
-func (g *jsGuard) stop() { g.cancel() }

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ssebridge/ssebridge/config"
 )
 
 func TestJetStreamIDRoundTripAndRejection(t *testing.T) {
@@ -106,7 +104,7 @@ func TestJetStreamForeignDamagedAndPlainIDs(t *testing.T) {
 		e.jsPublish(t, "mine.a", "", fmt.Sprint("m", i))
 		e.jsPublish(t, "theirs.a", "", fmt.Sprint("t", i))
 	}
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/mine", "MINE", "")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/mine", "MINE", "")}, Deps{NATS: e.nc})
 
 	mine := e.jsIDOf(t, "MINE", 2)
 	theirs := e.jsIDOf(t, "THEIRS", 2)

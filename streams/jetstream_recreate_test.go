@@ -12,7 +12,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
 
@@ -91,7 +90,7 @@ func TestJetStreamRecreatedStreamEndsConnectedClient(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := startNATS(t)
 			e.createStream(t, "RECR", "recr.>")
-			_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/recr", "RECR", "recr.>")}, Deps{NATS: e.nc})
+			_, hs := startServer(t, []Config{jsStreamCfg("/js/recr", "RECR", "recr.>")}, Deps{NATS: e.nc})
 
 			c := subscribe(t, hs.URL+"/js/recr", nil)
 			for i := 1; i <= 3; i++ {
@@ -154,7 +153,7 @@ func TestJetStreamResumeFromEarlierIncarnation(t *testing.T) {
 	}
 	// Ids as a client holds them: read back through the server.
 	log := &recordedLog{}
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/inc", "INC", "inc.>")}, Deps{NATS: e.nc, Logger: slog.New(log)})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/inc", "INC", "inc.>")}, Deps{NATS: e.nc, Logger: slog.New(log)})
 	replay := subscribe(t, hs.URL+"/js/inc?since=2000-01-01T00:00:00Z", nil)
 	oldEvs := replay.take(t, 10)
 	replay.close()
@@ -197,8 +196,8 @@ func TestJetStreamStartIDAcrossRecreation(t *testing.T) {
 	e.jsPublish(t, "src.a", "tick", "old1")
 	e.jsPublish(t, "src.a", "tick", "old2")
 	cfg := jsStreamCfg("/js/src", "SRC", "src.>")
-	cfg.Heartbeat = config.Duration(50 * time.Millisecond)
-	_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	cfg.Heartbeat = time.Duration(50 * time.Millisecond)
+	_, hs := startServer(t, []Config{cfg}, Deps{NATS: e.nc})
 
 	id := startID(t, hs.URL+"/js/src")
 	if want := e.jsIDOf(t, "SRC", 2); id != want {
@@ -221,7 +220,7 @@ func TestJetStreamStartIDAcrossRecreation(t *testing.T) {
 func TestJetStreamConsumerDeletedKeepsResponse(t *testing.T) {
 	e := startNATS(t)
 	st := e.createStream(t, "CDEL", "cdel.>")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/cdel", "CDEL", "cdel.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/cdel", "CDEL", "cdel.>")}, Deps{NATS: e.nc})
 	c := subscribe(t, hs.URL+"/js/cdel", nil)
 	e.jsPublish(t, "cdel.a", "", "e1")
 	if got := string(c.next(t).Data); got != "e1" {

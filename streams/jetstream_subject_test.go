@@ -5,8 +5,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-
-	"github.com/ssebridge/ssebridge/config"
 )
 
 // TestJetStreamWholeStreamSubjectOutsideIsBadRequest: a stream configured
@@ -18,7 +16,7 @@ import (
 func TestJetStreamWholeStreamSubjectOutsideIsBadRequest(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "WHOLE", "whole.>", "extra.*")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/whole", "WHOLE", "")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/whole", "WHOLE", "")}, Deps{NATS: e.nc})
 
 	for _, subj := range []string{"other.x", "extra.a.b", "whole", "extra.*.*"} {
 		u := hs.URL + "/js/whole?subject=" + url.QueryEscape(subj)
@@ -76,7 +74,7 @@ func TestSubjectsOverlap(t *testing.T) {
 func TestJetStreamFilterOutsideTheStream(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "PART", "wiki.en.>")
-	_, hs := startServer(t, []config.Stream{
+	_, hs := startServer(t, []Config{
 		jsStreamCfg("/js/typo", "PART", "wkii.>"),
 		jsStreamCfg("/js/wide", "PART", "wiki.>"),
 	}, Deps{NATS: e.nc})

@@ -13,13 +13,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/sse"
 )
 
-func jsStreamCfg(path, stream, subject string) config.Stream {
-	return config.Stream{Path: path, NATS: &config.NATSStream{Subject: subject, JetStream: &config.JetStreamSelector{Stream: stream}}}
+func jsStreamCfg(path, stream, subject string) Config {
+	return Config{Path: path, NATS: &NATSConfig{Subject: subject, JetStream: stream}}
 }
 
 func TestJetStreamPublishReceive(t *testing.T) {
@@ -27,7 +26,7 @@ func TestJetStreamPublishReceive(t *testing.T) {
 	e.createStream(t, "WIKI", "wiki.>")
 	// Published before the subscriber: a new subscriber starts at the end.
 	e.jsPublish(t, "wiki.en.edit", "edit", "old")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/recv", "WIKI", "wiki.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/recv", "WIKI", "wiki.>")}, Deps{NATS: e.nc})
 
 	sentBefore := metricValue(t, metrics.StreamEventsSent.WithLabelValues("/js/recv"))
 	c := subscribe(t, hs.URL+"/js/recv", nil)
@@ -79,7 +78,7 @@ func TestJetStreamResumeExactlyTheMissingEvents(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			e := startNATS(t)
 			e.createStream(t, "RES", "res.>")
-			_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/resume", "RES", "res.>")}, Deps{NATS: e.nc})
+			_, hs := startServer(t, []Config{jsStreamCfg("/js/resume", "RES", "res.>")}, Deps{NATS: e.nc})
 
 			c := subscribe(t, hs.URL+"/js/resume", nil)
 			for i := range 6 {
@@ -124,7 +123,7 @@ func TestJetStreamResumeOlderThanRetainedStartsAtEarliest(t *testing.T) {
 	if err := st.Purge(context.Background(), jetstream.WithPurgeSequence(6)); err != nil {
 		t.Fatalf("purge: %v", err)
 	}
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/old", "OLD", "")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/old", "OLD", "")}, Deps{NATS: e.nc})
 	before := metricValue(t, metrics.ResumeTooOld.WithLabelValues("/js/old"))
 
 	c := subscribe(t, hs.URL+"/js/old", map[string]string{"Last-Event-ID": "2"})
@@ -140,7 +139,7 @@ func TestJetStreamResumeOlderThanRetainedStartsAtEarliest(t *testing.T) {
 func TestJetStreamSinceAndSubjectNarrowing(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "NAR", "wiki.>")
-	_, hs := startServer(t, []config.Stream{
+	_, hs := startServer(t, []Config{
 		jsStreamCfg("/js/wiki", "NAR", "wiki.>"),
 		jsStreamCfg("/js/wiki-en", "NAR", "wiki.en.>"),
 	}, Deps{NATS: e.nc})
@@ -171,7 +170,7 @@ func TestJetStreamBadLastEventID(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "BAD", "bad.>")
 	e.jsPublish(t, "bad.x", "", "one")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/bad", "BAD", "")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/bad", "BAD", "")}, Deps{NATS: e.nc})
 
 	kafkaTok := encodeToken(topicTag("some-topic"), position{0: 5})
 	for _, tc := range []struct{ id, wantMsg string }{
@@ -208,7 +207,7 @@ func readBody(resp *http.Response) string {
 func TestJetStreamSubscriberSurvivesBrokerRestart(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "RST", "rst.>")
-	_, hs := startServer(t, []config.Stream{
+	_, hs := startServer(t, []Config{
 		jsStreamCfg("/js/rst", "RST", "rst.>"),
 		coreCfg("/core/rst", "live.>"),
 	}, Deps{NATS: e.nc})

@@ -13,10 +13,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ssebridge/ssebridge/config"
-	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/metrics"
-	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // readerMaxWait bounds one fetch long-poll. A partition's reader returns as
@@ -58,11 +55,16 @@ type kafkaShared struct {
 	dialer    *kafka.Dialer
 }
 
-func newKafkaShared(c config.Kafka) (*kafkaShared, error) {
-	// kafkaconn applies client_id, SASL and TLS exactly as the sinks do.
-	tr, err := kafkaconn.Transport(c)
-	if err != nil {
-		return nil, err
+func newKafkaShared(c KafkaCluster) (*kafkaShared, error) {
+	if len(c.Brokers) == 0 {
+		return nil, errors.New("no brokers")
+	}
+	// The runner builds the transport and the dialer (client_id, SASL and
+	// TLS exactly as the sinks have them); a copy of the transport is
+	// kept, since its metadata TTL is set here.
+	tr := &kafka.Transport{}
+	if c.Transport != nil {
+		tr = cloneTransport(c.Transport)
 	}
 	// The client answers metadata requests from the transport's cache; the
 	// watch (see kafkaBackend) sees a topic's new partitions and leaders
@@ -72,9 +74,9 @@ func newKafkaShared(c config.Kafka) (*kafkaShared, error) {
 	if tr.MetadataTTL == 0 {
 		tr.MetadataTTL = kafkaWatchEvery
 	}
-	d, err := kafkaconn.Dialer(c)
-	if err != nil {
-		return nil, err
+	d := c.Dialer
+	if d == nil {
+		d = &kafka.Dialer{Timeout: 10 * time.Second}
 	}
 	return &kafkaShared{
 		brokers:   c.Brokers,
@@ -82,6 +84,22 @@ func newKafkaShared(c config.Kafka) (*kafkaShared, error) {
 		client:    &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: tr, Timeout: 10 * time.Second},
 		dialer:    d,
 	}, nil
+}
+
+// cloneTransport copies the settings of t, not its connection pool.
+func cloneTransport(t *kafka.Transport) *kafka.Transport {
+	return &kafka.Transport{
+		Dial:           t.Dial,
+		DialTimeout:    t.DialTimeout,
+		IdleTimeout:    t.IdleTimeout,
+		MetadataTTL:    t.MetadataTTL,
+		MetadataTopics: t.MetadataTopics,
+		ClientID:       t.ClientID,
+		TLS:            t.TLS,
+		SASL:           t.SASL,
+		Resolver:       t.Resolver,
+		Context:        t.Context,
+	}
 }
 
 // close drops the pooled connections of the metadata client.
@@ -119,7 +137,7 @@ type kafkaSub struct {
 	cur *offsetCursor
 }
 
-func newKafkaBackend(k *kafkaShared, c config.Stream, log *slog.Logger) *kafkaBackend {
+func newKafkaBackend(k *kafkaShared, c Config, log *slog.Logger) *kafkaBackend {
 	b := &kafkaBackend{
 		k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log,
 	}
@@ -303,7 +321,7 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 				}
 				m := message{subject: km.Topic, data: km.Value, partition: km.Partition, offset: km.Offset}
 				for _, h := range km.Headers {
-					if h.Key == sinks.HeaderEvent {
+					if h.Key == headerEvent {
 						m.typ = string(h.Value)
 					}
 				}

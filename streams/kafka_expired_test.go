@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
@@ -122,8 +121,8 @@ func TestKafkaResumeOlderThanRetainedStartsAtEarliest(t *testing.T) {
 	produce(t, w, msgs...)
 
 	rec := &recordedLog{}
-	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "earliest")},
-		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}, Logger: slog.New(rec)})
+	_, hs := startServer(t, []Config{kafkaCfg(path, topic, "earliest")},
+		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}, Logger: slog.New(rec)})
 
 	c := subscribe(t, hs.URL+path, nil)
 	seen := c.take(t, 3)

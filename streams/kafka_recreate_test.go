@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
@@ -117,8 +116,8 @@ func TestKafkaRecreatedTopicEndsConnectedClient(t *testing.T) {
 	)
 	k := testbroker.StartKafka(t, map[string]int32{topic: parts})
 	publishRound(t, k.Addr(), topic, parts, 6, "old")
-	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "earliest")},
-		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	_, hs := startServer(t, []Config{kafkaCfg(path, topic, "earliest")},
+		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 
 	c := subscribe(t, hs.URL+path, nil)
 	old := c.take(t, parts*6)
@@ -178,9 +177,9 @@ func TestKafkaMissingTopicKeepsClientUntilRecreated(t *testing.T) {
 	publishRound(t, addr, topic, parts, 4, "old")
 	rec := &recordedLog{}
 	cfg := kafkaCfg(path, topic, "earliest")
-	cfg.Heartbeat = config.Duration(50 * time.Millisecond)
-	_, hs := startServer(t, []config.Stream{cfg},
-		Deps{Kafka: config.Kafka{Brokers: []string{addr}}, Logger: slog.New(rec)})
+	cfg.Heartbeat = time.Duration(50 * time.Millisecond)
+	_, hs := startServer(t, []Config{cfg},
+		Deps{Kafka: KafkaCluster{Brokers: []string{addr}}, Logger: slog.New(rec)})
 
 	c := subscribe(t, hs.URL+path, nil)
 	last := c.take(t, parts*4)[parts*4-1].ID
@@ -249,8 +248,8 @@ func TestKafkaResumeBeyondEndStartsAtEarliest(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{topic: 2})
 	want := publishRound(t, k.Addr(), topic, 2, 3, "e")
 	rec := &recordedLog{}
-	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
-		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}, Logger: slog.New(rec)})
+	_, hs := startServer(t, []Config{kafkaCfg(path, topic, "")},
+		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}, Logger: slog.New(rec)})
 
 	before := metricValue(t, metrics.ResumeTooOld.WithLabelValues(path))
 	// Partition 0 beyond its end (3), partition 1 within it.
@@ -283,7 +282,7 @@ func TestKafkaWatchEndsSubscribersBeyondTheEnd(t *testing.T) {
 	const topic = "watched"
 	k := testbroker.StartKafka(t, map[string]int32{topic: 2})
 	publishRound(t, k.Addr(), topic, 2, 3, "e") // both partitions end at 3
-	shared, err := newKafkaShared(config.Kafka{Brokers: []string{k.Addr()}})
+	shared, err := newKafkaShared(KafkaCluster{Brokers: []string{k.Addr()}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,8 +344,8 @@ func TestKafkaWatchRunsOnlyWithSubscribers(t *testing.T) {
 		path  = "/kafka/quiet"
 	)
 	k := testbroker.StartKafka(t, map[string]int32{topic: 1})
-	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
-		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	_, hs := startServer(t, []Config{kafkaCfg(path, topic, "")},
+		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 	const watchFn = "streams.(*memberWatch[" // only Kafka streams here
 	if n := goroutinesIn(watchFn); n != 0 {
 		t.Fatalf("%d watch goroutines before any subscriber", n)
@@ -385,8 +384,8 @@ func TestKafkaAddedPartitionEndsConnectedClient(t *testing.T) {
 		path  = "/kafka/growing"
 	)
 	k := testbroker.StartKafka(t, map[string]int32{topic: 1})
-	_, hs := startServer(t, []config.Stream{kafkaCfg(path, topic, "")},
-		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	_, hs := startServer(t, []Config{kafkaCfg(path, topic, "")},
+		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 	c := subscribe(t, hs.URL+path, nil)
 	produce(t, kafkaWriter(t, k.Addr(), topic), kafkaMsg(0, "edit", "p0-a", time.Time{}))
 	last := c.next(t).ID
@@ -438,8 +437,8 @@ func TestKafkaAddedPartitionEndsConnectedClient(t *testing.T) {
 func TestKafkaTopicCreatedJustNowIsServed(t *testing.T) {
 	t.Parallel()
 	k := testbroker.StartKafka(t, map[string]int32{"known": 1})
-	_, hs := startServer(t, []config.Stream{kafkaCfg("/kafka/known", "known", ""), kafkaCfg("/kafka/fresh", "fresh", "")},
-		Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	_, hs := startServer(t, []Config{kafkaCfg("/kafka/known", "known", ""), kafkaCfg("/kafka/fresh", "fresh", "")},
+		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 	// The first subscriber fills the cache, which then lacks "fresh".
 	subscribe(t, hs.URL+"/kafka/known", nil)
 	createTopic(t, k.Addr(), "fresh", 1)

@@ -12,7 +12,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sse"
@@ -69,8 +68,8 @@ func produce(t *testing.T, w *kafka.Writer, msgs ...kafka.Message) {
 	}
 }
 
-func kafkaCfg(path, topic, start string) config.Stream {
-	return config.Stream{Path: path, Kafka: &config.KafkaStream{Topic: topic, Start: start}}
+func kafkaCfg(path, topic, start string) Config {
+	return Config{Path: path, Kafka: &KafkaConfig{Topic: topic, Start: start}}
 }
 
 // byPartition groups received data by the partition encoded in it ("pN-i").
@@ -88,7 +87,7 @@ func TestKafkaMultiPartitionResumeExactlyTheMissingEvents(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"edits": 3})
 	w := kafkaWriter(t, k.Addr(), "edits")
 	produce(t, w, kafkaMsg(0, "edit", "old-before-subscribe", time.Time{}))
-	_, hs := startServer(t, []config.Stream{kafkaCfg("/kafka/edits", "edits", "")}, Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	_, hs := startServer(t, []Config{kafkaCfg("/kafka/edits", "edits", "")}, Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 
 	c := subscribe(t, hs.URL+"/kafka/edits", nil)
 	var sent []string
@@ -142,10 +141,10 @@ func TestKafkaStartPositions(t *testing.T) {
 		kafkaMsg(0, "tick", "old0", old), kafkaMsg(1, "tick", "old1", old),
 		kafkaMsg(0, "tick", "new0", time.Now()), kafkaMsg(1, "tick", "new1", time.Now()),
 	)
-	_, hs := startServer(t, []config.Stream{
+	_, hs := startServer(t, []Config{
 		kafkaCfg("/kafka/latest", "ticks", ""),
 		kafkaCfg("/kafka/earliest", "ticks", "earliest"),
-	}, Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	}, Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 
 	earliest := subscribe(t, hs.URL+"/kafka/earliest", nil)
 	got := datas(earliest.take(t, 4))
@@ -172,7 +171,7 @@ func TestKafkaBadLastEventID(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"mine": 2, "theirs": 1})
 	w := kafkaWriter(t, k.Addr(), "mine")
 	produce(t, w, kafkaMsg(0, "", "a", time.Time{}), kafkaMsg(1, "", "b", time.Time{}))
-	_, hs := startServer(t, []config.Stream{kafkaCfg("/kafka/mine", "mine", "")}, Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	_, hs := startServer(t, []Config{kafkaCfg("/kafka/mine", "mine", "")}, Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 
 	valid := encodeToken(topicTag("mine"), position{0: 1, 1: 1})
 	damaged := []byte(valid)

@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sse"
 )
@@ -270,7 +269,7 @@ func TestOverloadedJetStreamNeverSkipsSilently(t *testing.T) {
 	const path = "/js/load"
 	cfg := jsStreamCfg(path, "LOAD", "load.>")
 	cfg.MaxPending = 16
-	_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: slow})
+	_, hs := startServer(t, []Config{cfg}, Deps{NATS: slow})
 
 	const subs, total = 24, 1200
 	pad := " " + strings.Repeat("x", 2000)
@@ -297,7 +296,7 @@ func TestOverloadedCoreNATSNeverSkipsSilently(t *testing.T) {
 	const path = "/core/load"
 	cfg := coreCfg(path, "load.>")
 	cfg.MaxPending = 16
-	srv, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: slow})
+	srv, hs := startServer(t, []Config{cfg}, Deps{NATS: slow})
 	const subs, total = 24, 3000
 	pad := " " + strings.Repeat("x", 2000)
 	limited := false

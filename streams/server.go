@@ -44,7 +44,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -55,23 +54,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
-	"github.com/ssebridge/ssebridge/sse"
-)
-
-// Defaults for stream settings left at zero, for configurations built in
-// code without config.SetDefaults; the values live in package config.
-const (
-	// DefaultHeartbeat is the interval of keep-alive comments; proxies
-	// commonly close connections idle for 30-60 s.
-	DefaultHeartbeat = config.DefaultStreamHeartbeat
-	// DefaultMaxPending is how many events a subscriber may fall behind.
-	DefaultMaxPending = config.DefaultStreamMaxPending
-	// DefaultWindowEvents and DefaultWindowBytes bound the window of
-	// recent events a JetStream stream keeps while it has subscribers.
-	DefaultWindowEvents = config.DefaultStreamWindowEvents
-	DefaultWindowBytes  = config.DefaultStreamWindowBytes
 )
 
 // writeTimeout bounds one write to a subscriber: a client that stops
@@ -106,8 +89,8 @@ type Deps struct {
 	// NATS is the bridge's connection; required by NATS and JetStream
 	// streams, nil otherwise.
 	NATS *nats.Conn
-	// Kafka is the cluster configuration; required by Kafka streams.
-	Kafka  config.Kafka
+	// Kafka is the cluster; required by Kafka streams.
+	Kafka  KafkaCluster
 	Logger *slog.Logger
 	// MaxSubscribers caps subscribers across all streams (0: no cap).
 	MaxSubscribers int
@@ -156,12 +139,12 @@ type Server struct {
 
 // stream is one configured endpoint.
 type stream struct {
-	cfg        config.Stream
+	cfg        Config
 	backend    backend
 	heartbeat  time.Duration
 	maxPending int
 	auth       *authorizer
-	cors       *config.CORS
+	cors       *CORS
 	subs       atomic.Int64
 	sent       atomic.Uint64
 	// mSent and mSubs are the stream's metric children, resolved once.
@@ -175,7 +158,7 @@ type stream struct {
 // New validates cfgs and prepares one endpoint per stream. It does not
 // contact the brokers: subscriptions are made per request, so a broker that
 // is down at start only makes its streams answer 503 until it is back.
-func New(cfgs []config.Stream, deps Deps) (*Server, error) {
+func New(cfgs []Config, deps Deps) (*Server, error) {
 	log := deps.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -217,7 +200,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 		}
 		st := &stream{
 			cfg:        c,
-			heartbeat:  c.Heartbeat.D(),
+			heartbeat:  c.Heartbeat,
 			maxPending: c.MaxPending,
 			cors:       c.CORS,
 			mSent:      metrics.StreamEventsSent.WithLabelValues(c.Path),
@@ -238,7 +221,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 			st.auth = a
 		}
 		switch {
-		case c.NATS != nil && c.NATS.JetStream != nil:
+		case c.NATS != nil && c.NATS.JetStream != "":
 			if deps.NATS == nil {
 				errs = append(errs, fmt.Errorf("stream %q: JetStream stream but no NATS connection configured", name))
 				continue
@@ -256,7 +239,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 			}
 			st.backend = newCoreBackend(deps.NATS, c, st.maxPending, log)
 		case c.Kafka != nil:
-			if !deps.Kafka.Configured() {
+			if !deps.Kafka.configured() {
 				errs = append(errs, fmt.Errorf("stream %q: Kafka topic but no Kafka brokers configured", name))
 				continue
 			}
@@ -284,7 +267,7 @@ func New(cfgs []config.Stream, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-func validateStream(c config.Stream) error {
+func validateStream(c Config) error {
 	var errs []error
 	if !strings.HasPrefix(c.Path, "/") {
 		errs = append(errs, fmt.Errorf("path must start with \"/\""))
@@ -295,11 +278,8 @@ func validateStream(c config.Stream) error {
 	case c.NATS == nil && c.Kafka == nil:
 		errs = append(errs, fmt.Errorf("set nats or kafka"))
 	case c.NATS != nil:
-		if c.NATS.JetStream != nil && c.NATS.JetStream.Stream == "" {
-			errs = append(errs, fmt.Errorf("nats.jetstream.stream is required"))
-		}
-		if c.NATS.Subject == "" && c.NATS.JetStream == nil {
-			errs = append(errs, fmt.Errorf("nats.subject is required"))
+		if c.NATS.Subject == "" && c.NATS.JetStream == "" {
+			errs = append(errs, fmt.Errorf("nats.subject or nats.jetstream is required"))
 		}
 		if c.NATS.Subject != "" {
 			if err := validPattern(c.NATS.Subject); err != nil {
@@ -459,383 +439,4 @@ func acquireSlot(n *atomic.Int64, limit int) bool {
 			return true
 		}
 	}
-}
-
-// request is what a subscriber asked for.
-type request struct {
-	// lastEventID is the resume position, "" for none.
-	lastEventID string
-	// since starts at a point in time (zero: not asked).
-	since time.Time
-	// subject narrows a NATS stream ("" for the configured subject).
-	subject string
-	// events keeps only these event types (nil: all).
-	events map[string]bool
-}
-
-func parseRequest(r *http.Request) (*request, error) {
-	q := r.URL.Query()
-	req := &request{lastEventID: r.Header.Get("Last-Event-ID")}
-	if req.lastEventID == "" {
-		req.lastEventID = q.Get("lastEventId")
-	}
-	req.lastEventID = strings.TrimSpace(req.lastEventID)
-	if v := q.Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return nil, fmt.Errorf("%w: since=%q is not an RFC 3339 time (e.g. 2026-01-02T15:04:05Z)", ErrBadRequest, v)
-		}
-		req.since = t
-	}
-	if evs := q["event"]; len(evs) > 0 {
-		req.events = make(map[string]bool, len(evs))
-		for _, e := range evs {
-			if e == "" {
-				return nil, fmt.Errorf("%w: empty event= filter", ErrBadRequest)
-			}
-			req.events[e] = true
-		}
-	}
-	if v, ok := q["subject"]; ok {
-		if len(v) != 1 {
-			return nil, fmt.Errorf("%w: give at most one subject= filter", ErrBadRequest)
-		}
-		if err := validPattern(v[0]); err != nil {
-			return nil, fmt.Errorf("%w: subject filter: %v", ErrBadRequest, err)
-		}
-		req.subject = v[0]
-	}
-	return req, nil
-}
-
-// capEcho keeps an error body short: errors quote what the client sent
-// (Last-Event-ID, since=), which may be kilobytes. The middle goes; the
-// start and the reason at the end stay.
-func capEcho(msg string) string {
-	const keep = 120
-	if len(msg) <= 2*keep+40 {
-		return msg
-	}
-	return strings.ToValidUTF8(fmt.Sprintf("%s…(%d bytes)…%s", msg[:keep], len(msg)-2*keep, msg[len(msg)-keep:]), "")
-}
-
-// statusOf maps a subscription error to its HTTP status.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, ErrInvalidLastEventID), errors.Is(err, ErrForeignLastEventID), errors.Is(err, ErrBadRequest):
-		return http.StatusBadRequest
-	default:
-		return http.StatusServiceUnavailable
-	}
-}
-
-// serve runs one subscription until the client leaves, falls behind, the
-// broker side fails or the server shuts down.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *request) {
-	path := st.cfg.Path
-	rc := http.NewResponseController(w)
-	// A stream read through a shared tail needs no buffer of its own; a
-	// backend that hands every subscriber its own messages does.
-	pending := st.maxPending
-	if _, ok := st.backend.(tailBackend); ok {
-		pending = 0
-	}
-	sub := newSubscriber(pending, rc)
-	s.mu.Lock()
-	s.active[sub] = struct{}{}
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		delete(s.active, sub)
-		s.mu.Unlock()
-	}()
-	sctx, cancel := context.WithTimeout(r.Context(), subscribeTimeout)
-	f, err := st.backend.subscribe(sctx, sub, req)
-	cancel()
-	if err != nil {
-		code := statusOf(err)
-		if code >= 500 {
-			s.log.Warn("stream subscription failed", "stream", path, "err", err)
-		}
-		http.Error(w, capEcho(err.Error()), code) // it may quote an 8 KB Last-Event-ID
-		return
-	}
-	defer f.stop()
-
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	enc := sse.NewEncoder(w)
-	// The opening comment makes the client and every proxy on the way see
-	// the stream open now, not at the first event.
-	if !sub.armWrite() || enc.Comment("ok") != nil || !announceStart(w, f, req) || rc.Flush() != nil {
-		return
-	}
-
-	// The heartbeat fires only after heartbeat of silence: a busy stream
-	// needs none, an idle one gets one exactly when due.
-	hb := time.NewTimer(st.heartbeat)
-	defer hb.Stop()
-	var sent uint64
-	count := func() {
-		if sent > 0 {
-			st.sent.Add(sent)
-			st.mSent.Add(float64(sent))
-			sent = 0
-		}
-	}
-	defer count()
-	// private is the subscriber's own feed (Kafka readers, a JetStream
-	// catch-up); nil once it has joined the tail.
-	private := sub.ch
-	var joined bool
-	if f.tail != nil && private == nil {
-		joined = true
-	}
-	write := func(m *message) error {
-		if sub.isCut.Load() {
-			// Buffered messages may follow one that was dropped.
-			return errCutOff
-		}
-		f.cur.advance(m)
-		if f.subject != "" && !subjectMatches(f.subject, m.subject) {
-			return nil
-		}
-		if req.events != nil && !req.events[m.eventType()] {
-			return nil
-		}
-		typ := m.typ
-		if typ == sse.DefaultType {
-			typ = ""
-		}
-		if err := enc.Encode(sse.Event{ID: f.cur.id(), Type: typ, Data: m.data}); err != nil {
-			if errors.Is(err, sse.ErrInvalidType) {
-				// A header with a line break cannot be an event type;
-				// skipping the one message keeps the stream alive.
-				s.log.Warn("message skipped: SSE-Event header is not a valid event type", "stream", path, "type", typ)
-				return nil
-			}
-			return err
-		}
-		sent++
-		return nil
-	}
-	// join continues from the tail where a catch-up ended.
-	join := func(m *message) error {
-		if err := f.tail.joinAfter(sub, m.seq); err != nil {
-			if errors.Is(err, errNotCovered) {
-				// The window moved on while the last events of the
-				// catch-up were written: resuming is safe and cheap.
-				sub.cut(errOutOfWindow)
-				return errOutOfWindow
-			}
-			sub.fail(err)
-			return err
-		}
-		private, joined = nil, true
-		return nil
-	}
-	// drain writes what is buffered without waiting, then flushes once, so
-	// a burst costs one flush yet every event leaves before we block again.
-	drain := func(first *message) error {
-		if !sub.armWrite() {
-			return errCutOff
-		}
-		m := first
-		for n := 0; ; n++ {
-			if m.join {
-				if err := join(m); err != nil {
-					return err
-				}
-				break
-			}
-			if err := write(m); err != nil {
-				return err
-			}
-			if n+1 >= st.maxPending {
-				break
-			}
-			select {
-			case next := <-private:
-				m = &next
-				continue
-			default:
-			}
-			break
-		}
-		count()
-		return rc.Flush()
-	}
-	var frames []*frame
-	var scratch []byte
-	// writeTail writes the tail's frames the subscriber has not written
-	// yet, a batch at a time, the same bytes for every subscriber.
-	writeTail := func() error {
-		if !sub.armWrite() {
-			return errCutOff
-		}
-		var more bool
-		var err error
-		frames, more, err = f.tail.read(sub, frames[:0], tailBatch)
-		if err != nil {
-			return err
-		}
-		for i, fr := range frames {
-			frames[i] = nil
-			if sub.isCut.Load() {
-				return errCutOff
-			}
-			ok, err := s.writeFrame(w, f, req, fr, &scratch)
-			if err != nil {
-				return err
-			}
-			if ok {
-				sent++
-			}
-		}
-		if more {
-			sub.notify() // come back after a look at the other cases
-		}
-		count()
-		return rc.Flush()
-	}
-	for {
-		select {
-		case m := <-private:
-			if err := drain(&m); err != nil {
-				s.logEnd(path, sub, err)
-				return
-			}
-			hb.Reset(st.heartbeat)
-		case <-sub.wake:
-			if !joined {
-				continue // a catch-up's join wakes it again
-			}
-			if err := writeTail(); err != nil {
-				s.logEnd(path, sub, err)
-				return
-			}
-			hb.Reset(st.heartbeat)
-		case <-hb.C:
-			if f.check != nil {
-				if err := f.check(); err != nil {
-					sub.fail(err)
-					s.logEnd(path, sub, err)
-					return
-				}
-			}
-			if !sub.armWrite() || enc.Comment("heartbeat") != nil || rc.Flush() != nil {
-				s.logEnd(path, sub, errCutOff)
-				return
-			}
-			hb.Reset(st.heartbeat)
-		case <-sub.done:
-			s.logEnd(path, sub, errCutOff)
-			return
-		case <-r.Context().Done():
-			return
-		case <-s.stopping:
-			// Stop the feed first so that nothing more arrives, then
-			// flush what it had already delivered: the client has every
-			// event it was sent, and its Last-Event-ID covers them.
-			f.stop()
-			for private != nil {
-				select {
-				case m := <-private:
-					if m.join {
-						private = nil
-						break
-					}
-					if drain(&m) != nil {
-						return
-					}
-				default:
-					private = nil
-				}
-			}
-			for joined {
-				if writeTail() != nil {
-					return
-				}
-				select {
-				case <-sub.wake:
-				default:
-					return
-				}
-			}
-			return
-		}
-	}
-}
-
-// tailBatch bounds the frames written between two looks at the handler's
-// other duties (heartbeat, shutdown, a cut).
-const tailBatch = 256
-
-// tailBackend is a backend whose subscribers read a shared tail, so they
-// need no buffer of their own (a JetStream catch-up makes its own).
-type tailBackend interface {
-	backend
-	sharesTail()
-}
-
-// writeFrame writes one frame of the tail to a subscriber, unless its
-// filters skip it.
-func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame, scratch *[]byte) (bool, error) {
-	if f.subject != "" && !subjectMatches(f.subject, fr.subject) {
-		return false, nil
-	}
-	var idLine []byte
-	if fr.id == "" {
-		// Core NATS: ids count the events of this connection.
-		f.cur.advance(nil)
-		idLine = append(append(append((*scratch)[:0], "id: "...), f.cur.id()...), '\n')
-		*scratch = idLine
-	}
-	if fr.wire == nil {
-		return false, nil // logged once, when the frame was made
-	}
-	if req.events != nil && !req.events[fr.eventType()] {
-		return false, nil
-	}
-	if idLine != nil {
-		if _, err := w.Write(idLine); err != nil {
-			return false, err
-		}
-	}
-	_, err := w.Write(fr.wire)
-	return err == nil, err
-}
-
-// announceStart tells a client that came without Last-Event-ID where its
-// subscription starts, as an id-only record: an event with no data is not
-// dispatched (WHATWG), yet its id becomes the last event ID, which
-// EventSource and sse.Decoder send back on reconnect. Without it a client
-// that drops before its first event has no id, and whatever was published
-// until it reconnects would be lost. It reports whether the write worked.
-func announceStart(w http.ResponseWriter, f feed, req *request) bool {
-	if f.start == "" || req.lastEventID != "" {
-		return true // nothing to name, or the client already holds it
-	}
-	// Ids are digits or base64url, so they cannot break the framing.
-	_, err := io.WriteString(w, "id: "+f.start+"\n\n")
-	return err == nil
-}
-
-func (s *Server) logEnd(path string, sub *subscriber, err error) {
-	if reason := sub.reason(); reason != nil {
-		err = reason
-	}
-	if errors.Is(err, errSlow) {
-		metrics.SlowSubscriberDrops.WithLabelValues(path).Inc()
-		s.log.Info("slow subscriber disconnected", "stream", path, "err", err)
-		return
-	}
-	if errors.Is(err, errBroker) {
-		s.log.Warn("subscriber disconnected: broker side failed; it may resume", "stream", path, "err", err)
-		return
-	}
-	s.log.Debug("subscriber ended", "stream", path, "err", err)
 }

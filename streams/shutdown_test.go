@@ -9,7 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/sse"
 )
 
@@ -40,7 +39,7 @@ func (g *gatedBackend) subscribe(_ context.Context, sub *subscriber, _ *request)
 }
 
 func TestShutdownFlushesEveryDeliveredEvent(t *testing.T) {
-	srv, err := New([]config.Stream{coreCfg("/gated", "x")}, Deps{NATS: &nats.Conn{}})
+	srv, err := New([]Config{coreCfg("/gated", "x")}, Deps{NATS: &nats.Conn{}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sse"
 )
@@ -92,8 +91,8 @@ func TestJetStreamStartIDResumesWithoutGap(t *testing.T) {
 				e.jsPublish(t, "gap.a", "tick", fmt.Sprint("old", i))
 			}
 			cfg := jsStreamCfg("/js/gap", "GAP", "gap.>")
-			cfg.Heartbeat = config.Duration(50 * time.Millisecond)
-			_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+			cfg.Heartbeat = time.Duration(50 * time.Millisecond)
+			_, hs := startServer(t, []Config{cfg}, Deps{NATS: e.nc})
 
 			id := startID(t, hs.URL+"/js/gap")
 			if want := e.jsIDOf(t, "GAP", tc.wantID); id != want {
@@ -125,8 +124,8 @@ func TestKafkaStartIDResumesWithoutGap(t *testing.T) {
 		kafkaMsg(1, "edit", "old-p1b", time.Time{}),
 		kafkaMsg(2, "edit", "old-p2", time.Time{}))
 	cfg := kafkaCfg("/kafka/gap", "gap", "")
-	cfg.Heartbeat = config.Duration(50 * time.Millisecond)
-	_, hs := startServer(t, []config.Stream{cfg}, Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}})
+	cfg.Heartbeat = time.Duration(50 * time.Millisecond)
+	_, hs := startServer(t, []Config{cfg}, Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 
 	id := startID(t, hs.URL+"/kafka/gap")
 	pos, err := decodeToken(id, topicTag("gap"))

@@ -9,8 +9,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	ssemsg "github.com/ssebridge/ssebridge/message"
 	"github.com/ssebridge/ssebridge/sse"
 )
+
+// headerEvent is the broker header holding a message's event type.
+const headerEvent = ssemsg.HeaderEvent
 
 // errSlow is why a subscriber that fell behind max_pending was cut off.
 var errSlow = errors.New("subscriber fell behind max_pending events")

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 )
 
@@ -51,7 +50,7 @@ func seqDatas(from, to int) []string {
 func TestJetStreamSubscribersShareOneConsumer(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "ONE", "one.>")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/one", "ONE", "one.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/one", "ONE", "one.>")}, Deps{NATS: e.nc})
 	var subs []*sseClient
 	for range 20 {
 		subs = append(subs, subscribe(t, hs.URL+"/js/one", nil))
@@ -92,7 +91,7 @@ func TestJetStreamSubscribersShareOneConsumer(t *testing.T) {
 func TestJetStreamResumeInsideTheWindow(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "WIN", "win.>")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/win", "WIN", "win.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/win", "WIN", "win.>")}, Deps{NATS: e.nc})
 	a := subscribe(t, hs.URL+"/js/win", nil)
 	for i := 1; i <= 10; i++ {
 		e.jsPublish(t, "win.a", "", "e"+strconv.Itoa(i))
@@ -120,7 +119,7 @@ func TestJetStreamResumeInsideTheWindow(t *testing.T) {
 }
 
 // windowCfg is a JetStream stream whose window holds 5 events.
-func windowCfg(path, stream, subject string) config.Stream {
+func windowCfg(path, stream, subject string) Config {
 	c := jsStreamCfg(path, stream, subject)
 	c.MaxPending = 4
 	c.WindowEvents = 5
@@ -133,7 +132,7 @@ func windowCfg(path, stream, subject string) config.Stream {
 func TestJetStreamResumeBeforeTheWindow(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "OLD", "old.>")
-	_, hs := startServer(t, []config.Stream{windowCfg("/js/old", "OLD", "old.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{windowCfg("/js/old", "OLD", "old.>")}, Deps{NATS: e.nc})
 	a := subscribe(t, hs.URL+"/js/old", nil)
 	for i := 1; i <= 20; i++ {
 		e.jsPublish(t, "old.a", "", "e"+strconv.Itoa(i))
@@ -168,7 +167,7 @@ func TestJetStreamSeamUnderPublishing(t *testing.T) {
 	cfg := jsStreamCfg("/js/seam", "SEAM", "seam.>")
 	cfg.MaxPending = 49
 	cfg.WindowEvents = 50
-	_, hs := startServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{cfg}, Deps{NATS: e.nc})
 	live := subscribe(t, hs.URL+"/js/seam", nil)
 	for i := 1; i <= 100; i++ {
 		e.jsPublish(t, "seam.a", "", strconv.Itoa(i))
@@ -218,7 +217,7 @@ func TestJetStreamSlowSubscriberAmongFastOnes(t *testing.T) {
 	const path = "/js/slow"
 	cfg := jsStreamCfg(path, "SLOW", "slow.>")
 	cfg.MaxPending = 8
-	_, hs := startSmallBufferServer(t, []config.Stream{cfg}, Deps{NATS: e.nc})
+	_, hs := startSmallBufferServer(t, []Config{cfg}, Deps{NATS: e.nc})
 	slow := slowGet(t, hs.URL+path)
 	var fast []*sseClient
 	for range 4 {
@@ -259,7 +258,7 @@ func TestJetStreamSlowSubscriberAmongFastOnes(t *testing.T) {
 func TestJetStreamRecreatedUnderSharedTail(t *testing.T) {
 	e := startNATS(t)
 	e.createStream(t, "RT", "rt.>")
-	_, hs := startServer(t, []config.Stream{jsStreamCfg("/js/rt", "RT", "rt.>")}, Deps{NATS: e.nc})
+	_, hs := startServer(t, []Config{jsStreamCfg("/js/rt", "RT", "rt.>")}, Deps{NATS: e.nc})
 	var subs []*sseClient
 	for range 5 {
 		subs = append(subs, subscribe(t, hs.URL+"/js/rt", nil))

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
-	"github.com/ssebridge/ssebridge/config"
 )
 
 func TestTokenRoundTripAndRejection(t *testing.T) {
@@ -114,17 +112,17 @@ func TestSubjects(t *testing.T) {
 }
 
 func TestNewRejectsBadConfigAtOnce(t *testing.T) {
-	cfgs := []config.Stream{
-		{Path: "nopath", NATS: &config.NATSStream{Subject: "a"}},
-		{Path: "/both", NATS: &config.NATSStream{Subject: "a"}, Kafka: &config.KafkaStream{Topic: "t"}},
+	cfgs := []Config{
+		{Path: "nopath", NATS: &NATSConfig{Subject: "a"}},
+		{Path: "/both", NATS: &NATSConfig{Subject: "a"}, Kafka: &KafkaConfig{Topic: "t"}},
 		{Path: "/none"},
-		{Path: "/start", Kafka: &config.KafkaStream{Topic: "t", Start: "middle"}},
-		{Path: "/js", NATS: &config.NATSStream{JetStream: &config.JetStreamSelector{}}},
-		{Path: "/subj", NATS: &config.NATSStream{Subject: "a..b"}},
-		{Path: "/jwt", NATS: &config.NATSStream{Subject: "a"}, Auth: &config.Auth{JWT: &config.JWT{}}},
-		{Path: "/key", NATS: &config.NATSStream{Subject: "a"}, Auth: &config.Auth{JWT: &config.JWT{RS256PublicKeyFile: "/does/not/exist.pem"}}},
-		{Path: "/nats", NATS: &config.NATSStream{Subject: "a"}},
-		{Path: "/kafka", Kafka: &config.KafkaStream{Topic: "t"}},
+		{Path: "/start", Kafka: &KafkaConfig{Topic: "t", Start: "middle"}},
+		{Path: "/js", NATS: &NATSConfig{}},
+		{Path: "/subj", NATS: &NATSConfig{Subject: "a..b"}},
+		{Path: "/jwt", NATS: &NATSConfig{Subject: "a"}, Auth: &Auth{JWT: &JWT{}}},
+		{Path: "/key", NATS: &NATSConfig{Subject: "a"}, Auth: &Auth{JWT: &JWT{RS256PublicKeyFile: "/does/not/exist.pem"}}},
+		{Path: "/nats", NATS: &NATSConfig{Subject: "a"}},
+		{Path: "/kafka", Kafka: &KafkaConfig{Topic: "t"}},
 	}
 	_, err := New(cfgs, Deps{})
 	if err == nil {
@@ -133,7 +131,7 @@ func TestNewRejectsBadConfigAtOnce(t *testing.T) {
 	msg := err.Error()
 	for _, want := range []string{
 		`"nopath": path must start`, `"/both": set either`, `"/none": set nats or kafka`, `kafka.start is "middle"`,
-		"nats.jetstream.stream is required", `"/subj": nats.subject`, "jwt needs hs256_secret", "/does/not/exist.pem",
+		`"/js": nats.subject or nats.jetstream is required`, `"/subj": nats.subject`, "jwt needs hs256_secret", "/does/not/exist.pem",
 		`"/nats": NATS subject but no NATS connection`, `"/kafka": Kafka topic but no Kafka brokers`,
 	} {
 		if !strings.Contains(msg, want) {

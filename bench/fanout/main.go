@@ -40,7 +40,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/sse"
 	"github.com/ssebridge/ssebridge/streams"
 )
@@ -129,12 +128,11 @@ func runServer(kind, natsURL string) error {
 	case "baseline":
 		h = baselineHandler(nc)
 	default:
-		c := config.Stream{Path: "/s", NATS: &config.NATSStream{Subject: subject}}
+		c := streams.Config{Path: "/s", NATS: &streams.NATSConfig{Subject: subject}}
 		if kind == "jetstream" {
-			c.NATS.JetStream = &config.JetStreamSelector{Stream: jsName}
+			c.NATS.JetStream = jsName
 		}
-		c.SetDefaults()
-		srv, err := streams.New([]config.Stream{c}, streams.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
+		srv, err := streams.New([]streams.Config{c}, streams.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			return err
 		}

@@ -107,6 +107,19 @@ func TestNoPluginDependsOnTheRunner(t *testing.T) {
 	}
 }
 
+// TestStreamsTakePlainOptions: the reverse streams take options of their
+// own; the runner maps the YAML to them (bridge/stream.go). No package
+// under streams/ depends on the YAML types or on yaml.v3.
+func TestStreamsTakePlainOptions(t *testing.T) {
+	for _, pkg := range packages(t, "streams/...") {
+		for _, d := range deps(t, pkg) {
+			if d == module+"/config" || d == "gopkg.in/yaml.v3" {
+				t.Errorf("%s depends on %s", pkg, d)
+			}
+		}
+	}
+}
+
 // TestArchitectureDocNamesEveryPackage: ARCHITECTURE.md, the map of the
 // layout, names every package of the module, so a new one is placed on
 // it when it is added.
