@@ -167,6 +167,10 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 }
 
+// chunkLimit is the most events the reader queues at once: one
+// sse.Decoder.ReadBatch (see chunk).
+func (c Config) chunkLimit() int { return max(1, min(c.BatchSize, c.QueueSize)) }
+
 // withDefaults returns c with zero fields replaced by the defaults.
 func (c Config) withDefaults() Config {
 	if c.Method == "" {

@@ -3,6 +3,7 @@ package sources
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/ssebridge/ssebridge/internal/retry"
@@ -15,35 +16,86 @@ import (
 // writeLoop delivers the queue to the sink under ctx, which outlives
 // runCtx (Run's) by the shutdown flush. Checkpoints are the
 // checkpointer's: the loop only reports what was acknowledged.
+//
+// It hands the sink batches of up to BatchSize events, made of whole
+// queued chunks when they fit (or the part of one that does), and
+// recycles a chunk once all its items were handled. After an error the
+// chunks it holds are left to the garbage collector, not recycled: a sink
+// whose Write was cancelled may still be reading them.
 func (w *Worker) writeLoop(ctx, runCtx context.Context) error {
-	batch := make([]item, 0, w.cfg.BatchSize)
+	var held []*chunk // received chunks not yet handled, in order
+	off := 0          // held[0].items[:off] are handled
+	var batch []item
+	closed := false
 	for {
-		it, ok := <-w.queue
-		if !ok {
-			return nil
+		if len(held) == 0 {
+			if closed {
+				return nil
+			}
+			c, ok := <-w.queue
+			if !ok {
+				return nil
+			}
+			held, off = append(held, c), 0
 		}
-		batch = append(batch[:0], it)
-		closed := false
 		// While the store fails, never past MaxUnsaved unsaved events
 		// (hold waits at it), even within a batch.
 		limit := max(1, min(w.cfg.BatchSize, w.ck.room()))
+		have := len(held[0].items) - off
+		for _, c := range held[1:] {
+			have += len(c.items)
+		}
 	fill:
-		for len(batch) < limit {
+		for !closed && have < limit {
 			select {
-			case it, ok := <-w.queue:
+			case c, ok := <-w.queue:
 				if !ok {
 					closed = true
 					break fill
 				}
-				batch = append(batch, it)
+				held = append(held, c)
+				have += len(c.items)
 			default:
 				break fill
 			}
 		}
-		err := w.process(ctx, batch)
+		// The batch: the first chunk's items in place when it alone
+		// fills it, a copy of several chunks' otherwise.
+		var seg []item
+		done, end := 0, off // held[:done] are handled by seg, then held[done].items[:end]
+		if first := held[0].items[off:]; len(first) >= limit || len(held) == 1 {
+			end = off + min(limit, len(first))
+			seg = held[0].items[off:end]
+		} else {
+			batch = batch[:0]
+			for done < len(held) && len(batch) < limit {
+				items := held[done].items[end:]
+				take := min(limit-len(batch), len(items))
+				batch = append(batch, items[:take]...)
+				end += take
+				if end < len(held[done].items) {
+					break
+				}
+				done, end = done+1, 0
+			}
+			seg = batch
+		}
+		if done < len(held) && end == len(held[done].items) {
+			done, end = done+1, 0
+		}
+		err := w.process(ctx, seg)
 		clear(batch) // drop references to delivered data
-		if err != nil || closed {
+		if err != nil {
 			return err
+		}
+		for _, c := range held[:done] {
+			w.recycle(c)
+		}
+		n := copy(held, held[done:])
+		clear(held[n:])
+		held, off = held[:n], end
+		if closed && len(held) == 0 {
+			return nil
 		}
 		if err := w.ck.hold(runCtx, func(p bool) { w.setPaused(p, nil) }); err != nil {
 			return err
@@ -102,6 +154,13 @@ func (w *Worker) deliver(ctx context.Context, seg []item) error {
 		}
 		id := seg[upto-1].msg.Event.ID
 		w.mu.Lock()
+		// The event's memory is reused once its chunk is handled: keep a
+		// copy, only when the ID changed.
+		if id == w.st.LastEventID {
+			id = w.st.LastEventID
+		} else {
+			id = strings.Clone(id)
+		}
 		w.st.LastEventID, w.st.HasLastEventID = id, true
 		w.st.Forwarded += uint64(forwarded)
 		w.mu.Unlock()

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,13 +107,23 @@ func (s *testSink) Write(ctx context.Context, msgs []sinks.Message) (int, error)
 	if s.fails > 0 {
 		s.fails--
 		if s.partial && len(msgs) > 1 {
-			s.got = append(s.got, msgs[0])
+			s.got = append(s.got, own(msgs[0]))
 			return 1, errSinkDown
 		}
 		return 0, errSinkDown
 	}
-	s.got = append(s.got, msgs...)
+	for _, m := range msgs {
+		s.got = append(s.got, own(m))
+	}
 	return len(msgs), nil
+}
+
+// own copies m's memory, which the worker reuses once Write returns (see
+// Sink).
+func own(m sinks.Message) sinks.Message {
+	m.Event.ID, m.Event.Type = strings.Clone(m.Event.ID), strings.Clone(m.Event.Type)
+	m.Event.Data = bytes.Clone(m.Event.Data)
+	return m
 }
 
 func (s *testSink) Close() error { return nil }

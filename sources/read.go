@@ -204,13 +204,41 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 		d.SetLastEventID(noOwnID)
 	}
 	d.OnRetry(w.onRetry)
+	limit := w.cfg.chunkLimit()
+	c := w.newChunk()
+	var comments []comment // read during the current ReadBatch
 	if w.cfg.OnComment != nil {
-		d.OnComment(func(c string) { w.push(connCtx, item{kind: kindComment, text: c}) })
+		d.OnComment(func(text string) {
+			if len(c.batch.Events) > 0 {
+				comments = append(comments, comment{at: len(c.batch.Events), text: text})
+				return
+			}
+			// ReadBatch waits for an event: a comment that comes first
+			// (a keep-alive) must not wait with it. In a chunk of its
+			// own, since ReadBatch is filling c.
+			cc := w.newChunk()
+			cc.items = append(cc.items, item{kind: kindComment, text: text})
+			if !w.pushChunk(connCtx, cc) {
+				w.recycle(cc)
+			}
+		})
 	}
 	n := 0
-	prevID := noOwnID // the stream's last event ID before the next event
+	prevID := noOwnID // the stream's last event ID before the next event, owned
 	for {
-		ev, err := d.Next()
+		err := d.ReadBatch(&c.batch, limit)
+		if k := len(c.batch.Events); k > 0 {
+			n += k
+			prevID = w.fillChunk(c, comments, prevID, lastID)
+			comments = comments[:0]
+			if !w.pushChunk(connCtx, c) {
+				if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
+					return n, ErrIdleTimeout
+				}
+				return n, ctx.Err()
+			}
+			c = w.newChunk()
+		}
 		if errors.Is(err, sse.ErrEventTooLarge) {
 			w.m.tooLarge.Inc()
 			w.mu.Lock()
@@ -220,6 +248,7 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 			continue
 		}
 		if err != nil {
+			w.recycle(c)
 			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
 				return n, ErrIdleTimeout
 			}
@@ -228,30 +257,79 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 			}
 			return n, fmt.Errorf("reading stream: %w", err)
 		}
-		n++
-		w.m.received.Inc()
+	}
+}
+
+// comment is a comment line read after at events of a batch.
+type comment struct {
+	at   int
+	text string
+}
+
+// fillChunk turns the events ReadBatch put in c.batch, and the comments
+// read among them, into c's items, in stream order, and counts them.
+// prevID is the stream's last event ID before the batch and lastID the ID
+// the connection resumed from. It returns the stream's last event ID after
+// the batch, in memory of its own: the batch's is reused once released.
+func (w *Worker) fillChunk(c *chunk, comments []comment, prevID, lastID string) string {
+	evs := c.batch.Events
+	now := time.Now() // one clock read for a batch decoded at once
+	filtered := 0
+	prev := prevID
+	for i := range evs {
+		for len(comments) > 0 && comments[0].at <= i {
+			c.items = append(c.items, item{kind: kindComment, text: comments[0].text})
+			comments = comments[1:]
+		}
+		ev := evs[i]
 		fwd := w.filter == nil || w.filter[ev.Type]
-		w.mu.Lock()
-		w.st.Received++
 		if !fwd {
-			w.st.Filtered++
+			filtered++
 		}
-		w.mu.Unlock()
-		if !fwd {
-			w.m.filtered.Inc()
-		}
-		inherited := message.InheritsID(ev.ID, prevID)
-		prevID = ev.ID
+		inherited := message.InheritsID(ev.ID, prev)
+		prev = ev.ID
 		if ev.ID == noOwnID {
 			ev.ID, inherited = lastID, lastID != ""
 		}
-		it := item{kind: kindEvent, forward: fwd, msg: message.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: time.Now(), InheritedID: inherited}}
-		if !w.push(connCtx, it) {
-			if errors.Is(context.Cause(connCtx), ErrIdleTimeout) {
-				return n, ErrIdleTimeout
-			}
-			return n, ctx.Err()
-		}
+		c.items = append(c.items, item{kind: kindEvent, forward: fwd,
+			msg: message.Message{Pipeline: w.cfg.Name, Event: ev, ReceivedAt: now, InheritedID: inherited}})
+	}
+	for _, cm := range comments {
+		c.items = append(c.items, item{kind: kindComment, text: cm.text})
+	}
+	w.m.received.Add(float64(len(evs)))
+	if filtered > 0 {
+		w.m.filtered.Add(float64(filtered))
+	}
+	w.mu.Lock()
+	w.st.Received += uint64(len(evs))
+	w.st.Filtered += uint64(filtered)
+	w.mu.Unlock()
+	if prev != prevID {
+		prevID = strings.Clone(prev)
+	}
+	return prevID
+}
+
+// newChunk returns an empty chunk, a recycled one when there is one.
+func (w *Worker) newChunk() *chunk {
+	select {
+	case c := <-w.free:
+		return c
+	default:
+		return &chunk{items: make([]item, 0, w.cfg.chunkLimit())}
+	}
+}
+
+// recycle releases c's events to the decoder's memory and keeps c for the
+// reader's next chunk. Only once the sink is done with the events.
+func (w *Worker) recycle(c *chunk) {
+	c.batch.Release()
+	clear(c.items)
+	c.items = c.items[:0]
+	select {
+	case w.free <- c:
+	default:
 	}
 }
 
@@ -260,9 +338,9 @@ func (w *Worker) connect(ctx context.Context) (int, error) {
 // it but by inheriting it from before the connection.
 const noOwnID = "\x00"
 
-// push hands it to the writer, waiting while the sink is failing or the
-// queue is full; false when ctx ended first.
-func (w *Worker) push(ctx context.Context, it item) bool {
+// pushChunk hands c to the writer, waiting while the sink is failing or
+// the queue is full; false when ctx ended first (c is then the caller's).
+func (w *Worker) pushChunk(ctx context.Context, c *chunk) bool {
 	for {
 		w.mu.Lock()
 		ch := w.resume
@@ -276,15 +354,16 @@ func (w *Worker) push(ctx context.Context, it item) bool {
 			return false
 		}
 	}
+	k := uint64(len(c.items))
 	w.mu.Lock()
-	w.enqueued++
+	w.enqueued += k
 	w.mu.Unlock()
 	select {
-	case w.queue <- it:
+	case w.queue <- c:
 		return true
 	case <-ctx.Done():
 		w.mu.Lock()
-		w.enqueued--
+		w.enqueued -= k
 		w.mu.Unlock()
 		return false
 	}
@@ -294,7 +373,11 @@ func (w *Worker) push(ctx context.Context, it item) bool {
 // seen after every event received before it.
 func (w *Worker) report(ctx context.Context, err error) {
 	if w.cfg.OnError != nil {
-		w.push(ctx, item{kind: kindError, err: err})
+		c := w.newChunk()
+		c.items = append(c.items, item{kind: kindError, err: err})
+		if !w.pushChunk(ctx, c) {
+			w.recycle(c)
+		}
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/message"
+	"github.com/ssebridge/ssebridge/sse"
 )
 
 // Reconnect reasons, the values of the reason label of
@@ -57,6 +58,10 @@ var errShortWrite = errors.New("sink acknowledged fewer messages than given with
 // rest with backoff. A Worker checkpoints an event only after Write
 // counted it, so Write must never count a message the broker has not
 // stored. Write is called by one goroutine at a time.
+//
+// The events' memory (ID, Type, Data) is valid until Write returns: the
+// worker reuses it once Write acknowledged them. A Sink that keeps any of
+// it past the call copies it.
 type Sink interface {
 	Write(ctx context.Context, msgs []message.Message) (n int, err error)
 }
@@ -72,7 +77,8 @@ type Worker struct {
 	ownTrans *http.Transport // closed when Run returns; nil with Config.Client
 	filter   map[string]bool
 
-	queue    chan item
+	queue    chan *chunk
+	free     chan *chunk   // handled chunks, for the reader to reuse
 	progress chan struct{} // a batch was handled; wakes waitDrained
 
 	mu       sync.Mutex // guards the fields below
@@ -115,8 +121,18 @@ const (
 	kindError
 )
 
-// item is one entry of the queue between the reader and the writer. Comments
-// and errors travel through it too so the hooks see them in stream order.
+// chunk is one entry of the queue between the reader and the writer: the
+// events of one sse.Decoder.ReadBatch, with the comments read among them,
+// in stream order. The events borrow the batch's memory, which the writer
+// releases (recycle) once the sink acknowledged every one of them, so a
+// steady stream decodes into reused memory.
+type chunk struct {
+	items []item
+	batch sse.Batch
+}
+
+// item is one entry of a chunk. Comments and errors travel through the
+// queue too so the hooks see them in stream order.
 type item struct {
 	kind    itemKind
 	forward bool // kindEvent: false when filtered out
@@ -144,9 +160,14 @@ func New(cfg Config, sink Sink, store checkpoint.Store) (*Worker, error) {
 		sink:     sink,
 		store:    store,
 		log:      cfg.Logger.With("pipeline", cfg.Name),
-		queue:    make(chan item, cfg.QueueSize),
 		progress: make(chan struct{}, 1),
 	}
+	// QueueSize bounds the events between the socket and the sink: the
+	// chunk the reader is pushing and the queued ones hold at most
+	// QueueSize events (chunkLimit each).
+	chunks := cfg.QueueSize / cfg.chunkLimit()
+	w.queue = make(chan *chunk, max(chunks-1, 0))
+	w.free = make(chan *chunk, chunks+2)
 	if len(cfg.Events) > 0 {
 		w.filter = make(map[string]bool, len(cfg.Events))
 		for _, e := range cfg.Events {

@@ -579,3 +579,40 @@ func testIdleTimerIgnoresBackPressure(t *testing.T) {
 		t.Errorf("requests = %+v, want the second with Last-Event-ID 5", reqs)
 	}
 }
+
+// TestCommentsAmongBatchedEvents: comments read in the same batch as
+// events reach OnComment between the deliveries of the events around
+// them, and a comment before any event is handed on without waiting for
+// one.
+func TestCommentsAmongBatchedEvents(t *testing.T) {
+	var conns atomic.Int32
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if conns.Add(1) > 1 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		sseHeaders(w)
+		write(w, ": first\n")
+		write(w, event(1, "\n")+": a\n"+": b\n"+event(2, "\n")+event(3, "\n")+": c\n")
+	})
+	var mu sync.Mutex
+	var trace []string
+	add := func(s string) { mu.Lock(); trace = append(trace, s); mu.Unlock() }
+	var sl fakeSleep
+	w, err := New(Config{Name: tname(t), URL: srv.URL, Sleep: sl.Sleep,
+		OnComment: func(c string) { add("comment: " + c) },
+	}, &traceSink{add: add}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, done := run(t, w)
+	if err := wait(t, done); !errors.Is(err, ErrServerStopped) {
+		t.Fatalf("Run = %v", err)
+	}
+	want := []string{"comment: first", "event 1", "comment: a", "comment: b", "event 2", "event 3", "comment: c"}
+	mu.Lock()
+	defer mu.Unlock()
+	if !eqStrings(trace, want) {
+		t.Errorf("trace =\n%q\nwant\n%q", trace, want)
+	}
+}
