@@ -163,10 +163,11 @@ func New(cfg Config, sink Sink, store checkpoint.Store) (*Worker, error) {
 		progress: make(chan struct{}, 1),
 	}
 	// QueueSize bounds the events between the socket and the sink: the
-	// chunk the reader is pushing and the queued ones hold at most
-	// QueueSize events (chunkLimit each).
+	// chunk the reader is pushing, the queued ones and the writer's
+	// overflow past a batch (less than a chunk) hold at most QueueSize
+	// events, chunkLimit each, besides the batch being delivered.
 	chunks := cfg.QueueSize / cfg.chunkLimit()
-	w.queue = make(chan *chunk, max(chunks-1, 0))
+	w.queue = make(chan *chunk, max(chunks-2, 0))
 	w.free = make(chan *chunk, chunks+2)
 	if len(cfg.Events) > 0 {
 		w.filter = make(map[string]bool, len(cfg.Events))
