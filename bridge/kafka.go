@@ -55,7 +55,7 @@ func (k *kafkaProbe) status(ctx context.Context, cfg config.Kafka) KafkaStatus {
 
 func probeKafka(ctx context.Context, cfg config.Kafka) KafkaStatus {
 	st := KafkaStatus{CheckedAt: time.Now().UTC()}
-	d, err := kafkaconn.Dialer(cfg)
+	d, err := kafkaconn.Dialer(kafkaConfig(cfg))
 	if err != nil {
 		st.Error = err.Error()
 		return st

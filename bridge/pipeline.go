@@ -321,7 +321,7 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 	p.setState(StateStarting, nil)
 
 	p.b.mu.RLock()
-	deps := sinks.Deps{NATS: p.b.nc, NATSPublish: p.b.pubNC, Kafka: p.b.cfg.Kafka, Logger: p.log}
+	deps := sinks.Deps{NATS: p.b.nc, NATSPublish: p.b.pubNC, Kafka: kafkaConfig(p.b.cfg.Kafka), Logger: p.log}
 	store := p.b.store
 	// The worker gets most of the budget; the sink, NATS drain and server
 	// stop need the rest.

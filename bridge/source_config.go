@@ -51,7 +51,7 @@ func sourceConfig(p config.Pipeline) (sources.Config, error) {
 		}
 		c.Header.Del("Last-Event-ID")
 	}
-	tc, err := tlsconf.Build(s.TLS)
+	tc, err := tlsconf.Build(tlsConfig(s.TLS))
 	if err != nil {
 		return sources.Config{}, fmt.Errorf("pipeline %q: source: %w", p.Name, err)
 	}

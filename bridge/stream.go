@@ -230,11 +230,12 @@ func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 // kafkaCluster is the kafka block as the streams read it: client_id, SASL
 // and TLS applied as the sinks apply them.
 func kafkaCluster(c config.Kafka) (streams.KafkaCluster, error) {
-	tr, err := kafkaconn.Transport(c)
+	kc := kafkaConfig(c)
+	tr, err := kafkaconn.Transport(kc)
 	if err != nil {
 		return streams.KafkaCluster{}, err
 	}
-	d, err := kafkaconn.Dialer(c)
+	d, err := kafkaconn.Dialer(kc)
 	if err != nil {
 		return streams.KafkaCluster{}, err
 	}

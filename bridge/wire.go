@@ -100,7 +100,7 @@ func stateReady(st PipelineStatus) bool {
 // error (the connection comes up with the server and /readyz says 503
 // until then).
 func connectExternalNATS(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, error) {
-	return natsconn.Connect(cfg, name, log)
+	return natsconn.Connect(natsConfig(cfg), name, log)
 }
 
 // openCheckpointStore is the default store: a file per pipeline in

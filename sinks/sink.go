@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/ssebridge/ssebridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/message"
 )
@@ -66,8 +67,8 @@ type Deps struct {
 	// mask, so core publishing goes through a connection that has no
 	// subscription to produce one.
 	NATSPublish *nats.Conn
-	// Kafka is the cluster configuration (Brokers empty when not configured).
-	Kafka  config.Kafka
+	// Kafka is the Kafka cluster (Brokers empty when not configured).
+	Kafka  kafkaconn.Config
 	Logger *slog.Logger
 }
 

@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/ssebridge/ssebridge/checkpoint"
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/tlsconf"
 )
@@ -385,7 +384,7 @@ func TestTLSWithCAFile(t *testing.T) {
 	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tc, err := tlsconf.Build(&config.TLS{CAFile: ca})
+	tc, err := tlsconf.Build(&tlsconf.Config{CAFile: ca})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"syscall"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/tlsconf"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
@@ -150,7 +149,7 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		},
 	}
 	if *insecure {
-		cfg.TLS, _ = tlsconf.Build(&config.TLS{InsecureSkipVerify: true}) // no files: cannot fail
+		cfg.TLS, _ = tlsconf.Build(&tlsconf.Config{InsecureSkipVerify: true}) // no files: cannot fail
 	}
 	if *comments {
 		cfg.OnComment = func(c string) { out.print(map[string]string{"comment": c}) }

@@ -12,16 +12,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"go.uber.org/goleak"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/internal/testtls"
+	"github.com/ssebridge/ssebridge/internal/tlsconf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // produceConsume writes one record with a Transport-backed writer and reads
 // it back with a Dialer-backed reader: both halves the bridge uses.
-func produceConsume(t *testing.T, cfg config.Kafka) error {
+func produceConsume(t *testing.T, cfg Config) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
@@ -54,16 +54,16 @@ func produceConsume(t *testing.T, cfg config.Kafka) error {
 
 func TestSASL(t *testing.T) {
 	for _, tc := range []struct{ mech, kfakeName string }{
-		{config.SASLPlain, "PLAIN"},
-		{config.SASLScramSHA256, "SCRAM-SHA-256"},
-		{config.SASLScramSHA512, "SCRAM-SHA-512"},
+		{MechanismPlain, "PLAIN"},
+		{MechanismSCRAMSHA256, "SCRAM-SHA-256"},
+		{MechanismSCRAMSHA512, "SCRAM-SHA-512"},
 	} {
 		t.Run(tc.mech, func(t *testing.T) {
 			k := testbroker.StartKafka(t, map[string]int32{"t": 1}, kfake.EnableSASL(), kfake.Superuser(tc.kfakeName, "bridge", "p=ss,word"))
-			if err := produceConsume(t, config.Kafka{Brokers: []string{k.Addr()}, SASL: &config.SASL{Mechanism: tc.mech, Username: "bridge", Password: "p=ss,word"}}); err != nil {
+			if err := produceConsume(t, Config{Brokers: []string{k.Addr()}, SASL: &SASL{Mechanism: tc.mech, Username: "bridge", Password: "p=ss,word"}}); err != nil {
 				t.Fatalf("right password: %v", err)
 			}
-			if err := produceConsume(t, config.Kafka{Brokers: []string{k.Addr()}, SASL: &config.SASL{Mechanism: tc.mech, Username: "bridge", Password: "wrong"}}); err == nil {
+			if err := produceConsume(t, Config{Brokers: []string{k.Addr()}, SASL: &SASL{Mechanism: tc.mech, Username: "bridge", Password: "wrong"}}); err == nil {
 				t.Fatal("wrong password accepted")
 			}
 		})
@@ -77,28 +77,28 @@ func TestTLS(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"t": 1}, kfake.TLS(&tls.Config{
 		Certificates: []tls.Certificate{ca.TLS},
 	}))
-	if err := produceConsume(t, config.Kafka{Brokers: []string{k.Addr()}, TLS: &config.TLS{CAFile: caFile}}); err != nil {
+	if err := produceConsume(t, Config{Brokers: []string{k.Addr()}, TLS: &tlsconf.Config{CAFile: caFile}}); err != nil {
 		t.Fatalf("trusted CA: %v", err)
 	}
 	// Without the CA the handshake must fail: proves TLS is really in use
 	// and verified.
-	if err := produceConsume(t, config.Kafka{Brokers: []string{k.Addr()}, TLS: &config.TLS{}}); err == nil {
+	if err := produceConsume(t, Config{Brokers: []string{k.Addr()}, TLS: &tlsconf.Config{}}); err == nil {
 		t.Fatal("untrusted certificate accepted")
 	}
 }
 
 func TestConfig(t *testing.T) {
-	if _, err := Transport(config.Kafka{}); !errors.Is(err, ErrNoBrokers) {
+	if _, err := Transport(Config{}); !errors.Is(err, ErrNoBrokers) {
 		t.Fatalf("no brokers: %v", err)
 	}
-	if _, err := Dialer(config.Kafka{Brokers: []string{"x:1"}, SASL: &config.SASL{Mechanism: "gssapi"}}); !errors.Is(err, ErrMechanism) {
+	if _, err := Dialer(Config{Brokers: []string{"x:1"}, SASL: &SASL{Mechanism: "gssapi"}}); !errors.Is(err, ErrMechanism) {
 		t.Fatalf("bad mechanism: %v", err)
 	}
-	tr, err := Transport(config.Kafka{Brokers: []string{"x:1"}})
+	tr, err := Transport(Config{Brokers: []string{"x:1"}})
 	if err != nil || tr.ClientID != DefaultClientID || tr.TLS != nil || tr.SASL != nil {
 		t.Fatalf("defaults: %+v, %v", tr, err)
 	}
-	d, err := Dialer(config.Kafka{Brokers: []string{"x:1"}, ClientID: "me"})
+	d, err := Dialer(Config{Brokers: []string{"x:1"}, ClientID: "me"})
 	if err != nil || d.ClientID != "me" {
 		t.Fatalf("client id: %+v, %v", d, err)
 	}
@@ -108,7 +108,7 @@ func TestConfig(t *testing.T) {
 // server that does not know the password: it must not accept the final
 // message.
 func TestScramRejectsForgedServer(t *testing.T) {
-	m, err := Mechanism(&config.SASL{Mechanism: config.SASLScramSHA256, Username: "u", Password: "p"})
+	m, err := Mechanism(&SASL{Mechanism: MechanismSCRAMSHA256, Username: "u", Password: "p"})
 	if err != nil {
 		t.Fatal(err)
 	}

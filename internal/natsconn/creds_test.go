@@ -10,8 +10,6 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
-
-	"github.com/ssebridge/ssebridge/config"
 )
 
 // operatorServer runs a nats-server in decentralised JWT mode, as NGS and
@@ -111,7 +109,7 @@ func TestCredsFile(t *testing.T) {
 
 	t.Run("issued by the account", func(t *testing.T) {
 		creds := writeCreds(t, account, "events.>", "_INBOX.>")
-		nc, err := Connect(config.NATS{URL: url, CredsFile: creds}, "test", nil, noRetry)
+		nc, err := Connect(Config{URL: url, CredsFile: creds}, "test", nil, noRetry)
 		if err != nil {
 			t.Fatalf("connect with creds_file: %v", err)
 		}
@@ -151,7 +149,7 @@ func TestCredsFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		creds := writeCreds(t, stranger)
-		nc, err := Connect(config.NATS{URL: url, CredsFile: creds}, "test", nil, noRetry)
+		nc, err := Connect(Config{URL: url, CredsFile: creds}, "test", nil, noRetry)
 		if err == nil {
 			nc.Close()
 			t.Fatal("a user of an account the operator never signed was let in")
@@ -163,7 +161,7 @@ func TestCredsFile(t *testing.T) {
 
 	t.Run("missing file", func(t *testing.T) {
 		missing := filepath.Join(t.TempDir(), "absent.creds")
-		nc, err := Connect(config.NATS{URL: url, CredsFile: missing}, "test", nil)
+		nc, err := Connect(Config{URL: url, CredsFile: missing}, "test", nil)
 		if err == nil {
 			nc.Close()
 			t.Fatal("connect with a missing creds_file succeeded")

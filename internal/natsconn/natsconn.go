@@ -1,6 +1,7 @@
-// Package natsconn opens the bridge's NATS connection from the nats block of
-// the configuration: URL, credentials (creds file, nkey seed, token,
-// user/password), TLS, and reconnection that never gives up.
+// Package natsconn opens the bridge's NATS connection from a Config (the
+// runner maps the YAML's nats block to it): URL, credentials (creds file,
+// nkey seed, token, user/password), TLS, and reconnection that never gives
+// up.
 //
 // A bridge runs for months next to a broker that will be upgraded and
 // restarted; a connection that stops reconnecting after a few attempts is a
@@ -17,9 +18,25 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/tlsconf"
 )
+
+// Config is a NATS server and how to authenticate to it. At most one of
+// CredsFile, NKeyFile, Token and User/Password is set.
+type Config struct {
+	// URL is the server, or a comma-separated list of servers.
+	URL string
+	// CredsFile is a credentials file (user JWT and nkey seed).
+	CredsFile string
+	// NKeyFile is an nkey seed file.
+	NKeyFile string
+	Token    string
+	User     string
+	Password string
+	// TLS encrypts the connection; nil for Go's defaults (a tls:// URL
+	// still upgrades).
+	TLS *tlsconf.Config
+}
 
 // ErrNoURL is returned when the configuration names no server URL.
 var ErrNoURL = errors.New("natsconn: no url")
@@ -35,7 +52,7 @@ const ReconnectWait = time.Second
 
 // Options turns cfg into nats.go options. name is the client name shown by
 // the server's monitoring (e.g. "ssebridge"). log receives connection events.
-func Options(cfg config.NATS, name string, log *slog.Logger) ([]nats.Option, error) {
+func Options(cfg Config, name string, log *slog.Logger) ([]nats.Option, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -133,7 +150,7 @@ func Handlers(log *slog.Logger) []nats.Option {
 // Connect connects to cfg.URL with Options plus extra (which may override
 // them). With RetryOnFailedConnect, an unreachable server is not an error:
 // the connection comes up when the server does; check nc.IsConnected.
-func Connect(cfg config.NATS, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+func Connect(cfg Config, name string, log *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	if cfg.URL == "" {
 		return nil, ErrNoURL
 	}

@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nkeys"
 	"go.uber.org/goleak"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/internal/testtls"
+	"github.com/ssebridge/ssebridge/internal/tlsconf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -64,25 +64,25 @@ func roundTrip(t *testing.T, nc *nats.Conn) {
 func TestAuthMethods(t *testing.T) {
 	t.Run("token", func(t *testing.T) {
 		b := testbroker.StartNATS(t, func(o *server.Options) { o.Authorization = "s3cret" })
-		nc, err := Connect(config.NATS{URL: b.URL(), Token: "s3cret"}, "test", nil, noRetry)
+		nc, err := Connect(Config{URL: b.URL(), Token: "s3cret"}, "test", nil, noRetry)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer nc.Close()
 		roundTrip(t, nc)
-		if _, err := Connect(config.NATS{URL: b.URL(), Token: "wrong"}, "test", nil, noRetry); err == nil {
+		if _, err := Connect(Config{URL: b.URL(), Token: "wrong"}, "test", nil, noRetry); err == nil {
 			t.Fatal("wrong token accepted")
 		}
 	})
 	t.Run("user/password", func(t *testing.T) {
 		b := testbroker.StartNATS(t, func(o *server.Options) { o.Username, o.Password = "bridge", "pw" })
-		nc, err := Connect(config.NATS{URL: b.URL(), User: "bridge", Password: "pw"}, "test", nil, noRetry)
+		nc, err := Connect(Config{URL: b.URL(), User: "bridge", Password: "pw"}, "test", nil, noRetry)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer nc.Close()
 		roundTrip(t, nc)
-		_, err = Connect(config.NATS{URL: b.URL(), User: "bridge", Password: "no"}, "test", nil, noRetry)
+		_, err = Connect(Config{URL: b.URL(), User: "bridge", Password: "no"}, "test", nil, noRetry)
 		if err == nil || !strings.Contains(err.Error(), "nats connect") {
 			t.Fatalf("wrong password: err = %v", err)
 		}
@@ -99,32 +99,32 @@ func TestAuthMethods(t *testing.T) {
 			t.Fatal(err)
 		}
 		b := testbroker.StartNATS(t, func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} })
-		nc, err := Connect(config.NATS{URL: b.URL(), NKeyFile: seedFile}, "test", nil, noRetry)
+		nc, err := Connect(Config{URL: b.URL(), NKeyFile: seedFile}, "test", nil, noRetry)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer nc.Close()
 		roundTrip(t, nc)
-		if _, err := Connect(config.NATS{URL: b.URL()}, "test", nil, noRetry); err == nil {
+		if _, err := Connect(Config{URL: b.URL()}, "test", nil, noRetry); err == nil {
 			t.Fatal("connection without nkey accepted")
 		}
-		if _, err := Connect(config.NATS{URL: b.URL(), NKeyFile: filepath.Join(t.TempDir(), "absent")}, "test", nil); err == nil || !strings.Contains(err.Error(), "nkey_file") {
+		if _, err := Connect(Config{URL: b.URL(), NKeyFile: filepath.Join(t.TempDir(), "absent")}, "test", nil); err == nil || !strings.Contains(err.Error(), "nkey_file") {
 			t.Fatalf("missing seed file: err = %v", err)
 		}
 	})
 }
 
 func TestConfigErrors(t *testing.T) {
-	if _, err := Connect(config.NATS{}, "t", nil); !errors.Is(err, ErrNoURL) {
+	if _, err := Connect(Config{}, "t", nil); !errors.Is(err, ErrNoURL) {
 		t.Fatalf("no url: %v", err)
 	}
-	if _, err := Options(config.NATS{Token: "a", User: "u"}, "t", nil); !errors.Is(err, ErrAuthConflict) {
+	if _, err := Options(Config{Token: "a", User: "u"}, "t", nil); !errors.Is(err, ErrAuthConflict) {
 		t.Fatalf("two auth methods: %v", err)
 	}
-	if _, err := Options(config.NATS{TLS: &config.TLS{CAFile: "/nonexistent/ca.pem"}}, "t", nil); err == nil || !strings.Contains(err.Error(), "ca_file") {
+	if _, err := Options(Config{TLS: &tlsconf.Config{CAFile: "/nonexistent/ca.pem"}}, "t", nil); err == nil || !strings.Contains(err.Error(), "ca_file") {
 		t.Fatalf("bad TLS: %v", err)
 	}
-	opts, err := Options(config.NATS{TLS: &config.TLS{InsecureSkipVerify: true}}, "t", nil)
+	opts, err := Options(Config{TLS: &tlsconf.Config{InsecureSkipVerify: true}}, "t", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestReconnectsAndLogs(t *testing.T) {
 	b := testbroker.StartNATS(t)
 	var logs syncBuf
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	nc, err := Connect(config.NATS{URL: b.URL()}, "test", log, nats.ReconnectWait(20*time.Millisecond))
+	nc, err := Connect(Config{URL: b.URL()}, "test", log, nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestTLS(t *testing.T) {
 		o.TLS = true
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{ca.TLS}, MinVersion: tls.VersionTLS12}
 	})
-	nc, err := Connect(config.NATS{URL: b.URL(), TLS: &config.TLS{CAFile: caFile}}, "test", nil, noRetry)
+	nc, err := Connect(Config{URL: b.URL(), TLS: &tlsconf.Config{CAFile: caFile}}, "test", nil, noRetry)
 	if err != nil {
 		t.Fatalf("trusted CA: %v", err)
 	}
@@ -198,7 +198,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal("connection is not TLS")
 	}
 	roundTrip(t, nc)
-	if _, err := Connect(config.NATS{URL: b.URL(), TLS: &config.TLS{}}, "test", nil, noRetry); err == nil {
+	if _, err := Connect(Config{URL: b.URL(), TLS: &tlsconf.Config{}}, "test", nil, noRetry); err == nil {
 		t.Fatal("untrusted certificate accepted")
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 
@@ -117,7 +116,7 @@ func publishFlush(t *testing.T, nc *nats.Conn, subjects ...string) {
 func TestWatchRecordsBySubject(t *testing.T) {
 	b := permBroker(t)
 	var logs syncBuf
-	nc, err := Connect(config.NATS{URL: b.URL(), User: "bridge", Password: "pw"}, "test",
+	nc, err := Connect(Config{URL: b.URL(), User: "bridge", Password: "pw"}, "test",
 		slog.New(slog.NewTextHandler(&logs, nil)), noRetry)
 	if err != nil {
 		t.Fatal(err)

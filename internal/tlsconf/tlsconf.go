@@ -1,6 +1,7 @@
-// Package tlsconf turns the TLS block of the YAML configuration into a
-// *tls.Config, so that sources, sinks and streams read certificates the same
-// way and report the same errors.
+// Package tlsconf turns client TLS options (certificate files, server name)
+// into a *tls.Config, so that sources, sinks and streams read certificates
+// the same way and report the same errors. The runner maps the YAML's tls
+// blocks to Config.
 package tlsconf
 
 import (
@@ -9,9 +10,22 @@ import (
 	"errors"
 	"fmt"
 	"os"
-
-	"github.com/ssebridge/ssebridge/config"
 )
+
+// Config holds client TLS options: the files to read and how to check the
+// server. The zero value means Go's defaults (system roots, no client
+// certificate).
+type Config struct {
+	// CAFile is a PEM file of the CAs to trust instead of the system roots.
+	CAFile string
+	// CertFile and KeyFile are the client certificate and its key (mutual
+	// TLS); both or neither.
+	CertFile, KeyFile string
+	// ServerName overrides the name the server's certificate must carry.
+	ServerName string
+	// InsecureSkipVerify accepts any server certificate.
+	InsecureSkipVerify bool
+}
 
 // ErrNoCertificates is returned (wrapped) when ca_file holds no PEM
 // certificate: trusting an empty pool would fail every handshake with an
@@ -28,7 +42,7 @@ var ErrKeyPair = errors.New("cert_file and key_file must be set together")
 // ca_file replaces the system roots rather than adding to them: a user who
 // names a CA means "trust this one", typically a private PKI. cert_file and
 // key_file enable client certificates (mutual TLS).
-func Build(c *config.TLS) (*tls.Config, error) {
+func Build(c *Config) (*tls.Config, error) {
 	if c == nil {
 		return nil, nil
 	}

@@ -13,7 +13,6 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testtls"
 )
 
@@ -38,7 +37,7 @@ func TestMutualTLS(t *testing.T) {
 	srv.StartTLS()
 	defer srv.Close()
 
-	get := func(c *config.TLS) (string, error) {
+	get := func(c *Config) (string, error) {
 		tc, err := Build(c)
 		if err != nil {
 			return "", err
@@ -56,16 +55,16 @@ func TestMutualTLS(t *testing.T) {
 		sb.Write(buf[:n])
 		return sb.String(), nil
 	}
-	if who, err := get(&config.TLS{CAFile: srvCertFile, CertFile: cliCertFile, KeyFile: cliKeyFile}); err != nil || who != "client" {
+	if who, err := get(&Config{CAFile: srvCertFile, CertFile: cliCertFile, KeyFile: cliKeyFile}); err != nil || who != "client" {
 		t.Errorf("mutual TLS: %q, %v", who, err)
 	}
-	if _, err := get(&config.TLS{CAFile: srvCertFile}); err == nil {
+	if _, err := get(&Config{CAFile: srvCertFile}); err == nil {
 		t.Error("no client certificate: want a handshake failure")
 	}
-	if _, err := get(&config.TLS{CertFile: cliCertFile, KeyFile: cliKeyFile}); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := get(&Config{CertFile: cliCertFile, KeyFile: cliKeyFile}); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("server not trusted without ca_file: %v", err)
 	}
-	if _, err := get(&config.TLS{InsecureSkipVerify: true, CertFile: cliCertFile, KeyFile: cliKeyFile}); err != nil {
+	if _, err := get(&Config{InsecureSkipVerify: true, CertFile: cliCertFile, KeyFile: cliKeyFile}); err != nil {
 		t.Errorf("insecure_skip_verify: %v", err)
 	}
 }
@@ -80,22 +79,22 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("Build(nil) = %v, %v", tc, err)
 	}
 	for _, tc := range []struct {
-		c    config.TLS
+		c    Config
 		want string
 		is   error
 	}{
-		{config.TLS{CAFile: junk}, "ca_file", ErrNoCertificates},
-		{config.TLS{CAFile: filepath.Join(dir, "missing")}, "ca_file", nil},
-		{config.TLS{CertFile: certFile}, "together", ErrKeyPair},
-		{config.TLS{KeyFile: keyFile}, "together", ErrKeyPair},
-		{config.TLS{CertFile: certFile, KeyFile: certFile}, "cert_file/key_file", nil},
+		{Config{CAFile: junk}, "ca_file", ErrNoCertificates},
+		{Config{CAFile: filepath.Join(dir, "missing")}, "ca_file", nil},
+		{Config{CertFile: certFile}, "together", ErrKeyPair},
+		{Config{KeyFile: keyFile}, "together", ErrKeyPair},
+		{Config{CertFile: certFile, KeyFile: certFile}, "cert_file/key_file", nil},
 	} {
 		_, err := Build(&tc.c)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || (tc.is != nil && !errors.Is(err, tc.is)) {
 			t.Errorf("%+v: %v, want %q", tc.c, err, tc.want)
 		}
 	}
-	c, err := Build(&config.TLS{ServerName: "feed.example", CertFile: certFile, KeyFile: keyFile})
+	c, err := Build(&Config{ServerName: "feed.example", CertFile: certFile, KeyFile: keyFile})
 	if err != nil || c.ServerName != "feed.example" || len(c.Certificates) != 1 || c.MinVersion != tls.VersionTLS12 {
 		t.Errorf("Build = %+v, %v", c, err)
 	}

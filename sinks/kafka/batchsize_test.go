@@ -5,9 +5,9 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 )
 
@@ -18,7 +18,7 @@ import (
 // bound used to be 4 KiB above that, so such a batch was rejected as
 // MESSAGE_TOO_LARGE on every retry: the pipeline paused forever.
 func TestBatchFitsBrokerLimit(t *testing.T) {
-	const n = config.DefaultKafkaBatchSize // one kafka-go batch
+	const n = kafkasink.DefaultBatchSize // one kafka-go batch
 	sizes := []int{10330, 10350, 10370, 10390, 10410, 10430}
 	topics := map[string]int32{}
 	for i := range sizes {
@@ -27,7 +27,7 @@ func TestBatchFitsBrokerLimit(t *testing.T) {
 	k := testbroker.StartKafka(t, topics)
 	for i, size := range sizes {
 		topic := "fill" + strconv.Itoa(i)
-		s := open(t, k.Addr(), topic, config.KafkaSink{Topic: topic})
+		s := open(t, k.Addr(), topic, kafkasink.Options{Topic: topic})
 		msgs := make([]sinks.Message, n)
 		for j := range msgs {
 			msgs[j] = sinktest.Msg(topic, strconv.Itoa(j+1), "message", make([]byte, size))

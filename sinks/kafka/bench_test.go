@@ -7,9 +7,9 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 )
 
@@ -32,7 +32,7 @@ func BenchmarkLiveEvent(b *testing.B) {
 	})
 	b.Run("sink", func(b *testing.B) {
 		k := testbroker.StartKafka(b, map[string]int32{"live": 1})
-		s := open(b, k.Addr(), "bench", config.KafkaSink{Topic: "live"})
+		s := open(b, k.Addr(), "bench", kafkasink.Options{Topic: "live"})
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
 			m := []sinks.Message{sinktest.Msg("bench", strconv.Itoa(i), "edit", []byte(`{"n":1}`))}
@@ -46,7 +46,7 @@ func BenchmarkLiveEvent(b *testing.B) {
 // BenchmarkBatch measures acknowledged throughput of 256-event batches.
 func BenchmarkBatch(b *testing.B) {
 	k := testbroker.StartKafka(b, map[string]int32{"batch": 1})
-	s := open(b, k.Addr(), "bench", config.KafkaSink{Topic: "batch"})
+	s := open(b, k.Addr(), "bench", kafkasink.Options{Topic: "batch"})
 	payload := make([]byte, 1024)
 	batch := make([]sinks.Message, 256)
 	b.SetBytes(int64(len(payload) * len(batch)))

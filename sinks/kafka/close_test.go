@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/ssebridge/ssebridge/config"
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
@@ -24,7 +24,7 @@ import (
 // 1 s, the unbounded close would take ~30 s.
 func TestCloseContextBounded(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"stuck": 1})
-	s, err := kafkasink.New(context.Background(), config.Kafka{Brokers: []string{k.Addr()}}, "stuck", config.KafkaSink{Topic: "stuck"}, nil)
+	s, err := kafkasink.New(context.Background(), kafkaconn.Config{Brokers: []string{k.Addr()}}, "stuck", kafkasink.Options{Topic: "stuck"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,9 +9,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/pipelinetest"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 	"github.com/ssebridge/ssebridge/sources"
 )
@@ -31,7 +31,7 @@ func readTopic(t *testing.T, addr, topic string) []sinktest.Received {
 func TestEndToEnd(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"wiki-events": 3})
 	feed := sinktest.NewFeed(t, 300)
-	s := open(t, k.Addr(), "wiki", config.KafkaSink{Topic: "wiki-events"})
+	s := open(t, k.Addr(), "wiki", kafkasink.Options{Topic: "wiki-events"})
 	w := pipelinetest.StartWorker(t, "wiki", feed.URL(), s, nil)
 	feed.Release(300)
 	w.WaitAcked(t, "300")
@@ -48,7 +48,7 @@ func TestBrokerRestart(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"wiki-events": 1})
 	feed := sinktest.NewFeed(t, 300)
 	store := &memStore{}
-	s := open(t, k.Addr(), "wiki", config.KafkaSink{Topic: "wiki-events"})
+	s := open(t, k.Addr(), "wiki", kafkasink.Options{Topic: "wiki-events"})
 	w := pipelinetest.StartWorker(t, "wiki", feed.URL(), s, store)
 	feed.Release(100)
 	w.WaitAcked(t, "100")

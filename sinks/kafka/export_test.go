@@ -5,7 +5,8 @@ import (
 	"testing"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/ssebridge/ssebridge/config"
+
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/retry"
 )
 
@@ -14,12 +15,12 @@ import (
 // and since Write waits for each chunk, a batch must never linger (see
 // flushNow).
 func TestWriterDefaults(t *testing.T) {
-	s, err := New(t.Context(), config.Kafka{Brokers: []string{"127.0.0.1:1"}}, "p", config.KafkaSink{Topic: "t"}, nil)
+	s, err := New(t.Context(), kafkaconn.Config{Brokers: []string{"127.0.0.1:1"}}, "p", Options{Topic: "t"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.w.BatchTimeout != flushNow || s.w.RequiredAcks != -1 || s.w.BatchSize != config.DefaultKafkaBatchSize {
+	if s.w.BatchTimeout != flushNow || s.w.RequiredAcks != -1 || s.w.BatchSize != DefaultBatchSize {
 		t.Fatalf("BatchTimeout %v, RequiredAcks %v, BatchSize %d", s.w.BatchTimeout, s.w.RequiredAcks, s.w.BatchSize)
 	}
 	if s.w.AllowAutoTopicCreation {

@@ -69,13 +69,97 @@ const maxBatchBytes = MaxMessageBytes - 64
 // cluster.
 var ErrNoBrokers = errors.New("kafka sink: no kafka.brokers configured")
 
+// Options configure one Kafka sink: the driver's block of a pipeline's
+// sink (sink: {kafka: {...}}), whose keys are the yaml tags. Zero values
+// stand for the defaults (withDefaults).
+type Options struct {
+	// Topic is a template like the NATS sink's subject: {pipeline},
+	// {event}, {id}, {data.PATH}.
+	Topic string `yaml:"topic"`
+	// FallbackTopic receives events whose topic cannot be rendered.
+	FallbackTopic string `yaml:"fallback_topic"`
+	// Key is a template; without it every event of the pipeline goes to one
+	// partition, which keeps upstream order.
+	Key string `yaml:"key"`
+	// RequiredAcks must be all (RequiredAcksAll, the default); one and
+	// none are refused by the configuration check.
+	RequiredAcks string `yaml:"required_acks"`
+	// BatchTimeout is accepted for older files and ignored: the sink
+	// flushes every Write at once (it waits for the acks anyway).
+	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	// BatchSize bounds the events of one produce request
+	// (DefaultBatchSize).
+	BatchSize int `yaml:"batch_size"`
+	// Compression is none (the default), gzip, snappy, lz4 or zstd.
+	Compression string `yaml:"compression"`
+	// CreateTopic creates the topic when absent.
+	CreateTopic *TopicOptions `yaml:"create_topic"`
+}
+
+// TopicOptions describe a Kafka topic to create if absent; 0 asks for the
+// broker's default.
+type TopicOptions struct {
+	Partitions        int `yaml:"partitions"`
+	ReplicationFactor int `yaml:"replication_factor"`
+}
+
+// Defaults of Options.
+const (
+	DefaultRequiredAcks = RequiredAcksAll
+	DefaultBatchTimeout = 5 * time.Millisecond
+	DefaultBatchSize    = 256
+	DefaultCompression  = CompressionNone
+)
+
+// The values of Options.RequiredAcks and Options.Compression.
+const (
+	RequiredAcksAll  = "all"
+	RequiredAcksOne  = "one"
+	RequiredAcksNone = "none"
+
+	CompressionNone   = "none"
+	CompressionGzip   = "gzip"
+	CompressionSnappy = "snappy"
+	CompressionLZ4    = "lz4"
+	CompressionZstd   = "zstd"
+)
+
+// withDefaults is o with its unset fields set: the one place this
+// driver's defaults are applied.
+func (o Options) withDefaults() Options {
+	if o.RequiredAcks == "" {
+		o.RequiredAcks = DefaultRequiredAcks
+	}
+	if o.BatchTimeout == 0 {
+		o.BatchTimeout = DefaultBatchTimeout
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.Compression == "" {
+		o.Compression = DefaultCompression
+	}
+	return o
+}
+
 func init() {
 	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
 		if cfg.Kafka == nil {
 			return nil, errors.New("kafka sink: no kafka block")
 		}
-		return New(ctx, deps.Kafka, pipeline, *cfg.Kafka, deps.Logger)
+		return New(ctx, deps.Kafka, pipeline, fromConfig(*cfg.Kafka), deps.Logger)
 	})
+}
+
+// fromConfig maps the YAML type to Options until the driver decodes its
+// own block.
+func fromConfig(c config.KafkaSink) Options {
+	o := Options{Topic: c.Topic, FallbackTopic: c.FallbackTopic, Key: c.Key, RequiredAcks: c.RequiredAcks,
+		BatchTimeout: c.BatchTimeout.D(), BatchSize: c.BatchSize, Compression: c.Compression}
+	if t := c.CreateTopic; t != nil {
+		o.CreateTopic = &TopicOptions{Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor}
+	}
+	return o
 }
 
 // Sink produces one pipeline's events to Kafka.
@@ -87,7 +171,7 @@ type Sink struct {
 	router   *route.Router
 	key      *route.Template // nil: partition by pipeline
 	pipeline string
-	create   *config.TopicSpec
+	create   *TopicOptions
 	log      *slog.Logger
 
 	mu      sync.Mutex
@@ -106,7 +190,7 @@ type Sink struct {
 }
 
 // New opens a Kafka sink for pipeline on the cluster cluster.
-func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.KafkaSink, log *slog.Logger) (*Sink, error) {
+func New(ctx context.Context, cluster kafkaconn.Config, pipeline string, opts Options, log *slog.Logger) (*Sink, error) {
 	if !cluster.Configured() {
 		return nil, ErrNoBrokers
 	}
@@ -114,6 +198,7 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 		log = slog.New(slog.DiscardHandler)
 	}
 	log = log.With("sink", Kind)
+	cfg := opts.withDefaults()
 	r, err := route.NewTopicRouter(cfg.Topic, cfg.FallbackTopic)
 	if err != nil {
 		return nil, fmt.Errorf("topic: %w", err)
@@ -151,17 +236,13 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 	s.tr.Dial = s.rt.dialer(s.tr.Dial)
 	addr := kafka.TCP(cluster.Brokers...)
 	s.client = &kafka.Client{Addr: addr, Transport: s.rt}
-	batchSize := cfg.BatchSize
-	if batchSize <= 0 {
-		batchSize = config.DefaultKafkaBatchSize
-	}
 	s.w = &kafka.Writer{
 		Addr:                   addr,
 		Balancer:               &balancer{pipeline: []byte(pipeline)},
 		MaxAttempts:            MaxAttempts,
 		WriteBackoffMin:        20 * time.Millisecond,
 		WriteBackoffMax:        500 * time.Millisecond,
-		BatchSize:              batchSize,
+		BatchSize:              cfg.BatchSize,
 		BatchBytes:             maxBatchBytes,
 		BatchTimeout:           flushNow,
 		RequiredAcks:           acks,
@@ -183,11 +264,11 @@ func New(ctx context.Context, cluster config.Kafka, pipeline string, cfg config.
 
 func requiredAcks(s string) (kafka.RequiredAcks, error) {
 	switch s {
-	case "", config.RequiredAcksAll:
+	case "", RequiredAcksAll:
 		return kafka.RequireAll, nil
-	case config.RequiredAcksOne:
+	case RequiredAcksOne:
 		return kafka.RequireOne, nil
-	case config.RequiredAcksNone:
+	case RequiredAcksNone:
 		return kafka.RequireNone, nil
 	}
 	return 0, fmt.Errorf("required_acks %q: want all, one or none", s)
@@ -195,15 +276,15 @@ func requiredAcks(s string) (kafka.RequiredAcks, error) {
 
 func compression(s string) (compress.Compression, error) {
 	switch s {
-	case "", config.CompressionNone:
+	case "", CompressionNone:
 		return 0, nil
-	case config.CompressionGzip:
+	case CompressionGzip:
 		return kafka.Gzip, nil
-	case config.CompressionSnappy:
+	case CompressionSnappy:
 		return kafka.Snappy, nil
-	case config.CompressionLZ4:
+	case CompressionLZ4:
 		return kafka.Lz4, nil
-	case config.CompressionZstd:
+	case CompressionZstd:
 		return kafka.Zstd, nil
 	}
 	return 0, fmt.Errorf("compression %q: want none, gzip, snappy, lz4 or zstd", s)

@@ -86,9 +86,9 @@ func (r *reader) Read(t *testing.T, dest string, n int) []sinktest.Received {
 	return out
 }
 
-func open(t testing.TB, addr, pipeline string, cfg config.KafkaSink) *kafkasink.Sink {
+func open(t testing.TB, addr, pipeline string, cfg kafkasink.Options) *kafkasink.Sink {
 	t.Helper()
-	s, err := kafkasink.New(context.Background(), config.Kafka{Brokers: []string{addr}}, pipeline, cfg, nil)
+	s, err := kafkasink.New(context.Background(), kafkaconn.Config{Brokers: []string{addr}}, pipeline, cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestConformance(t *testing.T) {
 		return sinktest.Target{
 			Kind: kafkasink.Kind,
 			Open: func(t *testing.T, pipeline, dest, fallback string) sinks.Sink {
-				s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: config.Kafka{Brokers: []string{k.Addr()}}}, pipeline,
+				s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: kafkaconn.Config{Brokers: []string{k.Addr()}}}, pipeline,
 					config.Sink{Kafka: &config.KafkaSink{Topic: dest, FallbackTopic: fallback, CreateTopic: &config.TopicSpec{Partitions: 1}}})
 				if err != nil {
 					t.Fatal(err)
@@ -155,7 +155,7 @@ func partitionCounts(t *testing.T, addr, topic string) []int64 {
 func TestKeylessKeepsOrderInOnePartition(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"feed": 4})
 	for _, pipeline := range []string{"alpha", "beta", "gamma"} {
-		s := open(t, k.Addr(), pipeline, config.KafkaSink{Topic: "feed"})
+		s := open(t, k.Addr(), pipeline, kafkasink.Options{Topic: "feed"})
 		var batch []sinks.Message
 		for i := 0; i < 40; i++ {
 			batch = append(batch, sinktest.Msg(pipeline, fmt.Sprint(i), "message", []byte(fmt.Sprintf("%s-%02d", pipeline, i))))
@@ -195,7 +195,7 @@ func TestKeylessKeepsOrderInOnePartition(t *testing.T) {
 // in order within its partition.
 func TestKeyTemplateSpreads(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"keyed": 4})
-	s := open(t, k.Addr(), "p", config.KafkaSink{Topic: "keyed", Key: "{data.user}"})
+	s := open(t, k.Addr(), "p", kafkasink.Options{Topic: "keyed", Key: "{data.user}"})
 	var batch []sinks.Message
 	for i := 0; i < 80; i++ {
 		batch = append(batch, sinktest.Msg("p", fmt.Sprint(i), "message", []byte(fmt.Sprintf(`{"user":"u%d","seq":%d}`, i%8, i))))
@@ -240,7 +240,7 @@ func TestCreateTopicAndCompression(t *testing.T) {
 	k := testbroker.StartKafka(t, nil)
 	for _, codec := range []string{"gzip", "snappy", "lz4", "zstd"} {
 		topic := "made-" + codec
-		s := open(t, k.Addr(), "p", config.KafkaSink{Topic: topic, Compression: codec, CreateTopic: &config.TopicSpec{Partitions: 3, ReplicationFactor: 1}})
+		s := open(t, k.Addr(), "p", kafkasink.Options{Topic: topic, Compression: codec, CreateTopic: &kafkasink.TopicOptions{Partitions: 3, ReplicationFactor: 1}})
 		if n := len(partitionCounts(t, k.Addr(), topic)); n != 3 {
 			t.Fatalf("%s: created with %d partitions, want 3", topic, n)
 		}
@@ -261,8 +261,8 @@ func TestCreateTopicAndCompression(t *testing.T) {
 
 func TestConfigErrors(t *testing.T) {
 	ctx := context.Background()
-	cluster := config.Kafka{Brokers: []string{"127.0.0.1:1"}}
-	for name, cfg := range map[string]config.KafkaSink{
+	cluster := kafkaconn.Config{Brokers: []string{"127.0.0.1:1"}}
+	for name, cfg := range map[string]kafkasink.Options{
 		"acks":        {Topic: "t", RequiredAcks: "some"},
 		"compression": {Topic: "t", Compression: "brotli"},
 		"topic":       {Topic: "bad/topic"},
@@ -274,10 +274,10 @@ func TestConfigErrors(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	if _, err := kafkasink.New(ctx, config.Kafka{}, "p", config.KafkaSink{Topic: "t"}, nil); !errors.Is(err, kafkasink.ErrNoBrokers) {
+	if _, err := kafkasink.New(ctx, kafkaconn.Config{}, "p", kafkasink.Options{Topic: "t"}, nil); !errors.Is(err, kafkasink.ErrNoBrokers) {
 		t.Errorf("no brokers: %v", err)
 	}
-	if _, err := kafkasink.New(ctx, config.Kafka{Brokers: []string{"x:1"}, SASL: &config.SASL{Mechanism: "x"}}, "p", config.KafkaSink{Topic: "t"}, nil); !errors.Is(err, kafkaconn.ErrMechanism) {
+	if _, err := kafkasink.New(ctx, kafkaconn.Config{Brokers: []string{"x:1"}, SASL: &kafkaconn.SASL{Mechanism: "x"}}, "p", kafkasink.Options{Topic: "t"}, nil); !errors.Is(err, kafkaconn.ErrMechanism) {
 		t.Errorf("bad SASL: %v", err)
 	}
 }
@@ -304,7 +304,7 @@ func TestAckedPrefix(t *testing.T) {
 		resp.Topics = append(resp.Topics, rt)
 		return resp, nil, true
 	})
-	s := open(t, k.Addr(), "p", config.KafkaSink{Topic: "{data.t}"})
+	s := open(t, k.Addr(), "p", kafkasink.Options{Topic: "{data.t}"})
 	batch := []sinks.Message{
 		sinktest.Msg("p", "1", "message", []byte(`{"t":"good"}`)),
 		sinktest.Msg("p", "2", "message", []byte(`not json: skipped, counted`)),
@@ -330,7 +330,7 @@ func TestAckedPrefix(t *testing.T) {
 // never be produced; it is counted and skipped, not retried forever.
 func TestOversizedEventSkipped(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"big": 1})
-	s := open(t, k.Addr(), "big", config.KafkaSink{Topic: "big"})
+	s := open(t, k.Addr(), "big", kafkasink.Options{Topic: "big"})
 	tooLarge := metrics.EventsFailed.WithLabelValues("big", "too_large")
 	before := sinktest.CounterValue(tooLarge)
 	writeAll(t, s, []sinks.Message{
@@ -350,7 +350,7 @@ func TestOversizedEventSkipped(t *testing.T) {
 // TestSASLCluster: the sink authenticates with the cluster's SASL settings.
 func TestSASLCluster(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"secure": 1}, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "bridge", "s3cret"))
-	cluster := config.Kafka{Brokers: []string{k.Addr()}, SASL: &config.SASL{Mechanism: config.SASLScramSHA512, Username: "bridge", Password: "s3cret"}}
+	cluster := kafkaconn.Config{Brokers: []string{k.Addr()}, SASL: &kafkaconn.SASL{Mechanism: kafkaconn.MechanismSCRAMSHA512, Username: "bridge", Password: "s3cret"}}
 	s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: cluster}, "sec", config.Sink{Kafka: &config.KafkaSink{Topic: "secure"}})
 	if err != nil {
 		t.Fatal(err)
@@ -372,8 +372,8 @@ func TestSASLCluster(t *testing.T) {
 
 	// Wrong credentials: Write fails and counts nothing.
 	bad := cluster
-	bad.SASL = &config.SASL{Mechanism: config.SASLScramSHA512, Username: "bridge", Password: "wrong"}
-	s2, err := kafkasink.New(context.Background(), bad, "sec-bad", config.KafkaSink{Topic: "secure"}, nil)
+	bad.SASL = &kafkaconn.SASL{Mechanism: kafkaconn.MechanismSCRAMSHA512, Username: "bridge", Password: "wrong"}
+	s2, err := kafkasink.New(context.Background(), bad, "sec-bad", kafkasink.Options{Topic: "secure"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestSASLCluster(t *testing.T) {
 // IDs and types of varying lengths (and some events without an ID).
 func TestHeadersOfEveryMessage(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"hdrs": 1})
-	s := open(t, k.Addr(), "hdr", config.KafkaSink{Topic: "hdrs"})
+	s := open(t, k.Addr(), "hdr", kafkasink.Options{Topic: "hdrs"})
 	base := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
 	var want []sinks.Message
 	for w, size := range []int{3, 250, 1, 40} {

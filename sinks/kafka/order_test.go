@@ -8,9 +8,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 )
 
@@ -44,7 +44,7 @@ func TestFailedBatchStopsTheWrite(t *testing.T) {
 		}
 		return resp, nil, true
 	})
-	s := open(t, k.Addr(), "ord", config.KafkaSink{Topic: "ord"})
+	s := open(t, k.Addr(), "ord", kafkasink.Options{Topic: "ord"})
 	msgs := make([]sinks.Message, total)
 	for i := range msgs {
 		msgs[i] = sinktest.Msg("ord", strconv.Itoa(i+1), "message", []byte("e"+strconv.Itoa(i+1)))

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	natssink "github.com/ssebridge/ssebridge/sinks/nats"
@@ -21,11 +20,11 @@ func BenchmarkWrite(b *testing.B) {
 	payload := []byte(fmt.Sprintf(`{"meta":{"domain":"en.wikipedia.org"},"text":%q}`, make([]byte, 900)))
 	for _, bc := range []struct {
 		name string
-		cfg  config.NATSSink
+		cfg  natssink.Options
 	}{
-		{"core", config.NATSSink{Subject: "b.{event}"}},
-		{"jetstream/inflight=1", config.NATSSink{Subject: "b.{event}", JetStream: true, MaxInFlight: 1, Stream: &config.StreamSpec{Name: "B", Subjects: []string{"b.>"}}}},
-		{"jetstream/inflight=256", config.NATSSink{Subject: "b.{event}", JetStream: true, MaxInFlight: 256, Stream: &config.StreamSpec{Name: "B", Subjects: []string{"b.>"}}}},
+		{"core", natssink.Options{Subject: "b.{event}"}},
+		{"jetstream/inflight=1", natssink.Options{Subject: "b.{event}", JetStream: true, MaxInFlight: 1, Stream: &natssink.StreamOptions{Name: "B", Subjects: []string{"b.>"}}}},
+		{"jetstream/inflight=256", natssink.Options{Subject: "b.{event}", JetStream: true, MaxInFlight: 256, Stream: &natssink.StreamOptions{Name: "B", Subjects: []string{"b.>"}}}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			srv := testbroker.StartNATS(b)

@@ -8,7 +8,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/sinks"
 	natssink "github.com/ssebridge/ssebridge/sinks/nats"
@@ -23,7 +22,7 @@ import (
 // still be deduplicated, and counted.
 func TestReusedIDsAllStored(t *testing.T) {
 	e := newJSEnv(t)
-	cfg := config.NATSSink{Subject: "tick", JetStream: true, Stream: &config.StreamSpec{Name: "TICK", Subjects: []string{"tick"}}}
+	cfg := natssink.Options{Subject: "tick", JetStream: true, Stream: &natssink.StreamOptions{Name: "TICK", Subjects: []string{"tick"}}}
 	const pipeline = "ticker-reused-ids"
 	batch := []sinks.Message{
 		sinktest.Msg(pipeline, "BTC", "price", []byte(`{"p":97000}`)),

@@ -14,7 +14,6 @@ import (
 	gonats "github.com/nats-io/nats.go"
 
 	"github.com/ssebridge/ssebridge/checkpoint"
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/pipelinetest"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
@@ -37,16 +36,16 @@ func jsReceived(t *testing.T, e jsEnv, stream string) []sinktest.Received {
 	return out
 }
 
-func e2eConfig() config.NATSSink {
-	return config.NATSSink{Subject: "e2e.{event}", JetStream: true, MaxInFlight: 64,
-		Stream: &config.StreamSpec{Name: "E2E", Subjects: []string{"e2e.>"}}}
+func e2eConfig() natssink.Options {
+	return natssink.Options{Subject: "e2e.{event}", JetStream: true, MaxInFlight: 64,
+		Stream: &natssink.StreamOptions{Name: "E2E", Subjects: []string{"e2e.>"}}}
 }
 
 func TestEndToEndCore(t *testing.T) {
 	b := testbroker.StartNATS(t)
 	feed := sinktest.NewFeed(t, 300)
 	r := newCoreReaderSubject(t, b.URL(), "e2e.>")
-	s := (jsEnv{nc: connect(t, b.URL())}).open(t, "wiki", config.NATSSink{Subject: "e2e.{event}"})
+	s := (jsEnv{nc: connect(t, b.URL())}).open(t, "wiki", natssink.Options{Subject: "e2e.{event}"})
 	w := startWorker(t, "wiki", feed.URL(), s, nil)
 	feed.Release(300)
 	w.WaitAcked(t, "300")

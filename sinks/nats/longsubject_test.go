@@ -5,10 +5,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 	"github.com/ssebridge/ssebridge/sinks/route"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 )
@@ -25,11 +25,11 @@ func TestLongSubjectKeepsConnection(t *testing.T) {
 		nc := connect(t, b.URL())
 		e := jsEnv{nc: nc}
 		pipeline := "long-core"
-		cfg := config.NATSSink{Subject: "conf.{data.k}"}
+		cfg := natssink.Options{Subject: "conf.{data.k}"}
 		if js {
 			pipeline = "long-js"
 			cfg.JetStream = true
-			cfg.Stream = &config.StreamSpec{Name: "LONG", Subjects: []string{"conf.>"}}
+			cfg.Stream = &natssink.StreamOptions{Name: "LONG", Subjects: []string{"conf.>"}}
 		}
 		r := newCoreReader(t, b.URL())
 		s := e.open(t, pipeline, cfg)

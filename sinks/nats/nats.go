@@ -84,17 +84,76 @@ var ErrNoConnection = errors.New("nats sink: no NATS connection configured (set 
 // longest backoff only, since a grant is what they wait for.
 var ErrPermissionDenied = errors.New("nats sink: publish permission denied")
 
+// DefaultMaxInFlight is Options.MaxInFlight when it is not set.
+const DefaultMaxInFlight = 256
+
+// Options configure one NATS sink: the driver's block of a pipeline's sink
+// (sink: {nats: {...}}), whose keys are the yaml tags.
+type Options struct {
+	// Subject is a template: {pipeline}, {event}, {id}, {data.PATH}.
+	Subject string `yaml:"subject"`
+	// FallbackSubject receives events whose subject cannot be rendered;
+	// without it they are counted as failed and logged.
+	FallbackSubject string `yaml:"fallback_subject"`
+	// JetStream publishes with acknowledgements (and deduplication) to a
+	// JetStream stream instead of core NATS.
+	JetStream bool `yaml:"jetstream"`
+	// Stream, with JetStream, is created when absent.
+	Stream *StreamOptions `yaml:"stream"`
+	// MaxInFlight bounds unacknowledged async JetStream publishes (0:
+	// DefaultMaxInFlight).
+	MaxInFlight int `yaml:"max_in_flight"`
+}
+
+// StreamOptions describe a JetStream stream to create if absent.
+type StreamOptions struct {
+	Name string `yaml:"name"`
+	// Subjects the stream binds (default: the sink's subject, when it is
+	// not a template).
+	Subjects []string `yaml:"subjects"`
+	// MaxAge, MaxBytes: 0 for no limit.
+	MaxAge   time.Duration `yaml:"max_age"`
+	MaxBytes int64         `yaml:"max_bytes"`
+	// Replicas: 0 for 1.
+	Replicas int `yaml:"replicas"`
+}
+
+// withDefaults is o with its unset fields set: the one place this
+// driver's defaults are applied.
+func (o Options) withDefaults() Options {
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	return o
+}
+
 func init() {
 	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
 		if cfg.NATS == nil {
 			return nil, errors.New("nats sink: no nats block")
 		}
-		nc := deps.NATS
-		if !cfg.NATS.JetStream && deps.NATSPublish != nil {
-			nc = deps.NATSPublish
-		}
-		return New(ctx, nc, pipeline, *cfg.NATS, deps.Logger)
+		return Open(ctx, deps, pipeline, fromConfig(*cfg.NATS))
 	})
+}
+
+// fromConfig maps the YAML type to Options until the driver decodes its
+// own block.
+func fromConfig(c config.NATSSink) Options {
+	o := Options{Subject: c.Subject, FallbackSubject: c.FallbackSubject, JetStream: c.JetStream, MaxInFlight: c.MaxInFlight}
+	if st := c.Stream; st != nil {
+		o.Stream = &StreamOptions{Name: st.Name, Subjects: st.Subjects, MaxAge: st.MaxAge.D(), MaxBytes: st.MaxBytes, Replicas: st.Replicas}
+	}
+	return o
+}
+
+// Open opens a sink for pipeline on the bridge's connections: core NATS
+// publishes through deps.NATSPublish when there is one.
+func Open(ctx context.Context, deps sinks.Deps, pipeline string, opts Options) (*Sink, error) {
+	nc := deps.NATS
+	if !opts.JetStream && deps.NATSPublish != nil {
+		nc = deps.NATSPublish
+	}
+	return New(ctx, nc, pipeline, opts, deps.Logger)
 }
 
 // Sink publishes one pipeline's events to NATS.
@@ -151,15 +210,16 @@ func (hs *headerSlots) fill(m *sinks.Message) {
 	hs.ev[0], hs.src[0], hs.at[0] = m.Event.Type, m.Pipeline, receivedAt(m)
 }
 
-// New opens a NATS sink for pipeline on nc. With cfg.JetStream and
-// cfg.Stream it creates the stream when it does not exist.
-func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSSink, log *slog.Logger) (*Sink, error) {
+// New opens a NATS sink for pipeline on nc. With opts.JetStream and
+// opts.Stream it creates the stream when it does not exist.
+func New(ctx context.Context, nc *gonats.Conn, pipeline string, opts Options, log *slog.Logger) (*Sink, error) {
 	if nc == nil {
 		return nil, ErrNoConnection
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	cfg := opts.withDefaults()
 	r, err := route.NewSubjectRouter(cfg.Subject, cfg.FallbackSubject)
 	if err != nil {
 		return nil, fmt.Errorf("subject: %w", err)
@@ -178,9 +238,6 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 		tooLarge:    metrics.EventsFailed.WithLabelValues(pipeline, "too_large"),
 		duplicates:  metrics.SinkDuplicates.WithLabelValues(pipeline),
 		dupLog:      logging.NewEvery(5 * time.Second),
-	}
-	if s.maxInFlight <= 0 {
-		s.maxInFlight = config.DefaultNATSMaxInFlight
 	}
 	if !cfg.JetStream {
 		s.coreHdr = newHeaderSlots()
@@ -206,7 +263,7 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, cfg config.NATSS
 
 // ensureStream creates the stream if it is absent. An existing stream is
 // left alone: its configuration belongs to whoever created it.
-func ensureStream(ctx context.Context, js jetstream.JetStream, cfg config.NATSSink) error {
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Options) error {
 	spec := cfg.Stream
 	if nc := js.Conn(); !nc.IsConnected() {
 		// A request now would fail with whatever the client's state
@@ -236,7 +293,7 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg config.NATSSi
 	sc := jetstream.StreamConfig{
 		Name:     spec.Name,
 		Subjects: subjects,
-		MaxAge:   spec.MaxAge.D(),
+		MaxAge:   spec.MaxAge,
 		MaxBytes: spec.MaxBytes,
 		Replicas: spec.Replicas,
 		Storage:  jetstream.FileStorage,

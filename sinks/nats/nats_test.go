@@ -29,7 +29,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // with a short reconnect wait so restarts are quick in tests.
 func connect(t testing.TB, url string) *gonats.Conn {
 	t.Helper()
-	nc, err := natsconn.Connect(config.NATS{URL: url}, "test", nil, gonats.ReconnectWait(25*time.Millisecond))
+	nc, err := natsconn.Connect(natsconn.Config{URL: url}, "test", nil, gonats.ReconnectWait(25*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func newJSEnv(t *testing.T, opts ...testbroker.NATSOption) jsEnv {
 	return jsEnv{b: b, nc: connect(t, b.URL()), js: js}
 }
 
-func (e jsEnv) open(t *testing.T, pipeline string, cfg config.NATSSink) *natssink.Sink {
+func (e jsEnv) open(t *testing.T, pipeline string, cfg natssink.Options) *natssink.Sink {
 	t.Helper()
 	s, err := natssink.New(context.Background(), e.nc, pipeline, cfg, nil)
 	if err != nil {
@@ -269,7 +269,7 @@ func mustWrite(t *testing.T, s sinks.Sink, m []sinks.Message) {
 
 func TestJetStreamDedupOnReplay(t *testing.T) {
 	e := newJSEnv(t)
-	cfg := config.NATSSink{Subject: "wiki.{event}", JetStream: true, Stream: &config.StreamSpec{Name: "WIKI", Subjects: []string{"wiki.>"}}}
+	cfg := natssink.Options{Subject: "wiki.{event}", JetStream: true, Stream: &natssink.StreamOptions{Name: "WIKI", Subjects: []string{"wiki.>"}}}
 	s := e.open(t, "wiki", cfg)
 	mustWrite(t, s, msgs("wiki", "1", "2", "3", "4"))
 	// A crash before the checkpoint: the source replays 3 and 4 (and a new
@@ -294,7 +294,7 @@ func TestJetStreamDedupOnReplay(t *testing.T) {
 // previous ID (WHATWG); they are distinct events and must all be stored.
 func TestInheritedIDsNotDeduplicated(t *testing.T) {
 	e := newJSEnv(t)
-	s := e.open(t, "p", config.NATSSink{Subject: "s", JetStream: true, Stream: &config.StreamSpec{Name: "S"}})
+	s := e.open(t, "p", natssink.Options{Subject: "s", JetStream: true, Stream: &natssink.StreamOptions{Name: "S"}})
 	mustWrite(t, s, msgs("p", "a", "a", "a", "b"))
 	second := msgs("p", "b", "c")
 	second[0].InheritedID = true // the inherited b spans two writes: the source knows
@@ -316,8 +316,8 @@ func TestAckedPrefix(t *testing.T) {
 	for _, inFlight := range []int{1, 256} {
 		t.Run(fmt.Sprint("max_in_flight=", inFlight), func(t *testing.T) {
 			e := newJSEnv(t)
-			s := e.open(t, "p", config.NATSSink{Subject: "{data.s}", JetStream: true, MaxInFlight: inFlight,
-				Stream: &config.StreamSpec{Name: "OK", Subjects: []string{"ok.>"}}})
+			s := e.open(t, "p", natssink.Options{Subject: "{data.s}", JetStream: true, MaxInFlight: inFlight,
+				Stream: &natssink.StreamOptions{Name: "OK", Subjects: []string{"ok.>"}}})
 			batch := []sinks.Message{
 				sinktest.Msg("p", "1", "message", []byte(`{"s":"ok.1"}`)),
 				sinktest.Msg("p", "2", "message", []byte(`{"s":"ok.2"}`)),
@@ -342,7 +342,7 @@ func TestAckedPrefix(t *testing.T) {
 
 func TestOversizedEventSkipped(t *testing.T) {
 	e := newJSEnv(t, func(o *server.Options) { o.MaxPayload = 4096 })
-	s := e.open(t, "big", config.NATSSink{Subject: "s", JetStream: true, Stream: &config.StreamSpec{Name: "S"}})
+	s := e.open(t, "big", natssink.Options{Subject: "s", JetStream: true, Stream: &natssink.StreamOptions{Name: "S"}})
 	before := sinktest.CounterValue(metricsFailed("big"))
 	batch := []sinks.Message{
 		sinktest.Msg("big", "1", "message", []byte("small")),
@@ -366,13 +366,13 @@ func TestStreamCreation(t *testing.T) {
 	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "MINE", Subjects: []string{"mine.>"}, MaxMsgs: 7}); err != nil {
 		t.Fatal(err)
 	}
-	e.open(t, "p", config.NATSSink{Subject: "mine.x", JetStream: true, Stream: &config.StreamSpec{Name: "MINE", Subjects: []string{"other"}}})
+	e.open(t, "p", natssink.Options{Subject: "mine.x", JetStream: true, Stream: &natssink.StreamOptions{Name: "MINE", Subjects: []string{"other"}}})
 	st, _ := e.js.Stream(ctx, "MINE")
 	if info, _ := st.Info(ctx); info.Config.MaxMsgs != 7 || info.Config.Subjects[0] != "mine.>" {
 		t.Fatalf("existing stream was changed: %+v", info.Config)
 	}
 	// A static subject doubles as the stream's subject.
-	e.open(t, "p", config.NATSSink{Subject: "solo", JetStream: true, Stream: &config.StreamSpec{Name: "SOLO", MaxAge: config.Duration(time.Hour)}})
+	e.open(t, "p", natssink.Options{Subject: "solo", JetStream: true, Stream: &natssink.StreamOptions{Name: "SOLO", MaxAge: time.Hour}})
 	st, err := e.js.Stream(ctx, "SOLO")
 	if err != nil {
 		t.Fatal(err)
@@ -381,13 +381,13 @@ func TestStreamCreation(t *testing.T) {
 		t.Fatalf("created stream: %+v", info.Config)
 	}
 	// A template subject needs explicit stream subjects.
-	if _, err := natssink.New(ctx, e.nc, "p", config.NATSSink{Subject: "t.{event}", JetStream: true, Stream: &config.StreamSpec{Name: "T"}}, nil); err == nil {
+	if _, err := natssink.New(ctx, e.nc, "p", natssink.Options{Subject: "t.{event}", JetStream: true, Stream: &natssink.StreamOptions{Name: "T"}}, nil); err == nil {
 		t.Fatal("stream without subjects for a template subject accepted")
 	}
-	if _, err := natssink.New(ctx, nil, "p", config.NATSSink{Subject: "x"}, nil); !errors.Is(err, natssink.ErrNoConnection) {
+	if _, err := natssink.New(ctx, nil, "p", natssink.Options{Subject: "x"}, nil); !errors.Is(err, natssink.ErrNoConnection) {
 		t.Fatalf("nil connection: %v", err)
 	}
-	if _, err := natssink.New(ctx, e.nc, "p", config.NATSSink{Subject: "bad subject"}, nil); err == nil {
+	if _, err := natssink.New(ctx, e.nc, "p", natssink.Options{Subject: "bad subject"}, nil); err == nil {
 		t.Fatal("invalid static subject accepted")
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/ssebridge/ssebridge/checkpoint"
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
@@ -47,7 +46,7 @@ func permBroker(t *testing.T) *testbroker.NATS {
 // bridgeConn is the bridge's connection as the bridge builds it.
 func bridgeConn(t *testing.T, b *testbroker.NATS) *gonats.Conn {
 	t.Helper()
-	nc, err := natsconn.Connect(config.NATS{URL: b.URL(), User: "bridge", Password: "pw"}, "test", nil,
+	nc, err := natsconn.Connect(natsconn.Config{URL: b.URL(), User: "bridge", Password: "pw"}, "test", nil,
 		gonats.ReconnectWait(25*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +98,7 @@ func routed(pipeline string, subjects ...string) []sinks.Message {
 	return out
 }
 
-func openSink(t *testing.T, nc *gonats.Conn, pipeline string, cfg config.NATSSink) *natssink.Sink {
+func openSink(t *testing.T, nc *gonats.Conn, pipeline string, cfg natssink.Options) *natssink.Sink {
 	t.Helper()
 	s, err := natssink.New(context.Background(), nc, pipeline, cfg, nil)
 	if err != nil {
@@ -127,7 +126,7 @@ func TestCoreRefusedNotCounted(t *testing.T) {
 	b := permBroker(t)
 	sub := watcher(t, b)
 	nc := bridgeConn(t, b)
-	s := openSink(t, nc, "perm-all", config.NATSSink{Subject: "{data.s}"})
+	s := openSink(t, nc, "perm-all", natssink.Options{Subject: "{data.s}"})
 	before := failedCount("perm-all")
 	n, err := write(s, routed("perm-all", "denied.1", "denied.1", "denied.1"))
 	if n != 0 || !errors.Is(err, natssink.ErrPermissionDenied) {
@@ -155,7 +154,7 @@ func TestCoreRefusedNotCounted(t *testing.T) {
 func TestCoreRefusedMidBatch(t *testing.T) {
 	b := permBroker(t)
 	sub := watcher(t, b)
-	s := openSink(t, bridgeConn(t, b), "perm-mid", config.NATSSink{Subject: "{data.s}"})
+	s := openSink(t, bridgeConn(t, b), "perm-mid", natssink.Options{Subject: "{data.s}"})
 	published := metrics.SinkPublished.WithLabelValues("perm-mid", natssink.Kind)
 	before := sinktest.CounterValue(published)
 	n, err := write(s, routed("perm-mid", "ok.1", "ok.2", "denied.3", "ok.4"))
@@ -176,8 +175,8 @@ func TestCoreRefusedMidBatch(t *testing.T) {
 func TestCoreRefusalIsPerPipeline(t *testing.T) {
 	b := permBroker(t)
 	nc := bridgeConn(t, b)
-	a := openSink(t, nc, "perm-a", config.NATSSink{Subject: "denied.a"})
-	bs := openSink(t, nc, "perm-b", config.NATSSink{Subject: "ok.b"})
+	a := openSink(t, nc, "perm-a", natssink.Options{Subject: "denied.a"})
+	bs := openSink(t, nc, "perm-b", natssink.Options{Subject: "ok.b"})
 	const rounds = 30
 	var wg sync.WaitGroup
 	errs := make(chan error, 2*rounds)
@@ -224,7 +223,7 @@ func TestCoreRefusalWithoutNatsconn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	s := openSink(t, nc, "perm-plain", config.NATSSink{Subject: "{data.s}"})
+	s := openSink(t, nc, "perm-plain", natssink.Options{Subject: "{data.s}"})
 	if n, err := write(s, routed("perm-plain", "ok.1", "denied.2")); n != 1 || !errors.Is(err, natssink.ErrPermissionDenied) {
 		t.Fatalf("Write = %d, %v; want 1 and ErrPermissionDenied", n, err)
 	}
@@ -253,8 +252,8 @@ func TestJetStreamRefusedPublish(t *testing.T) {
 			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "PERM", Subjects: []string{"ok.>", "denied.>"}}); err != nil {
 				t.Fatal(err)
 			}
-			s := openSink(t, bridgeConn(t, b), "perm-js", config.NATSSink{Subject: "{data.s}", JetStream: true,
-				MaxInFlight: inFlight, Stream: &config.StreamSpec{Name: "PERM"}})
+			s := openSink(t, bridgeConn(t, b), "perm-js", natssink.Options{Subject: "{data.s}", JetStream: true,
+				MaxInFlight: inFlight, Stream: &natssink.StreamOptions{Name: "PERM"}})
 			start := time.Now()
 			n, err := write(s, routed("perm-js", "ok.1", "denied.2", "ok.3"))
 			if n != 1 || !errors.Is(err, natssink.ErrPermissionDenied) || !strings.Contains(err.Error(), "denied.2") {
@@ -292,7 +291,7 @@ func TestEndToEndCoreRefusedThenGranted(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc := bridgeConn(t, b)
-	s := openSink(t, nc, "wiki", config.NATSSink{Subject: "feed.{event}"})
+	s := openSink(t, nc, "wiki", natssink.Options{Subject: "feed.{event}"})
 	w := startWorker(t, "wiki", feed.URL(), s, fs)
 	feed.Release(40)
 	waitFor(t, "worker received events and paused on the refusing sink", func() bool {
