@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"time"
 
+	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/sinks"
@@ -24,32 +26,30 @@ func (s *Sink) ctxOr(ctx context.Context, what string, err error) error {
 // writeJetStream keeps up to maxInFlight publishes outstanding and consumes
 // their acks strictly in order: n is the acknowledged prefix. A failure
 // stops the batch; publishes already in flight behind it may still land,
-// which the Nats-Msg-Id makes harmless when the caller retries.
+// which the Nats-Msg-Id makes harmless when the caller retries. The
+// publishing itself is jsPublisher's.
 //
-// Order in the stream needs two more things. nats.go's own retry of a
-// publish that met no responders (JetStream not ready yet after a server
-// restart) is off: it resends that one message 250 ms later, after the
-// ones behind it, so the stream would store them out of order. And after a
-// failed write the stream may still be coming back, refusing a message
-// while taking the ones published just after it: the next write publishes
-// its first message alone and opens the window only once that one is
-// acknowledged.
+// Order in the stream needs two more things. A publish that met no
+// responders (JetStream not ready yet after a server restart) is never
+// retried by the publisher (nats.go's asynchronous publisher would resend
+// it 250 ms later, after the ones behind it, and the stream would store
+// them out of order): it fails the write. And after a failed write the
+// stream may still be coming back, refusing a message while taking the
+// ones published just after it: the next write publishes its first message
+// alone and opens the window only once that one is acknowledged.
 func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, acked int, err error) {
-	env := route.NewEnv(nil)
-	type slot struct {
-		fut  jetstream.PubAckFuture // nil: skipped
-		subj string
+	p := s.jsp
+	if err := p.open(); err != nil {
+		return 0, 0, s.connErr("jetstream", err)
 	}
-	window := make([]slot, 0, min(s.maxInFlight, len(msgs)))
+	// A reconnection before this write concerns nothing of it: nothing
+	// is in flight between writes.
+	for len(p.status) > 0 {
+		<-p.status
+	}
 	limit := s.maxInFlight
 	if s.probe {
 		limit = 1
-	}
-	ok := func(ack *jetstream.PubAck) {
-		n, acked, limit = n+1, acked+1, s.maxInFlight
-		if ack != nil && ack.Duplicate {
-			s.duplicate(ack)
-		}
 	}
 	// A refused publish never gets its PubAck; its -ERR (recorded by
 	// perms) ends the wait early instead of the ack timeout.
@@ -65,83 +65,135 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		}
 		refusal = s.perms.Changed()
 	}
-	// One timer for the whole batch: the publisher's own ack timeout
-	// normally fires first; this guards against a future never resolved.
-	timer := time.NewTimer(AckTimeout)
-	defer timer.Stop()
-	resolve := func() error {
-		head := window[0]
-		window = window[1:]
-		if head.fut == nil {
-			n++
+	defer func() {
+		if err != nil {
+			p.abandon()
+		}
+	}()
+	base := p.tail // msgs[i] is sequence number base+i
+	// collect settles the answered head of the window, in order.
+	collect := func() error {
+		for p.head != p.tail {
+			sl := p.slot(p.head)
+			switch sl.state {
+			case slotPending:
+				return nil
+			case slotFailed:
+				return s.connErr(fmt.Sprintf("jetstream publish %q", sl.subj), sl.err)
+			case slotStored:
+				acked, limit = acked+1, s.maxInFlight
+			case slotDup:
+				acked, limit = acked+1, s.maxInFlight
+				s.duplicate(sl.ack)
+			}
+			*sl = pubSlot{}
+			p.head++
+		}
+		return nil
+	}
+	// denied reports whether the head's subject was refused since mark
+	// (its ack, were it coming, would be there: see drain before).
+	denied := func() error {
+		if !sawRefusal || p.head == p.tail {
 			return nil
 		}
-		timer.Reset(AckTimeout)
-		// deny settles a head whose subject was refused: failed, unless
-		// its ack came after all (the refusal was an older publish's).
-		deny := func() error {
-			select {
-			case ack := <-head.fut.Ok():
-				ok(ack)
-				return nil
-			default:
-			}
-			s.log.Warn("nats server refused publish: permission denied; the events are retried, not checkpointed",
-				"pipeline", s.pipeline, "subject", head.subj, "delivered", acked)
-			return retry.MarkPermanent(fmt.Errorf("nats jetstream publish %q: %w", head.subj, ErrPermissionDenied))
+		sl := p.slot(p.head)
+		if sl.state != slotPending || !s.perms.RefusedSince(mark, sl.subj) {
+			return nil
 		}
-		if sawRefusal && s.perms.RefusedSince(mark, head.subj) {
-			return deny()
-		}
-		for {
-			select {
-			case ack := <-head.fut.Ok():
-				ok(ack)
-				return nil
-			case err := <-head.fut.Err():
-				return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), err)
-			case <-ctx.Done():
-				return fmt.Errorf("nats jetstream publish %q: waiting for ack: %w", head.subj, ctx.Err())
-			case <-timer.C:
-				return s.connErr(fmt.Sprintf("jetstream publish %q", head.subj), jetstream.ErrAsyncPublishTimeout)
-			case <-refusal:
-				refusal, sawRefusal = s.perms.Changed(), true
-				if s.perms.RefusedSince(mark, head.subj) {
-					return deny()
-				}
-			}
-		}
+		s.log.Warn("nats server refused publish: permission denied; the events are retried, not checkpointed",
+			"pipeline", s.pipeline, "subject", sl.subj, "delivered", acked)
+		return retry.MarkPermanent(fmt.Errorf("nats jetstream publish %q: %w", sl.subj, ErrPermissionDenied))
 	}
-	for i := range msgs {
-		for len(window) >= limit {
-			if err := resolve(); err != nil {
-				return n, acked, err
-			}
+	env := route.NewEnv(nil)
+	maxPayload := s.nc.MaxPayload()
+	// One timer for the whole batch, restarted whenever the head moves:
+	// AckTimeout without an answer fails the write.
+	timer := time.NewTimer(AckTimeout)
+	defer timer.Stop()
+	timedHead := p.head
+	next := 0 // msgs[next] is the next to publish
+	var pubErr error
+	for {
+		p.drain()
+		if err := collect(); err != nil {
+			return int(p.head - base), acked, err
 		}
-		p := s.prepare(env, msgs, i)
-		if p.skip {
-			window = append(window, slot{})
+		if err := denied(); err != nil {
+			return int(p.head - base), acked, err
+		}
+		if pubErr == nil && next < len(msgs) && p.inFlight() < limit {
+			m := &msgs[next]
+			next++
+			subj, ok := s.prepareJS(env, m, maxPayload)
+			if !ok {
+				p.skip()
+				continue
+			}
+			if err := p.publish(subj, m.Event.Data); err != nil {
+				// Settle what is already in flight so n is as large as it
+				// can truthfully be, then report the failure.
+				pubErr = s.connErr(fmt.Sprintf("jetstream publish %q", subj), err)
+			}
 			continue
 		}
-		fut, err := s.js.PublishMsgAsync(p.msg, s.pubOpts...)
-		if err != nil {
-			// Settle what is already in flight so n is as large as it can
-			// truthfully be, then report the failure.
-			for len(window) > 0 {
-				if rerr := resolve(); rerr != nil {
-					return n, acked, rerr
-				}
+		if p.inFlight() == 0 {
+			break
+		}
+		if p.head != timedHead {
+			timer.Reset(AckTimeout)
+			timedHead = p.head
+		}
+		head := p.slot(p.head).subj
+		select {
+		case m := <-p.acks:
+			p.record(m)
+		case <-ctx.Done():
+			return int(p.head - base), acked, fmt.Errorf("nats jetstream publish %q: waiting for ack: %w", head, ctx.Err())
+		case <-timer.C:
+			return int(p.head - base), acked, s.connErr(fmt.Sprintf("jetstream publish %q", head), jetstream.ErrAsyncPublishTimeout)
+		case <-refusal:
+			refusal, sawRefusal = s.perms.Changed(), true
+		case st := <-p.status:
+			cause := gonats.ErrDisconnected
+			if st == gonats.CLOSED {
+				cause = gonats.ErrConnectionClosed
 			}
-			return n, acked, s.connErr(fmt.Sprintf("jetstream publish %q", p.msg.Subject), err)
+			return int(p.head - base), acked, s.connErr(fmt.Sprintf("jetstream publish %q", head), cause)
 		}
-		window = append(window, slot{fut: fut, subj: p.msg.Subject})
 	}
-	for len(window) > 0 {
-		if err := resolve(); err != nil {
-			return n, acked, err
-		}
+	n = int(p.head - base)
+	if pubErr != nil {
+		return n, acked, pubErr
 	}
 	return n, acked, nil
+}
+
+// prepareJS routes m and fills the publisher's headers for it, or decides
+// to skip it (unroutable or larger than the server takes; counted and
+// logged).
+func (s *Sink) prepareJS(env *route.Env, m *sinks.Message, maxPayload int64) (subject string, ok bool) {
+	env.Reset(m)
+	d, err := s.router.Route(env)
+	if err != nil {
+		s.unroutable.Add(1)
+		s.log.Warn("event unroutable, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "event", m.Event.Type, "err", err)
+		return "", false
+	}
+	if d.FellBack != nil {
+		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
+	}
+	msgID := ""
+	if m.Event.ID != "" && !m.InheritedID {
+		msgID = MsgID(m)
+	}
+	if size := len(m.Event.Data) + s.jsp.hdr.fill(m, msgID); int64(size) > maxPayload {
+		s.tooLarge.Add(1)
+		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
+			"bytes", size, "max_payload", maxPayload)
+		return "", false
+	}
+	return d.Dest, true
 }
 
 // duplicate counts and logs a publish JetStream acknowledged without

@@ -177,10 +177,11 @@ type Sink struct {
 	// bring thousands at once.
 	dupLog *logging.Every
 
+	// jsp publishes in JetStream mode (see jspublish.go).
+	jsp *jsPublisher
+
 	// Core mode publishes synchronously into the connection's buffer, so
 	// one message, header map and subject list serve every publish.
-	// pubOpts are every JetStream publish's options, built once.
-	pubOpts []jetstream.PublishOpt
 
 	coreMsg  gonats.Msg
 	coreHdr  headerSlots
@@ -246,13 +247,11 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, opts Options, lo
 		}
 		return s, nil
 	}
-	s.js, err = jetstream.New(nc,
-		jetstream.WithPublishAsyncMaxPending(s.maxInFlight),
-		jetstream.WithPublishAsyncTimeout(AckTimeout))
+	s.js, err = jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s.pubOpts = []jetstream.PublishOpt{jetstream.WithStallWait(AckTimeout), jetstream.WithRetryAttempts(0)}
+	s.jsp = newJSPublisher(nc, s.maxInFlight)
 	if cfg.Stream != nil {
 		if err := ensureStream(ctx, s.js, cfg); err != nil {
 			return nil, err
@@ -313,8 +312,10 @@ func ensureStream(ctx context.Context, js jetstream.JetStream, cfg Options) erro
 // Close releases the JetStream publisher's reply subscription; the
 // connection belongs to the bridge and stays open.
 func (s *Sink) Close() error {
-	if s.js != nil {
-		s.js.CleanupPublisher()
+	if s.jsp != nil {
+		if err := s.jsp.close(); err != nil {
+			return fmt.Errorf("nats sink: %w", err)
+		}
 	}
 	return nil
 }

@@ -1,0 +1,84 @@
+package nats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ssebridge/ssebridge/config"
+	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sinks/sinktest"
+)
+
+// TestStreamRefusalEndsPrefix: a stream that is full and discards new
+// messages answers with an API error instead of a PubAck. The write counts
+// exactly the stored prefix and reports the stream's error; the answers
+// still coming for the publishes behind the refused one (refused too)
+// belong to an abandoned window and must not settle the next write's
+// messages, which go through once the stream has room.
+func TestStreamRefusalEndsPrefix(t *testing.T) {
+	e := newJSEnv(t)
+	ctx := context.Background()
+	st, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "FULL", Subjects: []string{"full"}, MaxMsgs: 3, Discard: jetstream.DiscardNew})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := e.open(t, "p", config.NATSSink{Subject: "full", JetStream: true, MaxInFlight: 64})
+	var batch []sinks.Message
+	for i := 1; i <= 40; i++ {
+		batch = append(batch, sinktest.Msg("p", fmt.Sprint(i), "message", []byte(fmt.Sprint("data-", i))))
+	}
+	wctx, cancel := context.WithTimeout(ctx, sinktest.Timeout)
+	defer cancel()
+	n, err := s.Write(wctx, batch)
+	var apiErr *jetstream.APIError
+	if n != 3 || !errors.As(err, &apiErr) {
+		t.Fatalf("Write into a stream with room for 3 = %d, %v; want 3 and the stream's API error", n, err)
+	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The caller retries the rest; the stream has room for 3 again.
+	mustWrite(t, s, batch[3:6])
+	n, err = s.Write(wctx, batch[6:])
+	if n != 0 || !errors.As(err, &apiErr) {
+		t.Fatalf("Write into the full stream = %d, %v; want 0 and the stream's API error", n, err)
+	}
+	var ids []string
+	for _, m := range e.streamMsgs(t, "FULL") {
+		ids = append(ids, m.Header.Get(sinks.HeaderID))
+	}
+	if strings.Join(ids, ",") != "4,5,6" {
+		t.Fatalf("stream holds ids %v, want 4,5,6", ids)
+	}
+}
+
+// TestWindowsAcrossWrites: many writes of various sizes through a small
+// window, some larger than it: every message is counted once it is
+// stored, and the stream holds them all in order.
+func TestWindowsAcrossWrites(t *testing.T) {
+	e := newJSEnv(t)
+	s := e.open(t, "p", config.NATSSink{Subject: "w", JetStream: true, MaxInFlight: 7, Stream: &config.StreamSpec{Name: "W"}})
+	id := 0
+	for _, size := range []int{1, 6, 7, 8, 20, 3, 64, 1} {
+		var batch []sinks.Message
+		for range size {
+			id++
+			batch = append(batch, sinktest.Msg("p", fmt.Sprint(id), "message", []byte(fmt.Sprint("data-", id))))
+		}
+		mustWrite(t, s, batch)
+	}
+	got := e.streamMsgs(t, "W")
+	if len(got) != id {
+		t.Fatalf("stream holds %d messages, want %d", len(got), id)
+	}
+	for i, m := range got {
+		if want := fmt.Sprint(i + 1); m.Header.Get(sinks.HeaderID) != want {
+			t.Fatalf("message %d has id %s, want %s", i, m.Header.Get(sinks.HeaderID), want)
+		}
+	}
+}
