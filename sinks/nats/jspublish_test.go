@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/sinks"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 	"github.com/ssebridge/ssebridge/sinks/sinktest"
 )
 
@@ -27,7 +27,7 @@ func TestStreamRefusalEndsPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := e.open(t, "p", config.NATSSink{Subject: "full", JetStream: true, MaxInFlight: 64})
+	s := e.open(t, "p", natssink.Options{Subject: "full", JetStream: true, MaxInFlight: 64})
 	var batch []sinks.Message
 	for i := 1; i <= 40; i++ {
 		batch = append(batch, sinktest.Msg("p", fmt.Sprint(i), "message", []byte(fmt.Sprint("data-", i))))
@@ -62,7 +62,7 @@ func TestStreamRefusalEndsPrefix(t *testing.T) {
 // stored, and the stream holds them all in order.
 func TestWindowsAcrossWrites(t *testing.T) {
 	e := newJSEnv(t)
-	s := e.open(t, "p", config.NATSSink{Subject: "w", JetStream: true, MaxInFlight: 7, Stream: &config.StreamSpec{Name: "W"}})
+	s := e.open(t, "p", natssink.Options{Subject: "w", JetStream: true, MaxInFlight: 7, Stream: &natssink.StreamOptions{Name: "W"}})
 	id := 0
 	for _, size := range []int{1, 6, 7, 8, 20, 3, 64, 1} {
 		var batch []sinks.Message
