@@ -189,9 +189,13 @@ type Sink struct {
 }
 
 // headerSlots is a reusable nats.Header with one value slot per SSE header.
+// It keeps the last SSE-Received-At it formatted: the source stamps the
+// events of one decoded batch with one time, so most messages reuse it.
 type headerSlots struct {
 	h               gonats.Header
 	id, ev, src, at []string
+	hasID           bool      // h holds id
+	lastAt          time.Time // the time at[0] was formatted from
 }
 
 func newHeaderSlots() headerSlots {
@@ -204,11 +208,18 @@ func newHeaderSlots() headerSlots {
 func (hs *headerSlots) fill(m *sinks.Message) {
 	if m.Event.ID != "" {
 		hs.id[0] = m.Event.ID
-		hs.h[sinks.HeaderID] = hs.id
-	} else {
+		if !hs.hasID {
+			hs.h[sinks.HeaderID], hs.hasID = hs.id, true
+		}
+	} else if hs.hasID {
 		delete(hs.h, sinks.HeaderID)
+		hs.hasID = false
 	}
-	hs.ev[0], hs.src[0], hs.at[0] = m.Event.Type, m.Pipeline, receivedAt(m)
+	hs.ev[0], hs.src[0] = m.Event.Type, m.Pipeline
+	// == and not Equal: the location is part of the formatted value.
+	if at := m.ReceivedAt; at.IsZero() || at != hs.lastAt || hs.at[0] == "" {
+		hs.at[0], hs.lastAt = receivedAt(m), at
+	}
 }
 
 // New opens a NATS sink for pipeline on nc. With opts.JetStream and
