@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
+
+	gonats "github.com/nats-io/nats.go"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -81,4 +84,51 @@ func TestWindowsAcrossWrites(t *testing.T) {
 			t.Fatalf("message %d has id %s, want %s", i, m.Header.Get(sinks.HeaderID), want)
 		}
 	}
+}
+
+// TestServerGoneMidWrite: the server goes away while a window of
+// publishes awaits its PubAcks. The write fails as not connected as soon
+// as the connection says so, not after the ack timeout, and counts only
+// messages the stream stored: after a restart the stream holds the n
+// counted ones first, in order.
+func TestServerGoneMidWrite(t *testing.T) {
+	e := newJSEnv(t)
+	s := e.open(t, "p", natssink.Options{Subject: "gone", JetStream: true, Stream: &natssink.StreamOptions{Name: "GONE"}})
+	var seen atomic.Int64
+	sub, err := e.js.Conn().Subscribe("gone", func(*gonats.Msg) {
+		if seen.Add(1) == 1000 {
+			go e.b.Shutdown()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := e.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var batch []sinks.Message
+	for i := 1; i <= 50000; i++ {
+		batch = append(batch, sinktest.Msg("p", fmt.Sprint(i), "message", []byte(fmt.Sprint("data-", i))))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sinktest.Timeout)
+	defer cancel()
+	n, err := s.Write(ctx, batch)
+	if err == nil {
+		t.Fatalf("Write = %d, nil; the server went away during it", n)
+	}
+	if !errors.Is(err, sinks.ErrNotConnected) || errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Write = %d, %v; want a not-connected error, not a timeout", n, err)
+	}
+	e.b.Restart(t)
+	got := e.streamMsgs(t, "GONE")
+	if len(got) < n {
+		t.Fatalf("Write counted %d messages, the stream holds %d", n, len(got))
+	}
+	for i, m := range got[:n] {
+		if want := fmt.Sprint(i + 1); m.Header.Get(sinks.HeaderID) != want {
+			t.Fatalf("message %d has id %s, want %s", i, m.Header.Get(sinks.HeaderID), want)
+		}
+	}
+	t.Logf("counted %d of %d, stream holds %d", n, len(batch), len(got))
 }

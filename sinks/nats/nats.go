@@ -373,7 +373,8 @@ type prepared struct {
 	skip bool
 }
 
-// prepare routes msgs[i] and builds its NATS message, or decides to skip it.
+// prepare routes msgs[i] and builds its core NATS message, or decides to
+// skip it (JetStream messages are prepared by prepareJS).
 func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 	m := &msgs[i]
 	env.Reset(m)
@@ -386,20 +387,10 @@ func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
 	if d.FellBack != nil {
 		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
 	}
-	var nm *gonats.Msg
-	if s.js == nil {
-		// Published (copied out) before the next prepare.
-		s.coreHdr.fill(m)
-		s.coreMsg = gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: s.coreHdr.h}
-		nm = &s.coreMsg
-	} else {
-		// The async publisher keeps the message until its ack.
-		msgID := ""
-		if m.Event.ID != "" && !m.InheritedID {
-			msgID = MsgID(m)
-		}
-		nm = &gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: headers(m, msgID)}
-	}
+	// Published (copied out) before the next prepare.
+	s.coreHdr.fill(m)
+	s.coreMsg = gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: s.coreHdr.h}
+	nm := &s.coreMsg
 	if size := len(nm.Data) + headerSize(m, nm.Header); int64(size) > s.nc.MaxPayload() {
 		s.tooLarge.Add(1)
 		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
