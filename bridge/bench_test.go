@@ -19,6 +19,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge"
 	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 )
 
 // benchPayload is a typical small feed event (~200 bytes of JSON).
@@ -29,14 +30,14 @@ var benchPayload = []byte(`{"type":"edit","title":"Example","user":"someone","wi
 // event. Compare with BenchmarkDirectJetStream, the same publishes made
 // straight from a client, to see what the bridge adds.
 func BenchmarkBridgeToJetStream(b *testing.B) {
-	benchBridge(b, config.Sink{NATS: &config.NATSSink{Subject: "bench.ev", JetStream: true,
-		Stream: &config.StreamSpec{Name: "BENCH", Subjects: []string{"bench.>"}}}})
+	benchBridge(b, config.NewSink(natssink.Kind, natssink.Options{Subject: "bench.ev", JetStream: true,
+		Stream: &natssink.StreamOptions{Name: "BENCH", Subjects: []string{"bench.>"}}}))
 }
 
 // BenchmarkBridgeToCoreNATS is the same with a core NATS sink; compare
 // with BenchmarkHandWrittenCoreBridge.
 func BenchmarkBridgeToCoreNATS(b *testing.B) {
-	benchBridge(b, config.Sink{NATS: &config.NATSSink{Subject: "bench.ev"}})
+	benchBridge(b, config.NewSink(natssink.Kind, natssink.Options{Subject: "bench.ev"}))
 }
 
 // benchFeed serves n events of benchPayload, in 60 KiB writes, once ready
@@ -137,7 +138,7 @@ func benchNATS(b *testing.B) *nats.Conn {
 func BenchmarkDirectJetStream(b *testing.B) {
 	nc := benchNATS(b)
 	ctx := context.Background()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(config.DefaultNATSMaxInFlight))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(natssink.DefaultMaxInFlight))
 	if err != nil {
 		b.Fatal(err)
 	}

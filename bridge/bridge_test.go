@@ -29,6 +29,8 @@ import (
 	"github.com/ssebridge/ssebridge/internal/natsserver"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 )
 
 func TestMain(m *testing.M) {
@@ -83,7 +85,7 @@ func pipelineCfg(name, url string) config.Pipeline {
 	return config.Pipeline{
 		Name:   name,
 		Source: config.Source{URL: url, Retry: config.Retry{Initial: config.Duration(50 * time.Millisecond), Max: config.Duration(200 * time.Millisecond)}},
-		Sink:   config.Sink{NATS: &config.NATSSink{Subject: "t.{pipeline}"}},
+		Sink:   config.NewSink(natssink.Kind, natssink.Options{Subject: "t.{pipeline}"}),
 	}
 }
 
@@ -345,8 +347,8 @@ func TestShutdownDrainsAndResumes(t *testing.T) {
 			Pipelines: []config.Pipeline{{
 				Name:   "p",
 				Source: config.Source{URL: up.URL},
-				Sink: config.Sink{NATS: &config.NATSSink{Subject: "p.tick", JetStream: true,
-					Stream: &config.StreamSpec{Name: "P", Subjects: []string{"p.>"}}}},
+				Sink: config.NewSink(natssink.Kind, natssink.Options{Subject: "p.tick", JetStream: true,
+					Stream: &natssink.StreamOptions{Name: "P", Subjects: []string{"p.>"}}}),
 			}},
 		}
 	}
@@ -571,7 +573,7 @@ func TestKafkaPipelineAndStream(t *testing.T) {
 		Pipelines: []config.Pipeline{{
 			Name:   "k",
 			Source: config.Source{URL: f.url("/k")},
-			Sink:   config.Sink{Kafka: &config.KafkaSink{Topic: "ticks"}},
+			Sink:   config.NewSink(kafkasink.Kind, kafkasink.Options{Topic: "ticks"}),
 		}},
 		Streams: []config.Stream{{Path: "/sse/ticks", Kafka: &config.KafkaStream{Topic: "ticks", Start: config.KafkaStartEarliest}}},
 	})

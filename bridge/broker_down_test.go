@@ -6,6 +6,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 )
 
 // TestPipelineWaitsForNATSAtStart: with NATS down when the bridge starts,
@@ -18,7 +19,7 @@ func TestPipelineWaitsForNATSAtStart(t *testing.T) {
 	ns.Shutdown()
 	f := newFeed(t)
 	pc := pipelineCfg("p", f.url("/p"))
-	pc.Sink.NATS = &config.NATSSink{Subject: "t.p", JetStream: true, Stream: &config.StreamSpec{Name: "T"}}
+	pc.Sink = config.NewSink(natssink.Kind, natssink.Options{Subject: "t.p", JetStream: true, Stream: &natssink.StreamOptions{Name: "T"}})
 	cfg := &config.Config{DataDir: t.TempDir(), NATS: config.NATS{URL: ns.URL()}, Pipelines: []config.Pipeline{pc}}
 	r := start(t, cfg)
 

@@ -13,6 +13,7 @@ import (
 	"github.com/ssebridge/ssebridge/bridge"
 	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
+	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
 )
 
 // TestShutdownBoundedBySilentKafka: when the Kafka broker stops answering
@@ -71,7 +72,7 @@ func startSilentKafkaPipeline(t *testing.T) (*bridge.Bridge, context.CancelFunc,
 		Pipelines: []config.Pipeline{{
 			Name:   "k",
 			Source: config.Source{URL: f.url("/k")},
-			Sink:   config.Sink{Kafka: &config.KafkaSink{Topic: "ticks"}},
+			Sink:   config.NewSink(kafkasink.Kind, kafkasink.Options{Topic: "ticks"}),
 		}},
 	}
 	cfg.SetDefaults()

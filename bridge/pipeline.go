@@ -110,7 +110,7 @@ func (b *Bridge) startPipeline(pc config.Pipeline) {
 	b.pipelines[pc.Name] = p
 	prev := b.draining[pc.Name]
 	b.mu.Unlock()
-	metrics.InitPipeline(pc.Name, pc.Sink.Kind())
+	metrics.InitPipeline(pc.Name, pc.Sink.Kind)
 	go p.supervise(ctx, prev)
 }
 
@@ -283,8 +283,9 @@ func (p *pipeline) supervise(ctx context.Context, prev *pipeline) {
 const brokerPoll = 100 * time.Millisecond
 
 // waitBroker waits until the pipeline's broker connection is up again (the
-// bridge's NATS connection; a Kafka sink has no standing connection to
-// watch, so it waits one second), false if ctx ended first.
+// bridge's NATS connection, for a driver that publishes through it; other
+// sinks have no standing connection to watch, so it waits one second),
+// false if ctx ended first.
 func (p *pipeline) waitBroker(ctx context.Context) bool {
 	t := time.NewTicker(brokerPoll)
 	defer t.Stop()
@@ -294,7 +295,7 @@ func (p *pipeline) waitBroker(ctx context.Context) bool {
 			return false
 		case <-t.C:
 		}
-		if p.cfg.Sink.NATS == nil {
+		if !p.publishesThroughNATS() {
 			if i >= int(time.Second/brokerPoll) {
 				return true
 			}
@@ -304,6 +305,13 @@ func (p *pipeline) waitBroker(ctx context.Context) bool {
 			return true
 		}
 	}
+}
+
+// publishesThroughNATS: the pipeline's sink driver uses the bridge's NATS
+// connection.
+func (p *pipeline) publishesThroughNATS() bool {
+	r, ok := sinks.Lookup(p.cfg.Sink.Kind)
+	return ok && r.Shared() == "nats"
 }
 
 // errLeaseLost ends a run whose lease was taken away.
@@ -328,7 +336,7 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 	fullTimeout := p.b.shutdownTimeoutLocked()
 	shutdownTimeout := fullTimeout * 3 / 4
 	p.b.mu.RUnlock()
-	sink, err := sinks.Open(ctx, deps, p.name, p.cfg.Sink)
+	sink, err := sinks.Open(ctx, deps, p.name, p.cfg.Sink.Kind, p.cfg.Sink.Block)
 	if err != nil {
 		return false, err
 	}
@@ -364,7 +372,7 @@ func (p *pipeline) runOnce(ctx context.Context) (ran bool, err error) {
 	p.mu.Lock()
 	p.w = w
 	p.mu.Unlock()
-	p.log.Info("pipeline started", "url", redactURL(p.cfg.Source.URL), "sink", p.cfg.Sink.Kind())
+	p.log.Info("pipeline started", "url", redactURL(p.cfg.Source.URL), "sink", p.cfg.Sink.Kind)
 	err = w.Run(wctx)
 	cancel()
 	<-watchDone
@@ -408,7 +416,7 @@ func (p *pipeline) status() PipelineStatus {
 		st.Since = since
 	}
 	st.Name = p.name
-	st.Sink = p.cfg.Sink.Kind()
+	st.Sink = p.cfg.Sink.Kind
 	st.URL = redactURL(p.cfg.Source.URL)
 	st.Ready = stateReady(st)
 	st.CheckpointAt = metrics.CheckpointTime(p.name)

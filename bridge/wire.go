@@ -14,10 +14,6 @@ import (
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
-
-	// Sink drivers, selected by each pipeline's sink block.
-	_ "github.com/ssebridge/ssebridge/sinks/kafka"
-	_ "github.com/ssebridge/ssebridge/sinks/nats"
 )
 
 // This file adapts the packages the runtime assembles (sources, streams,

@@ -3,11 +3,14 @@ package config
 import (
 	"net/http"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 )
 
 // Defaults. These constants are the one place a default lives: SetDefaults
 // applies them, config.example.yaml documents them and other packages refer
-// to them instead of repeating a number.
+// to them instead of repeating a number. A sink driver's defaults live in
+// its own package (sinks/nats, sinks/kafka).
 const (
 	DefaultDataDir         = "./data"
 	DefaultHTTPAddr        = "127.0.0.1:8080"
@@ -27,13 +30,6 @@ const (
 	// checkpoint may lag while the checkpoint store fails before forwarding
 	// pauses: what a crash then replays at most.
 	DefaultCheckpointMaxUnsaved = 10000
-
-	DefaultNATSMaxInFlight = 256
-
-	DefaultKafkaRequiredAcks = RequiredAcksAll
-	DefaultKafkaBatchTimeout = 5 * time.Millisecond
-	DefaultKafkaBatchSize    = 256
-	DefaultKafkaCompression  = CompressionNone
 
 	DefaultClusterBucket   = "ssebridge"
 	DefaultClusterLeaseTTL = 10 * time.Second
@@ -58,19 +54,10 @@ const (
 	LogLevelWarn  = "warn"
 	LogLevelError = "error"
 
-	RequiredAcksAll  = "all"
-	RequiredAcksOne  = "one"
-	RequiredAcksNone = "none"
-
-	CompressionNone   = "none"
-	CompressionGzip   = "gzip"
-	CompressionSnappy = "snappy"
-	CompressionLZ4    = "lz4"
-	CompressionZstd   = "zstd"
-
-	SASLPlain       = "plain"
-	SASLScramSHA256 = "scram-sha-256"
-	SASLScramSHA512 = "scram-sha-512"
+	// The SASL mechanisms are kafkaconn's, which applies them.
+	SASLPlain       = kafkaconn.MechanismPlain
+	SASLScramSHA256 = kafkaconn.MechanismSCRAMSHA256
+	SASLScramSHA512 = kafkaconn.MechanismSCRAMSHA512
 
 	KafkaStartLatest   = "latest"
 	KafkaStartEarliest = "earliest"
@@ -107,15 +94,8 @@ func (p *Pipeline) SetDefaults() {
 	setInt(&s.MaxEventSize, DefaultMaxEventSize)
 	setInt(&s.QueueSize, DefaultQueueSize)
 	setInt(&s.CheckpointMaxUnsaved, DefaultCheckpointMaxUnsaved)
-	if n := p.Sink.NATS; n != nil {
-		setInt(&n.MaxInFlight, DefaultNATSMaxInFlight)
-	}
-	if k := p.Sink.Kafka; k != nil {
-		setString(&k.RequiredAcks, DefaultKafkaRequiredAcks)
-		setDuration(&k.BatchTimeout, DefaultKafkaBatchTimeout)
-		setInt(&k.BatchSize, DefaultKafkaBatchSize)
-		setString(&k.Compression, DefaultKafkaCompression)
-	}
+	// The sink's defaults belong to its driver, which applies them when
+	// it opens the sink.
 }
 
 // SetDefaults fills the stream's unset fields.

@@ -104,7 +104,7 @@ func TestDeploymentFilesAgree(t *testing.T) {
 	// Both brokers are fed and served back.
 	kinds := map[string]int{}
 	for _, p := range cfg.Pipelines {
-		kinds["pipeline "+p.Sink.Kind()]++
+		kinds["pipeline "+p.Sink.Kind]++
 	}
 	for _, s := range cfg.Streams {
 		switch {

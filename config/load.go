@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // Load reads, expands, decodes, defaults and validates the file at path.
@@ -184,8 +186,10 @@ func (d *decoder) covered(key string) bool {
 const maxVisits = 100_000
 
 var (
-	durationType = reflect.TypeFor[Duration]()
-	nullNode     = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
+	durationType   = reflect.TypeFor[Duration]()
+	goDurationType = reflect.TypeFor[time.Duration]()
+	sinkType       = reflect.TypeFor[Sink]()
+	nullNode       = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null"}
 )
 
 func isNull(n *yaml.Node) bool {
@@ -224,8 +228,11 @@ func (d *decoder) check(n *yaml.Node, t reflect.Type, key string) bool {
 	if isNull(n) {
 		return true
 	}
-	if t == durationType {
+	switch t {
+	case durationType, goDurationType:
 		return d.checkDuration(n, key)
+	case sinkType:
+		return d.checkSink(n, key)
 	}
 	switch t.Kind() {
 	case reflect.Struct:
@@ -476,6 +483,65 @@ func (d *decoder) checkStruct(n *yaml.Node, t reflect.Type, key string) bool {
 	return true
 }
 
+// checkSink checks a pipeline's sink: a mapping with the block of exactly
+// one registered driver, checked against the driver's options type like
+// any other part of the file. The block of a second driver is checked too,
+// then dropped.
+func (d *decoder) checkSink(n *yaml.Node, key string) bool {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n.Line, key, "must be a mapping, not %s", kindName(n))
+		return false
+	}
+	seen := map[string]int{}
+	var kinds []string
+	kept := n.Content[:0:0]
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		sub := join(key, k.Value)
+		switch {
+		case k.Kind != yaml.ScalarNode:
+			d.errorf(k.Line, key, "keys must be plain names, not %s", kindName(k))
+			continue
+		case k.ShortTag() == "!!merge":
+			d.errorf(k.Line, sub, "merge keys (<<) are not supported; write the keys out")
+			d.bad = append(d.bad, key)
+			continue
+		}
+		r, ok := sinks.Lookup(k.Value)
+		if !ok {
+			msg := "unknown sink driver"
+			if s := suggestName(k.Value, sinks.Drivers()); s != "" {
+				msg += fmt.Sprintf(" (did you mean %s?)", s)
+			} else {
+				msg += fmt.Sprintf(" (registered: %s)", strings.Join(sinks.Drivers(), ", "))
+			}
+			d.errorf(k.Line, sub, "%s", msg)
+			continue
+		}
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k.Line, sub, "duplicate key (first at line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.lines[sub] = k.Line
+		if !d.check(v, r.OptionsType(), sub) {
+			v = nullNode
+		}
+		kinds = append(kinds, k.Value)
+		if len(kinds) == 1 {
+			kept = append(kept, k, v)
+		}
+	}
+	if len(kinds) > 1 {
+		d.errorf(d.lines[key], key, "has both %s and %s; a pipeline has exactly one sink", kinds[0], kinds[1])
+		// The first block is kept for decoding; what the driver would
+		// say about it adds nothing.
+		d.bad = append(d.bad, join(key, kinds[0]))
+	}
+	n.Content = kept
+	return true
+}
+
 func join(key, name string) string {
 	if key == "" {
 		return name
@@ -505,9 +571,19 @@ func yamlFields(t reflect.Type) map[string]reflect.StructField {
 
 // suggest returns the known key closest to a misspelt one, or "".
 func suggest(name string, fields map[string]reflect.StructField) string {
+	keys := make([]string, 0, len(fields))
+	for f := range fields {
+		keys = append(keys, f)
+	}
+	return suggestName(name, keys)
+}
+
+// suggestName returns the name among known closest to a misspelt one, or
+// "".
+func suggestName(name string, known []string) string {
 	best, bestDist := "", 3
 	lower := strings.ToLower(strings.ReplaceAll(name, "-", "_"))
-	for f := range fields {
+	for _, f := range known {
 		if f == lower {
 			return f
 		}

@@ -1,13 +1,17 @@
 // Package config is the user-facing contract of ssebridge: the YAML file's
 // structure, its defaults and its validation.
 //
-// Every key a user can write is a field here with a yaml tag. Defaults live
-// in one place (defaults.go); Validate reports every problem at once, each
-// with the file, line and key it concerns.
+// Every key a user can write is a field here with a yaml tag, except the
+// keys of a pipeline's sink block: those are the fields of the sink
+// driver's own options type (see Sink). Defaults live in one place
+// (defaults.go; a sink driver's in its package); Validate reports every
+// problem at once, each with the file, line and key it concerns.
 package config
 
 import (
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Config is a whole ssebridge configuration file.
@@ -151,70 +155,18 @@ type Retry struct {
 	Max     Duration `yaml:"max"`
 }
 
-// Sink names exactly one broker destination.
+// Sink is a pipeline's destination: the block of exactly one registered
+// sink driver (sink: {nats: {...}}). The block belongs to the driver: it
+// decodes into the driver's options type (see package sinks), which checks
+// it, so this package knows no driver and no driver's keys.
 type Sink struct {
-	NATS  *NATSSink  `yaml:"nats"`
-	Kafka *KafkaSink `yaml:"kafka"`
-}
-
-// Kind is the registered sink driver name this sink selects ("" if none).
-func (s Sink) Kind() string {
-	switch {
-	case s.NATS != nil:
-		return "nats"
-	case s.Kafka != nil:
-		return "kafka"
-	}
-	return ""
-}
-
-// NATSSink publishes to NATS core or JetStream.
-type NATSSink struct {
-	// Subject is a template: {pipeline}, {event}, {id}, {data.PATH}.
-	Subject string `yaml:"subject"`
-	// FallbackSubject receives events whose subject cannot be rendered;
-	// without it they are counted as failed and logged.
-	FallbackSubject string `yaml:"fallback_subject"`
-	JetStream       bool   `yaml:"jetstream"`
-	// Stream, with JetStream, is created when absent.
-	Stream *StreamSpec `yaml:"stream"`
-	// MaxInFlight bounds unacknowledged async publishes.
-	MaxInFlight int `yaml:"max_in_flight"`
-}
-
-// StreamSpec describes a JetStream stream to create if absent.
-type StreamSpec struct {
-	Name     string   `yaml:"name"`
-	Subjects []string `yaml:"subjects"`
-	MaxAge   Duration `yaml:"max_age"`
-	MaxBytes int64    `yaml:"max_bytes"`
-	Replicas int      `yaml:"replicas"`
-}
-
-// KafkaSink produces to a Kafka topic.
-type KafkaSink struct {
-	// Topic is a template like NATSSink.Subject.
-	Topic         string `yaml:"topic"`
-	FallbackTopic string `yaml:"fallback_topic"`
-	// Key is a template; without it every event of the pipeline goes to one
-	// partition, which keeps upstream order.
-	Key string `yaml:"key"`
-	// RequiredAcks must be all (one and none are refused by Validate).
-	RequiredAcks string `yaml:"required_acks"`
-	// BatchTimeout is accepted for older files and ignored: the sink
-	// flushes every Write at once (it waits for the acks anyway).
-	BatchTimeout Duration `yaml:"batch_timeout"`
-	// BatchSize bounds the events of one produce request.
-	BatchSize int `yaml:"batch_size"`
-	// Compression is none, gzip, snappy, lz4 or zstd.
-	Compression string     `yaml:"compression"`
-	CreateTopic *TopicSpec `yaml:"create_topic"`
-}
-
-// TopicSpec describes a Kafka topic to create if absent.
-type TopicSpec struct {
-	Partitions        int `yaml:"partitions"`
-	ReplicationFactor int `yaml:"replication_factor"`
+	// Kind is the driver's name, the key of its block ("nats", "kafka").
+	Kind string
+	// Block is the driver's block as Load checked it: environment
+	// references expanded, positions, comments and styles dropped, so that
+	// two equal blocks are equal under reflect.DeepEqual wherever they
+	// stand in the file. nil stands for an empty block.
+	Block *yaml.Node
 }
 
 // Stream serves a queue topic as an SSE endpoint.

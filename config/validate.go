@@ -1,7 +1,6 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/internal/httptoken"
 	"github.com/ssebridge/ssebridge/internal/names"
-	"github.com/ssebridge/ssebridge/internal/tmpl"
+	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // Validate reports every problem in c at once as Errors, or returns nil.
@@ -322,146 +321,60 @@ func orDefault(d Duration, def time.Duration) time.Duration {
 	return d.D()
 }
 
+// connections are the top-level blocks a sink driver may publish through
+// (sinks.Driver.Shared): whether the file configured each, and the keys
+// whose own problem would explain that it did not.
+var connections = map[string]struct {
+	configured func(*Config) bool
+	causes     []string
+	missing    string
+}{
+	"nats":  {func(c *Config) bool { return c.NATS.Configured() }, natsCauses, "NATS is not configured: set nats.url or nats.embedded"},
+	"kafka": {func(c *Config) bool { return c.Kafka.Configured() }, kafkaCauses, "Kafka is not configured: set kafka.brokers"},
+}
+
+// sink checks a pipeline's sink through its driver: the block decodes into
+// the driver's options, and the driver's Check reports under the block's
+// key.
 func (v *validator) sink(key string, s *Sink) {
-	switch {
-	case s.NATS == nil && s.Kafka == nil:
-		v.errorf(key, "needs exactly one of nats or kafka")
-		return
-	case s.NATS != nil && s.Kafka != nil:
-		v.errorf(key, "has both nats and kafka; a pipeline has exactly one sink")
+	if s.Kind == "" {
+		v.errorf(key, "needs exactly one of %s", orList(sinks.Drivers()))
 		return
 	}
-	if n := s.NATS; n != nil {
-		nk := key + ".nats"
-		if !v.c.NATS.Configured() {
-			v.followf(natsCauses, nk, "NATS is not configured: set nats.url or nats.embedded")
-		}
-		if n.Subject == "" {
-			v.errorf(nk+".subject", "required")
-		} else {
-			v.natsPublishSubject(nk+".subject", n.Subject)
-		}
-		if n.FallbackSubject != "" {
-			v.natsPublishSubject(nk+".fallback_subject", n.FallbackSubject)
-		}
-		v.nonNegative(nk+".max_in_flight", int64(n.MaxInFlight))
-		if st := n.Stream; st != nil {
-			sk := nk + ".stream"
-			if !n.JetStream {
-				v.errorf(sk, "needs jetstream: true")
-			}
-			v.jetStreamName(sk+".name", st.Name)
-			for j, subj := range st.Subjects {
-				v.natsSubscribeSubject(fmt.Sprintf("%s.subjects[%d]", sk, j), subj)
-			}
-			v.duration(sk+".max_age", st.MaxAge)
-			v.nonNegative(sk+".max_bytes", st.MaxBytes)
-			if st.Replicas < 0 || st.Replicas > 5 {
-				v.errorf(sk+".replicas", "must be from 1 to 5 (0: 1)")
-			}
-		}
+	dk := key + "." + s.Kind
+	r, ok := sinks.Lookup(s.Kind)
+	if !ok {
+		v.errorf(dk, "unknown sink driver (registered: %s)", strings.Join(sinks.Drivers(), ", "))
+		return
 	}
-	if k := s.Kafka; k != nil {
-		kk := key + ".kafka"
-		if !v.c.Kafka.Configured() {
-			v.followf(kafkaCauses, kk, "Kafka is not configured: set kafka.brokers")
-		}
-		if k.Topic == "" {
-			v.errorf(kk+".topic", "required")
-		} else {
-			v.kafkaTopic(kk+".topic", k.Topic, true)
-		}
-		if k.FallbackTopic != "" {
-			v.kafkaTopic(kk+".fallback_topic", k.FallbackTopic, true)
-		}
-		if k.Key != "" {
-			if err := checkTemplate(k.Key); err != nil {
-				v.errorf(kk+".key", "%v", err)
-			}
-		}
-		switch k.RequiredAcks {
-		// A checkpoint moves past what the broker acknowledged: with
-		// these, an acknowledged event may never be stored.
-		case RequiredAcksOne:
-			v.errorf(kk+".required_acks", "one is refused: the partition leader acknowledges before its followers copy the event, so a leader failure loses events already checkpointed; use all (the default)")
-		case RequiredAcksNone:
-			v.errorf(kk+".required_acks", "none is refused: writes are not acknowledged, so any failed write loses events already checkpointed; use all (the default)")
-		default:
-			v.oneOf(kk+".required_acks", k.RequiredAcks, RequiredAcksAll)
-		}
-		v.duration(kk+".batch_timeout", k.BatchTimeout)
-		v.nonNegative(kk+".batch_size", int64(k.BatchSize))
-		v.oneOf(kk+".compression", k.Compression, CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd)
-		if t := k.CreateTopic; t != nil {
-			v.nonNegative(kk+".create_topic.partitions", int64(t.Partitions))
-			v.nonNegative(kk+".create_topic.replication_factor", int64(t.ReplicationFactor))
-		}
-	}
-}
-
-// checkTemplate accepts text with {pipeline}, {event}, {id} and {data.PATH}
-// placeholders: exactly what sinks/route compiles, as both parse with
-// internal/tmpl.
-func checkTemplate(s string) error {
-	_, err := parseTemplate(s)
-	return err
-}
-
-// parseTemplate parses s with the parser sinks/route uses, and words its
-// errors the way configuration problems are reported: unbalanced braces
-// anywhere take precedence over the first unknown placeholder.
-func parseTemplate(s string) ([]tmpl.Part, error) {
-	parts, err := tmpl.Parse(s)
-	if err == nil {
-		return parts, nil
-	}
-	var first *tmpl.Error
-	for rest := s; err != nil; {
-		var te *tmpl.Error
+	if name := r.Shared(); name != "" {
+		conn, known := connections[name]
 		switch {
-		case !errors.As(err, &te):
-			return nil, fmt.Errorf("template %q: %w", s, err)
-		case te.Problem == tmpl.StrayBrace, te.Problem == tmpl.UnclosedBrace, strings.Contains(te.Name, "{"):
-			// A '{' inside a placeholder is a brace opened twice.
-			return nil, fmt.Errorf("unbalanced { } in %q", s)
-		}
-		if first == nil {
-			first = te
-		}
-		// Parse stops at the first problem and keeps no state across a
-		// placeholder, so parsing what follows the bad one looks on for
-		// an unbalanced brace.
-		rest = rest[te.Offset+len(te.Name)+2:]
-		_, err = tmpl.Parse(rest)
-	}
-	return nil, fmt.Errorf("unknown placeholder {%s} in %q (use {pipeline}, {event}, {id} or {data.FIELD})", first.Name, s)
-}
-
-// fill renders parts with a sample token for each placeholder so the rest
-// of a template can be checked like a literal name.
-func fill(parts []tmpl.Part) string {
-	var b strings.Builder
-	for _, p := range parts {
-		if p.Kind == tmpl.Literal {
-			b.WriteString(p.Lit)
-		} else {
-			b.WriteString("x")
+		case !known:
+			v.errorf(dk, "the driver publishes through a %q connection, which ssebridge does not configure", name)
+		case !conn.configured(v.c):
+			v.followf(conn.causes, dk, "%s", conn.missing)
 		}
 	}
-	return b.String()
-}
-
-// natsPublishSubject checks a subject template by the runtime's own rule
-// (names.PublishSubject), with every placeholder standing for one token.
-func (v *validator) natsPublishSubject(key, s string) {
-	parts, err := parseTemplate(s)
+	opts, err := r.Decode(s.Block)
 	if err != nil {
-		v.errorf(key, "%v", err)
+		// Only a Config built in code gets here: Load checked the block
+		// against the same type.
+		v.errorf(dk, "%s", strings.Join(strings.Fields(err.Error()), " "))
 		return
 	}
-	if err := names.PublishSubject(fill(parts)); err != nil {
-		v.errorf(key, "%v", err)
+	r.Check(opts, func(k, msg string) { v.errs = append(v.errs, v.c.Errorf(join(dk, k), "%s", msg)) })
+}
+
+// orList joins names as "a, b or c".
+func orList(names []string) string {
+	switch len(names) {
+	case 0:
+		return "the sink drivers (none is registered)"
+	case 1:
+		return names[0]
 	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 func (v *validator) natsSubscribeSubject(key, s string) {
@@ -471,23 +384,14 @@ func (v *validator) natsSubscribeSubject(key, s string) {
 }
 
 func (v *validator) jetStreamName(key, name string) {
-	switch {
-	case name == "":
+	if name == "" {
 		v.errorf(key, "required")
-	case strings.ContainsAny(name, ".*> \t\r\n/\\"):
-		v.errorf(key, "a JetStream stream name cannot contain '.', '*', '>', '/', '\\' or white space: %q", name)
+	} else if err := names.JetStreamStream(name); err != nil {
+		v.errorf(key, "%v", err)
 	}
 }
 
-func (v *validator) kafkaTopic(key, t string, template bool) {
-	if template {
-		parts, err := parseTemplate(t)
-		if err != nil {
-			v.errorf(key, "%v", err)
-			return
-		}
-		t = fill(parts)
-	}
+func (v *validator) kafkaTopic(key, t string) {
 	if err := names.Topic(t); err != nil {
 		v.errorf(key, "%v", err)
 	}
@@ -540,7 +444,7 @@ func (v *validator) stream(i int, s *Stream) {
 		if s.Kafka.Topic == "" {
 			v.errorf(kk+".topic", "required")
 		} else {
-			v.kafkaTopic(kk+".topic", s.Kafka.Topic, false)
+			v.kafkaTopic(kk+".topic", s.Kafka.Topic)
 		}
 		v.oneOf(kk+".start", s.Kafka.Start, KafkaStartLatest, KafkaStartEarliest)
 	}

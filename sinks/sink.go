@@ -1,20 +1,22 @@
 // Package sinks is where brokers plug into ssebridge.
 //
-// A sink driver registers itself by name from an init function, like a
-// database/sql driver; a program selects drivers by importing them for their
-// side effect (import _ "github.com/ssebridge/ssebridge/sinks/nats").
+// A sink driver registers itself by name from an init function (Register),
+// like a database/sql driver or a Caddy module; a program selects drivers
+// by importing them for their side effect
+// (import _ "github.com/ssebridge/ssebridge/sinks/nats"). The name is the
+// key of the driver's block in a pipeline's sink (sink: {nats: {...}}), and
+// the block decodes into the driver's own options type: the configuration
+// checks it against that type (unknown keys, types, FILE:LINE) and then
+// runs the driver's Check, so adding a broker needs no edit of the
+// configuration package.
 package sinks
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"sort"
-	"sync"
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/retry"
 	"github.com/ssebridge/ssebridge/message"
@@ -70,55 +72,4 @@ type Deps struct {
 	// Kafka is the Kafka cluster (Brokers empty when not configured).
 	Kafka  kafkaconn.Config
 	Logger *slog.Logger
-}
-
-// Driver opens a sink for one pipeline.
-type Driver func(ctx context.Context, deps Deps, pipeline string, cfg config.Sink) (Sink, error)
-
-var (
-	driversMu sync.RWMutex
-	drivers   = map[string]Driver{}
-)
-
-// Register makes a driver available under name, the key of the sink block in
-// the YAML (cfg.Kind()). It panics when name is registered twice, since that
-// is a programming error, not a runtime condition.
-func Register(name string, d Driver) {
-	driversMu.Lock()
-	defer driversMu.Unlock()
-	if d == nil {
-		panic("sinks: Register driver is nil")
-	}
-	if _, dup := drivers[name]; dup {
-		panic("sinks: Register called twice for driver " + name)
-	}
-	drivers[name] = d
-}
-
-// Drivers lists the registered driver names, sorted.
-func Drivers() []string {
-	driversMu.RLock()
-	defer driversMu.RUnlock()
-	names := make([]string, 0, len(drivers))
-	for n := range drivers {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// Open opens the sink that cfg selects for pipeline.
-func Open(ctx context.Context, deps Deps, pipeline string, cfg config.Sink) (Sink, error) {
-	kind := cfg.Kind()
-	driversMu.RLock()
-	d, ok := drivers[kind]
-	driversMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("pipeline %q: sink %q: no such driver (have %v)", pipeline, kind, Drivers())
-	}
-	s, err := d(ctx, deps, pipeline, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("pipeline %q: sink %s: %w", pipeline, kind, err)
-	}
-	return s, nil
 }

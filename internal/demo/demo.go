@@ -18,6 +18,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge"
 	"github.com/ssebridge/ssebridge/config"
+	natssink "github.com/ssebridge/ssebridge/sinks/nats"
 )
 
 // Names the demo configuration uses.
@@ -72,15 +73,15 @@ func Config(addr, dataDir string, cors ...string) *config.Config {
 				Events: []string{"tick"},
 				Retry:  config.Retry{Initial: config.Duration(500 * time.Millisecond), Max: config.Duration(5 * time.Second)},
 			},
-			Sink: config.Sink{NATS: &config.NATSSink{
+			Sink: config.NewSink(natssink.Kind, natssink.Options{
 				Subject:   Subject + ".{event}",
 				JetStream: true,
-				Stream: &config.StreamSpec{
+				Stream: &natssink.StreamOptions{
 					Name:     JetStreamName,
 					Subjects: []string{Subject + ".>"},
-					MaxAge:   config.Duration(time.Hour),
+					MaxAge:   time.Hour,
 				},
-			}},
+			}),
 		}},
 		Streams: []config.Stream{{
 			Path:      StreamPath,

@@ -97,3 +97,13 @@ func SubscribeSubject(s string) error {
 	}
 	return nil
 }
+
+// JetStreamStream reports whether s can name a JetStream stream: no '.',
+// '*', '>', '/', '\' or white space (the empty name is the caller's
+// "required").
+func JetStreamStream(s string) error {
+	if strings.ContainsAny(s, ".*> \t\r\n/\\") {
+		return fmt.Errorf("a JetStream stream name cannot contain '.', '*', '>', '/', '\\' or white space: %q", s)
+	}
+	return nil
+}

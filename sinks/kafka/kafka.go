@@ -37,7 +37,6 @@ import (
 	"github.com/segmentio/kafka-go/compress"
 	"github.com/segmentio/kafka-go/protocol/metadata"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/sinks"
@@ -143,23 +142,50 @@ func (o Options) withDefaults() Options {
 }
 
 func init() {
-	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
-		if cfg.Kafka == nil {
-			return nil, errors.New("kafka sink: no kafka block")
-		}
-		return New(ctx, deps.Kafka, pipeline, fromConfig(*cfg.Kafka), deps.Logger)
+	sinks.Register(Kind, sinks.Driver[Options]{
+		Shared: "kafka",
+		Check:  check,
+		Open: func(ctx context.Context, deps sinks.Deps, pipeline string, opts Options) (sinks.Sink, error) {
+			return New(ctx, deps.Kafka, pipeline, opts, deps.Logger)
+		},
 	})
 }
 
-// fromConfig maps the YAML type to Options until the driver decodes its
-// own block.
-func fromConfig(c config.KafkaSink) Options {
-	o := Options{Topic: c.Topic, FallbackTopic: c.FallbackTopic, Key: c.Key, RequiredAcks: c.RequiredAcks,
-		BatchTimeout: c.BatchTimeout.D(), BatchSize: c.BatchSize, Compression: c.Compression}
-	if t := c.CreateTopic; t != nil {
-		o.CreateTopic = &TopicOptions{Partitions: t.Partitions, ReplicationFactor: t.ReplicationFactor}
+// check reports the problems of a kafka block; zero values stand for the
+// defaults.
+func check(o *Options, p sinks.Problems) {
+	if o.Topic == "" {
+		p.Add("topic", "required")
+	} else if err := route.CheckTopic(o.Topic); err != nil {
+		p.Add("topic", "%v", err)
 	}
-	return o
+	if o.FallbackTopic != "" {
+		if err := route.CheckTopic(o.FallbackTopic); err != nil {
+			p.Add("fallback_topic", "%v", err)
+		}
+	}
+	if o.Key != "" {
+		if err := route.Check(o.Key); err != nil {
+			p.Add("key", "%v", err)
+		}
+	}
+	switch o.RequiredAcks {
+	// A checkpoint moves past what the broker acknowledged: with these,
+	// an acknowledged event may never be stored.
+	case RequiredAcksOne:
+		p.Add("required_acks", "one is refused: the partition leader acknowledges before its followers copy the event, so a leader failure loses events already checkpointed; use all (the default)")
+	case RequiredAcksNone:
+		p.Add("required_acks", "none is refused: writes are not acknowledged, so any failed write loses events already checkpointed; use all (the default)")
+	default:
+		p.OneOf("required_acks", o.RequiredAcks, RequiredAcksAll)
+	}
+	p.NonNegative("batch_timeout", int64(o.BatchTimeout))
+	p.NonNegative("batch_size", int64(o.BatchSize))
+	p.OneOf("compression", o.Compression, CompressionNone, CompressionGzip, CompressionSnappy, CompressionLZ4, CompressionZstd)
+	if t := o.CreateTopic; t != nil {
+		p.NonNegative("create_topic.partitions", int64(t.Partitions))
+		p.NonNegative("create_topic.replication_factor", int64(t.ReplicationFactor))
+	}
 }
 
 // Sink produces one pipeline's events to Kafka.

@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/goleak"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
@@ -103,8 +102,8 @@ func TestConformance(t *testing.T) {
 		return sinktest.Target{
 			Kind: kafkasink.Kind,
 			Open: func(t *testing.T, pipeline, dest, fallback string) sinks.Sink {
-				s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: kafkaconn.Config{Brokers: []string{k.Addr()}}}, pipeline,
-					config.Sink{Kafka: &config.KafkaSink{Topic: dest, FallbackTopic: fallback, CreateTopic: &config.TopicSpec{Partitions: 1}}})
+				s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: kafkaconn.Config{Brokers: []string{k.Addr()}}}, pipeline, kafkasink.Kind,
+					sinktest.Block(t, kafkasink.Options{Topic: dest, FallbackTopic: fallback, CreateTopic: &kafkasink.TopicOptions{Partitions: 1}}))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -351,7 +350,7 @@ func TestOversizedEventSkipped(t *testing.T) {
 func TestSASLCluster(t *testing.T) {
 	k := testbroker.StartKafka(t, map[string]int32{"secure": 1}, kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "bridge", "s3cret"))
 	cluster := kafkaconn.Config{Brokers: []string{k.Addr()}, SASL: &kafkaconn.SASL{Mechanism: kafkaconn.MechanismSCRAMSHA512, Username: "bridge", Password: "s3cret"}}
-	s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: cluster}, "sec", config.Sink{Kafka: &config.KafkaSink{Topic: "secure"}})
+	s, err := sinks.Open(context.Background(), sinks.Deps{Kafka: cluster}, "sec", kafkasink.Kind, sinktest.Block(t, kafkasink.Options{Topic: "secure"}))
 	if err != nil {
 		t.Fatal(err)
 	}

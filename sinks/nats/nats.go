@@ -55,9 +55,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/logging"
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/internal/names"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sinks/route"
@@ -128,22 +128,51 @@ func (o Options) withDefaults() Options {
 }
 
 func init() {
-	sinks.Register(Kind, func(ctx context.Context, deps sinks.Deps, pipeline string, cfg config.Sink) (sinks.Sink, error) {
-		if cfg.NATS == nil {
-			return nil, errors.New("nats sink: no nats block")
-		}
-		return Open(ctx, deps, pipeline, fromConfig(*cfg.NATS))
+	sinks.Register(Kind, sinks.Driver[Options]{
+		Shared: "nats",
+		Check:  check,
+		Open: func(ctx context.Context, deps sinks.Deps, pipeline string, opts Options) (sinks.Sink, error) {
+			return Open(ctx, deps, pipeline, opts)
+		},
 	})
 }
 
-// fromConfig maps the YAML type to Options until the driver decodes its
-// own block.
-func fromConfig(c config.NATSSink) Options {
-	o := Options{Subject: c.Subject, FallbackSubject: c.FallbackSubject, JetStream: c.JetStream, MaxInFlight: c.MaxInFlight}
-	if st := c.Stream; st != nil {
-		o.Stream = &StreamOptions{Name: st.Name, Subjects: st.Subjects, MaxAge: st.MaxAge.D(), MaxBytes: st.MaxBytes, Replicas: st.Replicas}
+// check reports the problems of a nats block; zero values stand for the
+// defaults.
+func check(o *Options, p sinks.Problems) {
+	if o.Subject == "" {
+		p.Add("subject", "required")
+	} else if err := route.CheckSubject(o.Subject); err != nil {
+		p.Add("subject", "%v", err)
 	}
-	return o
+	if o.FallbackSubject != "" {
+		if err := route.CheckSubject(o.FallbackSubject); err != nil {
+			p.Add("fallback_subject", "%v", err)
+		}
+	}
+	p.NonNegative("max_in_flight", int64(o.MaxInFlight))
+	st := o.Stream
+	if st == nil {
+		return
+	}
+	if !o.JetStream {
+		p.Add("stream", "needs jetstream: true")
+	}
+	if st.Name == "" {
+		p.Add("stream.name", "required")
+	} else if err := names.JetStreamStream(st.Name); err != nil {
+		p.Add("stream.name", "%v", err)
+	}
+	for j, subj := range st.Subjects {
+		if err := names.SubscribeSubject(subj); err != nil {
+			p.Add(fmt.Sprintf("stream.subjects[%d]", j), "%v", err)
+		}
+	}
+	p.NonNegative("stream.max_age", int64(st.MaxAge))
+	p.NonNegative("stream.max_bytes", st.MaxBytes)
+	if st.Replicas < 0 || st.Replicas > 5 {
+		p.Add("stream.replicas", "must be from 1 to 5 (0: 1)")
+	}
 }
 
 // Open opens a sink for pipeline on the bridge's connections: core NATS

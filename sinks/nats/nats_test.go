@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/message"
@@ -106,8 +105,8 @@ func TestConformanceCore(t *testing.T) {
 		return sinktest.Target{
 			Kind: natssink.Kind,
 			Open: func(t *testing.T, pipeline, dest, fallback string) sinks.Sink {
-				s, err := sinks.Open(context.Background(), sinks.Deps{NATS: nc}, pipeline,
-					config.Sink{NATS: &config.NATSSink{Subject: dest, FallbackSubject: fallback}})
+				s, err := sinks.Open(context.Background(), sinks.Deps{NATS: nc}, pipeline, natssink.Kind,
+					sinktest.Block(t, natssink.Options{Subject: dest, FallbackSubject: fallback}))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -156,9 +155,9 @@ func (r *jsReader) Read(t *testing.T, dest string, n int) []sinktest.Received {
 	return out
 }
 
-func jsSinkConfig(dest, fallback string) config.Sink {
-	return config.Sink{NATS: &config.NATSSink{Subject: dest, FallbackSubject: fallback, JetStream: true,
-		Stream: &config.StreamSpec{Name: "CONF", Subjects: []string{"conf.>"}}}}
+func jsSinkOptions(dest, fallback string) natssink.Options {
+	return natssink.Options{Subject: dest, FallbackSubject: fallback, JetStream: true,
+		Stream: &natssink.StreamOptions{Name: "CONF", Subjects: []string{"conf.>"}}}
 }
 
 func TestConformanceJetStream(t *testing.T) {
@@ -173,7 +172,7 @@ func TestConformanceJetStream(t *testing.T) {
 		return sinktest.Target{
 			Kind: natssink.Kind,
 			Open: func(t *testing.T, pipeline, dest, fallback string) sinks.Sink {
-				s, err := sinks.Open(context.Background(), sinks.Deps{NATS: nc}, pipeline, jsSinkConfig(dest, fallback))
+				s, err := sinks.Open(context.Background(), sinks.Deps{NATS: nc}, pipeline, natssink.Kind, sinktest.Block(t, jsSinkOptions(dest, fallback)))
 				if err != nil {
 					t.Fatal(err)
 				}
