@@ -186,7 +186,9 @@ func (s *FileStore) saveInPlace(path, pipeline, id string) (done bool, seq uint6
 		return false, 0, fmt.Errorf("directory %s is not writable", s.dir)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		// Missing, or read-only in a writable directory: replace it, as
+		// earlier versions always did.
 		return false, 0, nil
 	}
 	if err != nil {
