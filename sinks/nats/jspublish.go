@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -233,10 +234,15 @@ func parsePubAck(m *gonats.Msg) (uint8, *jetstream.PubAck, error) {
 }
 
 // jsHeaders is the reusable header map of JetStream publishes: the SSE
-// headers and Nats-Msg-Id, one value slot each.
+// headers and Nats-Msg-Id, one value slot each. Like the core sink's, it
+// keeps the last SSE-Received-At it formatted (the source stamps a decoded
+// batch with one time) and touches the map only when a header comes or
+// goes.
 type jsHeaders struct {
 	h                      gonats.Header
 	id, ev, src, at, msgID []string
+	hasID, hasMsgID        bool
+	lastAt                 time.Time // the time at[0] was formatted from
 }
 
 func newJSHeaders() jsHeaders {
@@ -248,25 +254,34 @@ func newJSHeaders() jsHeaders {
 // fill sets the headers of m, with Nats-Msg-Id when msgID is set, and
 // returns their encoded size.
 func (hs *jsHeaders) fill(m *sinks.Message, msgID string) int {
-	at := receivedAt(m)
+	// == and not Equal: the location is part of the formatted value.
+	if at := m.ReceivedAt; at.IsZero() || at != hs.lastAt || hs.at[0] == "" {
+		hs.at[0], hs.lastAt = receivedAt(m), at
+	}
+	hs.ev[0], hs.src[0] = m.Event.Type, m.Pipeline
 	n := len("NATS/1.0\r\n\r\n") +
 		len(sinks.HeaderEvent) + len(m.Event.Type) + 4 +
 		len(sinks.HeaderSource) + len(m.Pipeline) + 4 +
-		len(sinks.HeaderReceivedAt) + len(at) + 4
+		len(sinks.HeaderReceivedAt) + len(hs.at[0]) + 4
 	if m.Event.ID != "" {
 		hs.id[0] = m.Event.ID
-		hs.h[sinks.HeaderID] = hs.id
+		if !hs.hasID {
+			hs.h[sinks.HeaderID], hs.hasID = hs.id, true
+		}
 		n += len(sinks.HeaderID) + len(m.Event.ID) + 4
-	} else {
+	} else if hs.hasID {
 		delete(hs.h, sinks.HeaderID)
+		hs.hasID = false
 	}
 	if msgID != "" {
 		hs.msgID[0] = msgID
-		hs.h[jetstream.MsgIDHeader] = hs.msgID
+		if !hs.hasMsgID {
+			hs.h[jetstream.MsgIDHeader], hs.hasMsgID = hs.msgID, true
+		}
 		n += len(jetstream.MsgIDHeader) + len(msgID) + 4
-	} else {
+	} else if hs.hasMsgID {
 		delete(hs.h, jetstream.MsgIDHeader)
+		hs.hasMsgID = false
 	}
-	hs.ev[0], hs.src[0], hs.at[0] = m.Event.Type, m.Pipeline, at
 	return n
 }

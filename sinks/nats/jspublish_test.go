@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	gonats "github.com/nats-io/nats.go"
 
@@ -21,8 +22,10 @@ import (
 // messages answers with an API error instead of a PubAck. The write counts
 // exactly the stored prefix and reports the stream's error; the answers
 // still coming for the publishes behind the refused one (refused too)
-// belong to an abandoned window and must not settle the next write's
-// messages, which go through once the stream has room.
+// belong to an abandoned window and must not settle a later write's
+// messages. After the failure the next write publishes its first message
+// alone: refused again, nothing else of it went out, and once the stream
+// has room the retried events are stored in order.
 func TestStreamRefusalEndsPrefix(t *testing.T) {
 	e := newJSEnv(t)
 	ctx := context.Background()
@@ -42,15 +45,17 @@ func TestStreamRefusalEndsPrefix(t *testing.T) {
 	if n != 3 || !errors.As(err, &apiErr) {
 		t.Fatalf("Write into a stream with room for 3 = %d, %v; want 3 and the stream's API error", n, err)
 	}
-	if err := st.Purge(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// The caller retries the rest; the stream has room for 3 again.
-	mustWrite(t, s, batch[3:6])
-	n, err = s.Write(wctx, batch[6:])
+	// The retry: its first message goes alone and is refused. The stream
+	// answers a connection's publishes in order, so the first write's
+	// publishes have all been refused by now.
+	n, err = s.Write(wctx, batch[3:])
 	if n != 0 || !errors.As(err, &apiErr) {
 		t.Fatalf("Write into the full stream = %d, %v; want 0 and the stream's API error", n, err)
 	}
+	if err := st.Purge(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, batch[3:6])
 	var ids []string
 	for _, m := range e.streamMsgs(t, "FULL") {
 		ids = append(ids, m.Header.Get(sinks.HeaderID))
@@ -131,4 +136,48 @@ func TestServerGoneMidWrite(t *testing.T) {
 		}
 	}
 	t.Logf("counted %d of %d, stream holds %d", n, len(batch), len(got))
+}
+
+// TestJetStreamHeadersReused: the reused header map carries each message's
+// own headers: SSE-Received-At formatted again when the time (or only its
+// location) changes, SSE-Id and Nats-Msg-Id present exactly when they
+// apply (no ID: neither; an inherited ID: no Nats-Msg-Id).
+func TestJetStreamHeadersReused(t *testing.T) {
+	e := newJSEnv(t)
+	s := e.open(t, "p", natssink.Options{Subject: "hdr", JetStream: true, Stream: &natssink.StreamOptions{Name: "HDR"}})
+	t1 := time.Date(2026, 12, 3, 8, 0, 0, 123456789, time.UTC)
+	t2 := t1.Add(time.Millisecond)
+	batch := []sinks.Message{
+		sinktest.Msg("p", "1", "e", []byte("a")),
+		sinktest.Msg("p", "2", "e", []byte("b")),
+		sinktest.Msg("p", "", "e", []byte("c")),
+		sinktest.Msg("p", "4", "e", []byte("d")),
+		sinktest.Msg("p", "4", "e", []byte("e")),
+		sinktest.Msg("p", "6", "f", []byte("f")),
+	}
+	batch[4].InheritedID = true
+	for i, at := range []time.Time{t1, t1, t2, t2, t2, t2.In(time.FixedZone("X", 3600))} {
+		batch[i].ReceivedAt = at
+	}
+	mustWrite(t, s, batch[:3])
+	mustWrite(t, s, batch[3:])
+	got := e.streamMsgs(t, "HDR")
+	if len(got) != len(batch) {
+		t.Fatalf("stream holds %d messages, want %d", len(got), len(batch))
+	}
+	for i, m := range got {
+		want := natssink.Headers(&batch[i])
+		if batch[i].Event.ID != "" && !batch[i].InheritedID {
+			want.Set(jetstream.MsgIDHeader, natssink.MsgID(&batch[i]))
+		}
+		if len(m.Header) != len(want) {
+			t.Errorf("message %d: headers %v, want %v", i, m.Header, want)
+			continue
+		}
+		for k := range want {
+			if m.Header.Get(k) != want.Get(k) {
+				t.Errorf("message %d: %s = %q, want %q", i, k, m.Header.Get(k), want.Get(k))
+			}
+		}
+	}
 }
