@@ -20,8 +20,8 @@ func TestWriterDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.w.BatchTimeout != flushNow || s.w.RequiredAcks != -1 || s.w.BatchSize != DefaultBatchSize {
-		t.Fatalf("BatchTimeout %v, RequiredAcks %v, BatchSize %d", s.w.BatchTimeout, s.w.RequiredAcks, s.w.BatchSize)
+	if s.w.BatchTimeout != flushNow || s.w.RequiredAcks != -1 || s.w.BatchSize != DefaultBatchSize || s.w.Compression != 0 {
+		t.Fatalf("BatchTimeout %v, RequiredAcks %v, BatchSize %d, Compression %v", s.w.BatchTimeout, s.w.RequiredAcks, s.w.BatchSize, s.w.Compression)
 	}
 	if s.w.AllowAutoTopicCreation {
 		t.Fatal("topics auto-created without create_topic")
