@@ -46,7 +46,9 @@ type Sink interface {
 	// backoff. Write returns promptly when ctx is done. A message that can
 	// never be routed (a template naming a missing field, no fallback) is
 	// counted, logged and reported as written, so that one bad event does
-	// not stall a feed forever.
+	// not stall a feed forever. The messages' memory (ID, type, data) is
+	// valid until Write returns: the source reuses it once they are
+	// acknowledged, so a sink that keeps any of it copies it.
 	Write(ctx context.Context, msgs []Message) (n int, err error)
 	// Close releases what the sink opened; connections shared through Deps
 	// stay open.
