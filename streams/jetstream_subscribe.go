@@ -168,6 +168,7 @@ func (b *jsBackend) subscribeOn(ctx context.Context, t *jsTail, revived bool, su
 		b.release(t)
 	})
 	f.tail = t.tail
+	f.join = func(m *message) error { return t.joinAfter(sub, m.seq) }
 	f.subject = narrow
 	f.start = start
 	// A closed connection delivers nothing ever again; the tail's reader

@@ -105,20 +105,23 @@ func cloneTransport(t *kafka.Transport) *kafka.Transport {
 // close drops the pooled connections of the metadata client.
 func (k *kafkaShared) close() { k.transport.CloseIdleConnections() }
 
-// kafkaBackend serves a Kafka topic. Each subscriber reads every partition
-// with its own partition reader, never a consumer group: a group would
-// share the partitions out between subscribers instead of giving each all
-// of them, and would commit offsets nobody needs.
+// kafkaBackend serves a Kafka topic. While it has subscribers, one reader
+// per partition (never a consumer group, which would share the partitions
+// out between subscribers and commit offsets nobody needs) reads the topic
+// into the stream's tail, which every subscriber reads (see kafka_tail.go);
+// a subscriber resuming from before the tail's window is caught up by
+// partition readers of its own, which then hand it over to the tail.
 //
 // Offsets name no topic incarnation, so a reader cannot tell a recreated or
 // truncated log from a quiet one. One watch per backend, running only while
 // it has subscribers, looks up the topic's partitions and end offsets every
-// kafkaWatchEvery with the shared client and ends every subscriber whose
-// position lies beyond an end (errLogBelow) or whose partitions changed
-// (errPartitionsChanged): its broker load does not grow with the number of
-// subscribers. A new log that has already grown past the old position
-// before a look-up cannot be told apart from the old one; its first
-// messages are then skipped, as they would be by any offset-based consumer.
+// kafkaWatchEvery with the shared client and ends the tail (and so its
+// subscribers) or a catch-up whose position lies beyond an end
+// (errLogBelow) or whose partitions changed (errPartitionsChanged): its
+// broker load does not grow with the number of subscribers. A new log that
+// has already grown past the old position before a look-up cannot be told
+// apart from the old one; its first messages are then skipped, as they
+// would be by any offset-based consumer.
 type kafkaBackend struct {
 	k     *kafkaShared
 	topic string
@@ -126,20 +129,41 @@ type kafkaBackend struct {
 	start string
 	path  string
 	log   *slog.Logger
-	// watch checks the topic for the subscribers (see checkSubs); its
-	// interval is kafkaWatchEvery.
+	// watch checks the topic for the tail and the catch-ups (see
+	// checkSubs); its interval is kafkaWatchEvery.
 	watch *memberWatch[*kafkaSub]
+
+	maxPending, winEvents, winBytes int
+
+	mu     sync.Mutex
+	cur    *kafkaTail
+	closed bool
+	// catchUps counts the catch-ups started, for tests.
+	catchUps atomic.Int64
 }
 
-// kafkaSub is what the watch knows of one subscriber.
+// kafkaSub is what the watch knows of one reader of the topic: a tail or
+// a subscriber's catch-up.
 type kafkaSub struct {
 	sub *subscriber
 	cur *offsetCursor
+	// end, when set, ends what is watched instead of sub (a tail).
+	end func(error)
 }
 
 func newKafkaBackend(k *kafkaShared, c Config, log *slog.Logger) *kafkaBackend {
 	b := &kafkaBackend{
 		k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log,
+		maxPending: c.MaxPending, winEvents: c.WindowEvents, winBytes: c.WindowBytes,
+	}
+	if b.maxPending <= 0 {
+		b.maxPending = DefaultMaxPending
+	}
+	if b.winEvents <= 0 {
+		b.winEvents = DefaultWindowEvents
+	}
+	if b.winBytes <= 0 {
+		b.winBytes = DefaultWindowBytes
 	}
 	b.watch = newMemberWatch[*kafkaSub](kafkaWatchEvery, b.checkSubs)
 	return b
@@ -147,9 +171,16 @@ func newKafkaBackend(k *kafkaShared, c Config, log *slog.Logger) *kafkaBackend {
 
 func (b *kafkaBackend) kind() string { return "kafka" }
 
-// close stops the watch and waits for it; the readers are per subscriber
-// and already stopped, the client is shared.
-func (b *kafkaBackend) close() { b.watch.close() }
+func (b *kafkaBackend) sharesTail() {}
+
+// close stops the watch and waits for it; every feed has stopped, so the
+// tail and the catch-ups have too, and the client is shared.
+func (b *kafkaBackend) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.watch.close()
+}
 
 // checkSubs looks up the topic's partitions and their end offsets once
 // and ends every subscriber that can no longer go on from its position. A
@@ -187,12 +218,16 @@ func (b *kafkaBackend) endBeyond(subs []*kafkaSub, parts []int, ends position) {
 		if err == nil {
 			continue
 		}
-		select {
-		case <-s.sub.done:
-			continue // already ending
-		default:
+		if s.end != nil {
+			s.end(err)
+		} else {
+			select {
+			case <-s.sub.done:
+				continue // already ending
+			default:
+			}
+			s.sub.fail(err)
 		}
-		s.sub.fail(err)
 		if ended == 0 {
 			first = err
 		}
@@ -266,80 +301,108 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 		start = last
 	}
 
-	cur := newOffsetCursor(b.tag, start)
-	rctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, p := range parts {
-		r := kafka.NewReader(kafka.ReaderConfig{
-			Brokers:   b.k.brokers,
-			Topic:     b.topic,
-			Partition: p,
-			Dialer:    b.k.dialer,
-			MinBytes:  1,
-			MaxBytes:  10 << 20,
-			MaxWait:   readerMaxWait,
-			// A reader that reconnects (after the topic was deleted,
-			// say) to a log that now ends before its offset reports it
-			// instead of waiting until the log gets there.
-			OffsetOutOfRangeError: true,
-		})
-		if err := r.SetOffset(start[p]); err != nil {
-			_ = r.Close()
-			cancel()
-			wg.Wait()
-			return feed{}, fmt.Errorf("%w: kafka reader for %s/%d: %v", ErrUnavailable, b.topic, p, err)
-		}
-		wg.Add(1)
-		// One goroutine per partition, so the stream sends as soon as any
-		// partition has data and never waits for the others.
-		go func() {
-			defer wg.Done()
-			defer r.Close()
-			for {
-				km, err := r.ReadMessage(rctx)
-				if err != nil {
-					switch {
-					case rctx.Err() != nil:
-					case errors.Is(err, kafka.UnknownTopicOrPartition), errors.Is(err, kafka.LeaderNotAvailable):
-						// The topic is missing (deleted, not recreated
-						// yet) or has no leader yet. kafka-go retries
-						// on its own, with backoff: its leader look-up
-						// waits for the topic, but a failure past
-						// MaxAttempts elsewhere (reading the offsets) is
-						// reported. Keep the client on heartbeats
-						// rather than end it into a 503, which ends an
-						// EventSource for good; the watch ends it if
-						// the topic comes back shorter.
-						b.log.Debug("Kafka partition unavailable; the reader retries", "stream", b.path, "topic", b.topic, "partition", p, "err", err)
-						continue
-					case errors.Is(err, kafka.OffsetOutOfRange):
-						sub.fail(fmt.Errorf("%w: kafka %s/%d: %w", errLogBelow, b.topic, p, err))
-					default:
-						sub.fail(fmt.Errorf("kafka %s/%d: %w", b.topic, p, err))
-					}
-					return
-				}
-				m := message{subject: km.Topic, data: km.Value, partition: km.Partition, offset: km.Offset}
-				for _, h := range km.Headers {
-					if h.Key == headerEvent {
-						m.typ = string(h.Value)
-					}
-				}
-				sub.offer(m)
-			}
-		}()
+	t, err := b.acquireTail(parts, last)
+	if err != nil {
+		return feed{}, err
 	}
-	ks := &kafkaSub{sub: sub, cur: cur}
-	b.watch.add(ks)
-	f := newFeed(cur, func() {
-		b.watch.remove(ks)
-		cancel()
-		wg.Wait()
-	})
-	// The token of the start offsets resumes exactly there (a token holds
-	// next offsets), whatever picked them: latest, earliest or since=.
-	f.start = cur.id()
+	cur := newOffsetCursor(b.tag, start)
+	f, err := b.place(t, sub, req, cur, start)
+	if err != nil {
+		t.leave(sub)
+		b.releaseTail(t)
+		return feed{}, err
+	}
 	return f, nil
+}
+
+// place puts sub on the tail t at start: at its head, inside its window,
+// or behind a catch-up of its own.
+func (b *kafkaBackend) place(t *kafkaTail, sub *subscriber, req *request, cur *offsetCursor, start position) (feed, error) {
+	f := feed{cur: cur, tail: t.tail, kj: &kafkaJoin{}}
+	// join (after a catch-up, or now) continues at the position the
+	// handler holds.
+	f.join = func(*message) error {
+		kj, err := t.joinAt(sub, cursorPosition(cur))
+		if err != nil {
+			return err
+		}
+		if kj != nil {
+			*f.kj = *kj
+		}
+		return nil
+	}
+	stopCatchUp := func() {}
+	switch {
+	case req.lastEventID == "" && req.since.IsZero() && b.start != "earliest":
+		// Latest: the tail's head, whatever it is now; the id names it.
+		id, err := t.joinHeadID(sub)
+		if err != nil {
+			return feed{}, fmt.Errorf("%w: kafka topic %q: %v", ErrUnavailable, b.topic, err)
+		}
+		f.start = id
+		f.kj = nil
+	case t.covers(start):
+		if err := f.join(nil); err != nil {
+			return feed{}, fmt.Errorf("%w: kafka topic %q: %v", ErrUnavailable, b.topic, err)
+		}
+	default:
+		stop, err := b.catchUpKafka(t, sub, start)
+		if err != nil {
+			return feed{}, err
+		}
+		ks := &kafkaSub{sub: sub, cur: cur}
+		b.watch.add(ks)
+		stopCatchUp = func() {
+			stop()
+			b.watch.remove(ks)
+		}
+	}
+	if f.start == "" {
+		// The token of the start offsets resumes exactly there (a token
+		// holds next offsets), whatever picked them: earliest, since=
+		// or a resume.
+		f.start = cur.id()
+	}
+	var once sync.Once
+	f.stop = func() {
+		once.Do(func() {
+			stopCatchUp()
+			t.leave(sub)
+			b.releaseTail(t)
+		})
+	}
+	return f, nil
+}
+
+// newReader is a reader of partition p from offset off.
+func (b *kafkaBackend) newReader(p int, off int64) (*kafka.Reader, error) {
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:   b.k.brokers,
+		Topic:     b.topic,
+		Partition: p,
+		Dialer:    b.k.dialer,
+		MinBytes:  1,
+		MaxBytes:  10 << 20,
+		MaxWait:   readerMaxWait,
+		// A reader that reconnects (after the topic was deleted, say) to
+		// a log that now ends before its offset reports it instead of
+		// waiting until the log gets there.
+		OffsetOutOfRangeError: true,
+	})
+	if err := r.SetOffset(off); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("%w: kafka reader for %s/%d: %v", ErrUnavailable, b.topic, p, err)
+	}
+	return r, nil
+}
+
+// cursorPosition is the position c holds.
+func cursorPosition(c *offsetCursor) position {
+	pos := make(position, len(c.parts))
+	for i, p := range c.parts {
+		pos[p] = c.offs[i]
+	}
+	return pos
 }
 
 // resumeFrom turns a resume token into a start offset per partition, given

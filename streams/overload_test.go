@@ -329,3 +329,34 @@ func TestOverloadedCoreNATSNeverSkipsSilently(t *testing.T) {
 		t.Fatal("no subscriber was ended: the test proves nothing")
 	}
 }
+
+// A Kafka stream under a fast producer: subscribers cut off for falling
+// behind resume (inside the window or through a catch-up) and none ever
+// skips an event.
+func TestOverloadedKafkaNeverSkipsSilently(t *testing.T) {
+	e := startKafkaStream(t, "load", 1, func(c *Config) {
+		c.MaxPending = 16
+		c.WindowEvents = 64
+	})
+	const subs, total = 24, 3000
+	pad := " " + strings.Repeat("x", 2000)
+	var batch []string
+	readers := overload(t, e.url, subs, total, true, func(i int) {
+		batch = append(batch, strconv.Itoa(i)+pad)
+		if len(batch) == 100 || i >= total {
+			e.produce(t, 1, batch...)
+			batch = batch[:0]
+		}
+	})
+	reconnects := 0
+	for _, r := range readers {
+		if r.problem != nil {
+			t.Errorf("subscriber: %v", r.problem)
+		}
+		reconnects += r.conns - 1
+	}
+	t.Logf("subscriber reconnects: %d, catch-ups: %d", reconnects, e.backend().catchUps.Load())
+	if reconnects == 0 {
+		t.Fatal("no subscriber was cut off: the test proves nothing")
+	}
+}

@@ -106,7 +106,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	}
 	// join continues from the tail where a catch-up ended.
 	join := func(m *message) error {
-		if err := f.tail.joinAfter(sub, m.seq); err != nil {
+		if err := f.join(m); err != nil {
 			if errors.Is(err, errNotCovered) {
 				// The window moved on while the last events of the
 				// catch-up were written: resuming is safe and cheap.
@@ -270,11 +270,19 @@ func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame, scratc
 		return false, nil
 	}
 	var idLine []byte
-	if fr.id == "" {
+	switch {
+	case fr.id == "":
 		// Core NATS: ids count the events of this connection.
 		f.cur.advance(nil)
 		idLine = append(append(append((*scratch)[:0], "id: "...), f.cur.id()...), '\n')
 		*scratch = idLine
+	case f.kj != nil && !f.kj.aligned():
+		// A Kafka position of its own, until the tail's reaches it.
+		line, skip := f.kj.frame(fr)
+		if skip {
+			return false, nil
+		}
+		idLine = line
 	}
 	if fr.wire == nil {
 		return false, nil // logged once, when the frame was made
@@ -282,12 +290,14 @@ func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame, scratc
 	if req.events != nil && !req.events[fr.eventType()] {
 		return false, nil
 	}
+	body := fr.wire
 	if idLine != nil {
 		if _, err := w.Write(idLine); err != nil {
 			return false, err
 		}
+		body = body[fr.idEnd:]
 	}
-	_, err := w.Write(fr.wire)
+	_, err := w.Write(body)
 	return err == nil, err
 }
 

@@ -23,15 +23,16 @@
 // dispatched, but the client keeps the id), so one that drops before its
 // first event still resumes with no gap.
 //
-// A NATS or JetStream stream has one broker reader while it has
-// subscribers (a JetStream one lingers 30 s after the last leaves): it
-// encodes each message once into the stream's tail, a window of recent
-// events bounded by window_events and window_bytes, and every subscriber
-// writes the same bytes from there (see tail.go). A JetStream resume
-// inside the window is served from memory; one from before it is caught
-// up by an ordered consumer of its own, which then hands over to the tail
-// with no gap and no repeat. A Kafka subscriber still reads every
-// partition with readers of its own, into a buffer of its own.
+// Every stream has one broker reader while it has subscribers (a core
+// subscription, a JetStream ordered consumer that lingers 30 s after the
+// last leaves, or a Kafka reader per partition): it encodes each message
+// once into the stream's tail, a window of recent events bounded by
+// window_events and window_bytes, and every subscriber writes the same
+// bytes from there (see tail.go). A JetStream or Kafka resume inside the
+// window is served from memory; one from before it is caught up by a
+// reader of its own (an ordered consumer, partition readers), which then
+// hands over to the tail with no gap and no repeat (see kafka_tail.go for
+// Kafka positions, which are vectors of offsets).
 //
 // A subscriber's place in the stream is fixed before the response headers
 // are sent, so nothing published after the client saw 200 is missed. One

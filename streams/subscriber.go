@@ -36,8 +36,9 @@ type message struct {
 	// partition and offset locate a Kafka message.
 	partition int
 	offset    int64
-	// join, set on the last message of a JetStream catch-up, tells the
-	// handler to continue from the stream's tail after position seq.
+	// join, set on the marker after the last message of a catch-up,
+	// tells the handler to continue from the stream's tail (JetStream:
+	// after position seq; Kafka: at the position the handler holds).
 	join bool
 }
 
@@ -73,6 +74,12 @@ type feed struct {
 	// leaves it an id to resume from. "" where the start has no id (core
 	// NATS; a JetStream start by time).
 	start string
+	// join continues from the tail after the last message of a catch-up
+	// (m, its join marker); errNotCovered if the window moved on.
+	join func(m *message) error
+	// kj, when set and on, gives the ids of a Kafka subscriber whose
+	// position is not one of the tail's (see kafkaJoin).
+	kj    *kafkaJoin
 	stop  func() // idempotent; returns once nothing more will be offered
 	// check, when set, is called at every heartbeat; an error ends the
 	// response, so that a feed that can no longer deliver (its connection

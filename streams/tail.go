@@ -29,6 +29,12 @@ type frame struct {
 	// wire is the whole event (without its id line for core NATS); nil
 	// for a message that cannot be an event (a type with a line break).
 	wire []byte
+	// idEnd is the length of wire's id line (0: none), so that a
+	// subscriber whose position is its own can write the rest.
+	idEnd int
+	// partition and offset locate a Kafka message.
+	partition int
+	offset    int64
 }
 
 // frameOverhead approximates what a frame costs beyond its bytes.
@@ -57,6 +63,9 @@ func newFrame(seq uint64, subject, typ string, data []byte, id string) *frame {
 	wire, err := sse.AppendEvent(make([]byte, 0, len(data)+len(id)+len(t)+24), sse.Event{ID: id, Type: t, Data: data})
 	if err == nil {
 		f.wire = wire
+		if id != "" {
+			f.idEnd = len("id: ") + len(id) + 1
+		}
 	}
 	return f
 }
@@ -82,6 +91,12 @@ type tail struct {
 	members     []*subscriber
 	// broken is why the reader ended; a broken tail takes no one new.
 	broken error
+	// headID is the id of the last frame (or of the start): where a
+	// subscriber joining at the head starts.
+	headID string
+	// evicted, when set, is told of each frame leaving the window, under
+	// mu.
+	evicted func(*frame)
 }
 
 // newTail makes a window of at most events frames and bytes bytes (at
@@ -115,6 +130,9 @@ func (t *tail) publish(f *frame) {
 	}
 	t.ring[t.head%n] = f
 	t.head++
+	if f.id != "" {
+		t.headID = f.id
+	}
 	t.bytes += f.size()
 	if f.seq > t.last {
 		t.last = f.seq
@@ -150,6 +168,9 @@ func (t *tail) evict() {
 	if f.seq > t.after {
 		t.after = f.seq
 	}
+	if t.evicted != nil {
+		t.evicted(f)
+	}
 }
 
 // drop removes members[i]. Callers hold mu.
@@ -171,6 +192,19 @@ func (t *tail) joinHead(s *subscriber) (uint64, error) {
 	s.next.Store(t.head)
 	t.members = append(t.members, s)
 	return t.last, nil
+}
+
+// joinHeadID is joinHead, returning the id of the position it starts
+// after.
+func (t *tail) joinHeadID(s *subscriber) (string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.broken != nil {
+		return "", t.broken
+	}
+	s.next.Store(t.head)
+	t.members = append(t.members, s)
+	return t.headID, nil
 }
 
 // covers reports whether the window holds every message after JetStream
