@@ -79,8 +79,8 @@ type feed struct {
 	join func(m *message) error
 	// kj, when set and on, gives the ids of a Kafka subscriber whose
 	// position is not one of the tail's (see kafkaJoin).
-	kj    *kafkaJoin
-	stop  func() // idempotent; returns once nothing more will be offered
+	kj   *kafkaJoin
+	stop func() // idempotent; returns once nothing more will be offered
 	// check, when set, is called at every heartbeat; an error ends the
 	// response, so that a feed that can no longer deliver (its connection
 	// closed for good) is never mistaken for a quiet one.
