@@ -52,3 +52,29 @@ func TestParsePubAck(t *testing.T) {
 		})
 	}
 }
+
+// TestLateAnswerOfAbandonedWindow: an answer naming an abandoned epoch
+// never settles the message that now occupies its slot, whatever it says.
+func TestLateAnswerOfAbandonedWindow(t *testing.T) {
+	p := newJSPublisher(nil, 4)
+	p.inbox = "_INBOX.test."
+	p.tail = 2 // two publishes of epoch 0 in flight...
+	p.abandon()
+	if p.epoch != 1 || p.inFlight() != 0 {
+		t.Fatalf("after abandon: epoch %d, %d in flight", p.epoch, p.inFlight())
+	}
+	// ...and one of epoch 1 in the slot seq 2 maps to.
+	*p.slot(p.tail) = pubSlot{state: slotPending, subj: "s"}
+	p.tail++
+	refused := []byte(`{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`)
+	for _, subj := range []string{"_INBOX.test.0.2", "_INBOX.test.0.0", "_INBOX.other.1.2", "_INBOX.test.1", "_INBOX.test.1.x", "_INBOX.test.1.9"} {
+		p.record(&gonats.Msg{Subject: subj, Data: refused})
+		if st := p.slot(2).state; st != slotPending {
+			t.Fatalf("answer on %s settled the current message (state %d)", subj, st)
+		}
+	}
+	p.record(&gonats.Msg{Subject: p.reply(2), Data: []byte(`{"stream":"S","seq":7}`)})
+	if p.reply(2) != "_INBOX.test.1.2" || p.slot(2).state != slotStored {
+		t.Fatalf("the current answer on %s left state %d", p.reply(2), p.slot(2).state)
+	}
+}
