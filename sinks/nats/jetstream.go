@@ -26,8 +26,12 @@ func (s *Sink) ctxOr(ctx context.Context, what string, err error) error {
 // writeJetStream keeps up to maxInFlight publishes outstanding and consumes
 // their acks strictly in order: n is the acknowledged prefix. A failure
 // stops the batch; publishes already in flight behind it may still land,
-// which the Nats-Msg-Id makes harmless when the caller retries. The
-// publishing itself is jsPublisher's.
+// which the Nats-Msg-Id makes harmless when the caller retries: they are
+// stored once. Not always in order, though: when the stream refused the
+// failed message for a reason that ends while those behind it are still
+// in flight (a full stream with discard new that frees room at that very
+// moment), they are stored before its retry. The publishing itself is
+// jsPublisher's.
 //
 // Order in the stream needs two more things. A publish that met no
 // responders (JetStream not ready yet after a server restart) is never
