@@ -38,7 +38,8 @@ type checkpointer struct {
 	mu        sync.Mutex // guards the fields below
 	id        string     // last acknowledged ID
 	have      bool
-	pending   int // acknowledged events not in the store
+	pending   int  // acknowledged events not in the store
+	urgent    bool // wake asked for a save whether or not CheckpointEvery events wait
 	savedID   string
 	haveSaved bool
 	failing   bool // the last save failed
@@ -70,17 +71,35 @@ func (c *checkpointer) acked(id string, n int) {
 	due := c.pending >= c.every
 	c.mu.Unlock()
 	if due {
-		c.wake()
+		c.poke()
 	}
 }
 
 // wake asks run for a save now (during a sink outage, what was acknowledged
 // before it is saved at once, not on the next tick).
 func (c *checkpointer) wake() {
+	c.mu.Lock()
+	c.urgent = true
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *checkpointer) poke() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
+}
+
+// due reports whether a poke still calls for a save: acked pokes on every
+// acknowledgement while CheckpointEvery events wait, so pokes made during
+// a save are stale once it saved them.
+func (c *checkpointer) due() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.urgent || c.pending >= c.every
+	c.urgent = false
+	return d
 }
 
 // run saves until stop is closed; the caller then makes the final save.
@@ -92,6 +111,9 @@ func (c *checkpointer) run(stop <-chan struct{}) {
 		case <-stop:
 			return
 		case <-c.kick:
+			if !c.due() {
+				continue
+			}
 		case <-t.C:
 		}
 		_ = c.save(false)
