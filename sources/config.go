@@ -168,8 +168,9 @@ type Config struct {
 }
 
 // chunkLimit is the most events the reader queues at once: one
-// sse.Decoder.ReadBatch (see chunk).
-func (c Config) chunkLimit() int { return max(1, min(c.BatchSize, c.QueueSize)) }
+// sse.Decoder.ReadBatch (see chunk). At most half of QueueSize, so that the
+// chunk the reader holds and the writer's overflow past a batch fit in it.
+func (c Config) chunkLimit() int { return max(1, min(c.BatchSize, c.QueueSize/2)) }
 
 // withDefaults returns c with zero fields replaced by the defaults.
 func (c Config) withDefaults() Config {

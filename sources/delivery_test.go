@@ -105,7 +105,14 @@ func TestRestartResumesFromFileStore(t *testing.T) {
 // number of events and stops reading, so the server's writes stall; once
 // the sink returns, everything arrives in order.
 func TestBackPressure(t *testing.T) {
-	const total, queue, batch = 2000, 8, 4
+	t.Run("queue 8 batch 4", func(t *testing.T) { testBackPressure(t, 8, 4) })
+	// A batch as large as the queue: the chunks the reader queues are
+	// smaller than a batch, or the writer's overflow would exceed it.
+	t.Run("queue 8 batch 8", func(t *testing.T) { testBackPressure(t, 8, 8) })
+}
+
+func testBackPressure(t *testing.T, queue, batch int) {
+	const total = 2000
 	payload := strings.Repeat("x", 2000)
 	var written atomic.Int64
 	var conns atomic.Int32
@@ -163,7 +170,7 @@ func TestBackPressure(t *testing.T) {
 		t.Fatalf("server wrote %d of ~%d bytes while the sink was blocked: no back-pressure", last, total64)
 	}
 	st := w.Status()
-	if st.Received > queue+batch+2 {
+	if st.Received > uint64(queue+batch+2) {
 		t.Fatalf("worker holds %d events with queue %d and batch %d: unbounded", st.Received, queue, batch)
 	}
 	recvBytes := value(metrics.BytesReceived.WithLabelValues(tname(t)))
