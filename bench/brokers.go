@@ -141,13 +141,14 @@ func (b *brokers) kafkaEnd(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, p := range resp.Topics[benchTopic] {
-		if p.Error != nil {
-			return 0, p.Error
-		}
-		return p.LastOffset, nil
+	ps := resp.Topics[benchTopic]
+	if len(ps) == 0 {
+		return 0, errors.New("no partition in ListOffsets response")
 	}
-	return 0, errors.New("no partition in ListOffsets response")
+	if ps[0].Error != nil {
+		return 0, ps[0].Error
+	}
+	return ps[0].LastOffset, nil
 }
 
 // checkKafkaOrder reads offsets [from, from+n) back and checks that they
