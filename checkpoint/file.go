@@ -138,6 +138,28 @@ func (s *FileStore) Load(ctx context.Context, pipeline string) (string, bool, er
 	return rec.ID, true, nil
 }
 
+// Inspect returns the pipeline and ID of the newest record of a checkpoint
+// file written by a FileStore (of this version or an earlier one), for
+// tools that look at a data directory without opening a store in it.
+func Inspect(path string) (pipeline, id string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if len(b) > 0 && b[0] == '{' {
+		var rec fileRecord
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return "", "", fmt.Errorf("checkpoint: corrupt file %s: %w", path, err)
+		}
+		return rec.Pipeline, rec.ID, nil
+	}
+	rec, _, ok := newestSlot(b)
+	if !ok {
+		return "", "", fmt.Errorf("checkpoint: corrupt file %s: no valid record", path)
+	}
+	return rec.Pipeline, rec.ID, nil
+}
+
 // Save implements Store.
 func (s *FileStore) Save(ctx context.Context, pipeline, id string) error {
 	if pipeline == "" {

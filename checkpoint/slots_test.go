@@ -177,3 +177,28 @@ func TestFileStoreCorruptSlots(t *testing.T) {
 		t.Fatalf("Load = %q", got)
 	}
 }
+
+// TestInspect: a tool reads the pipeline and ID of either layout.
+func TestInspect(t *testing.T) {
+	s, err := NewFileStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.Path("old"), []byte(`{"pipeline":"old","id":"7","saved_at":"2026-12-01T00:00:00Z"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "2", "3"} {
+		if err := s.Save(context.Background(), "new", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ name, id string }{{"old", "7"}, {"new", "3"}} {
+		p, id, err := Inspect(s.Path(tc.name))
+		if err != nil || p != tc.name || id != tc.id {
+			t.Errorf("Inspect(%s) = %q, %q, %v", tc.name, p, id, err)
+		}
+	}
+	if _, _, err := Inspect(s.Path("missing")); err == nil {
+		t.Error("Inspect of a missing file: no error")
+	}
+}

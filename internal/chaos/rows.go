@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ssebridge/ssebridge/checkpoint"
 )
 
 var both = []string{sinkNATS, sinkKafka}
@@ -216,13 +218,11 @@ func (r *rowRun) checkpoints() string {
 		if strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
-		b, _ := os.ReadFile(filepath.Join(r.checkpointDir(), e.Name()))
-		var ck struct {
-			Pipeline, ID string
-		}
-		if json.Unmarshal(b, &ck) == nil && ck.Pipeline != "" {
-			parts = append(parts, fmt.Sprintf("%s at id %s", ck.Pipeline, ck.ID))
+		path := filepath.Join(r.checkpointDir(), e.Name())
+		if pipeline, id, err := checkpoint.Inspect(path); err == nil && pipeline != "" {
+			parts = append(parts, fmt.Sprintf("%s at id %s", pipeline, id))
 		} else {
+			b, _ := os.ReadFile(path)
 			parts = append(parts, fmt.Sprintf("%s=%.60s", e.Name(), strings.TrimSpace(string(b))))
 		}
 	}
