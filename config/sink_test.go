@@ -58,6 +58,14 @@ func TestSinkBlockProblems(t *testing.T) {
 `, map[string]string{"SUBJECT": "a b"}, []string{
 			`f.yaml:9: pipelines[0].sink.nats.subject: invalid NATS subject the value from the environment: whitespace or control character at offset 1`,
 		}},
+		{"window too large", header + `pipelines:
+  - name: a
+    source: {url: "http://x"}
+    sink:
+      nats: {subject: s, jetstream: true, max_in_flight: 10000000}
+`, nil, []string{
+			"f.yaml:9: pipelines[0].sink.nats.max_in_flight: must be at most 65536, got 10000000",
+		}},
 		{"empty block", header + `pipelines:
   - name: a
     source: {url: "http://x"}

@@ -16,6 +16,11 @@ import (
 // DefaultMaxInFlight is Options.MaxInFlight when it is not set.
 const DefaultMaxInFlight = 256
 
+// MaxMaxInFlight bounds max_in_flight: the JetStream publisher allocates
+// its window of reply slots up front, so a mistyped huge value would cost
+// its memory at start, and no stream acknowledges faster with more.
+const MaxMaxInFlight = 65536
+
 // Options configure one NATS sink: the driver's block of a pipeline's sink
 // (sink: {nats: {...}}), whose keys are the yaml tags.
 type Options struct {
@@ -80,6 +85,9 @@ func check(o *Options, p sinks.Problems) {
 		}
 	}
 	p.NonNegative("max_in_flight", int64(o.MaxInFlight))
+	if o.MaxInFlight > MaxMaxInFlight {
+		p.Add("max_in_flight", "must be at most %d, got %d", MaxMaxInFlight, o.MaxInFlight)
+	}
 	st := o.Stream
 	if st == nil {
 		return
