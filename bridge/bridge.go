@@ -27,6 +27,7 @@ import (
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
+	"github.com/ssebridge/ssebridge/streams"
 )
 
 // DefaultShutdownTimeout bounds graceful shutdown when the config sets none
@@ -82,6 +83,8 @@ type Bridge struct {
 	// last checkpoint save could move the checkpoint back.
 	draining map[string]*pipeline
 	streams  map[string]*stream
+	// subLimit is http.max_subscribers, shared by every path's streams.Server.
+	subLimit streams.SubscriberLimit
 
 	// Set up by Run.
 	runCtx context.Context

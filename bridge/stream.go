@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 
 	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/kafkaconn"
@@ -153,10 +152,11 @@ func streamSource(sc config.Stream) string {
 }
 
 // streamRouter dispatches stream paths to their servers and enforces
-// http.max_subscribers across all of them.
+// http.max_subscribers across all of them: every path's streams.Server
+// takes a slot of the one limit, and holds it as long as its subscriber
+// is connected (a taken-over connection outlives its handler).
 type streamRouter struct {
-	b      *Bridge
-	active atomic.Int64
+	b *Bridge
 }
 
 // lookup returns the stream for an exact path.
@@ -173,18 +173,8 @@ func (r *streamRouter) serve(w http.ResponseWriter, req *http.Request, s *stream
 		return
 	}
 	r.b.mu.RLock()
-	limit := r.b.cfg.HTTP.MaxSubscribers
+	r.b.subLimit.SetMax(r.b.cfg.HTTP.MaxSubscribers)
 	r.b.mu.RUnlock()
-	if req.Method == http.MethodGet {
-		n := r.active.Add(1)
-		defer r.active.Add(-1)
-		if limit > 0 && n > int64(limit) {
-			metrics.SubscribersRejected.WithLabelValues(s.cfg.Path).Inc()
-			w.Header().Set("Retry-After", "5")
-			http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
-			return
-		}
-	}
 	srv.ServeHTTP(w, req)
 }
 
@@ -207,6 +197,7 @@ func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 	nc, kc := b.nc, b.cfg.Kafka
 	b.mu.RUnlock()
 	deps := streams.Deps{
+		Shared: &b.subLimit,
 		NATS:   nc,
 		Logger: b.log, // streams name the path in each line
 		// This server knows only its own stream's tokens; another stream's

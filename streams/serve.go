@@ -12,8 +12,10 @@ import (
 )
 
 // serve runs one subscription until the client leaves, falls behind, the
-// broker side fails or the server shuts down.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *request) {
+// broker side fails or the server shuts down. It reports true when it has
+// handed the connection to the writers (conn.go), which then release the
+// subscriber's slot and wg count when it ends.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *request) (handed bool) {
 	path := st.cfg.Path
 	rc := http.NewResponseController(w)
 	// A stream read through a shared tail needs no buffer of its own; a
@@ -27,6 +29,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 	s.active[sub] = struct{}{}
 	s.mu.Unlock()
 	defer func() {
+		if handed {
+			return // the writers remove it when it ends
+		}
 		s.mu.Lock()
 		delete(s.active, sub)
 		s.mu.Unlock()
@@ -40,7 +45,18 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			s.log.Warn("stream subscription failed", "stream", path, "err", err)
 		}
 		http.Error(w, capEcho(err.Error()), code) // it may quote an 8 KB Last-Event-ID
-		return
+		return false
+	}
+	if f.tail != nil && sub.ch == nil && !s.noTakeOver && !wrapped(w) {
+		// It reads only the shared tail: no goroutine of its own needed.
+		ok, failed := s.takeOver(w, rc, st, sub, f, req)
+		if ok {
+			return true
+		}
+		if failed {
+			f.stop()
+			return false
+		}
 	}
 	defer f.stop()
 
@@ -330,4 +346,12 @@ func (s *Server) logEnd(path string, sub *subscriber, err error) {
 		return
 	}
 	s.log.Debug("subscriber ended", "stream", path, "err", err)
+}
+
+// wrapped reports whether w wraps another writer (middleware that counts
+// or transforms what is written): taking the connection over would write
+// past it, so such a response keeps net/http's path.
+func wrapped(w http.ResponseWriter) bool {
+	_, ok := w.(interface{ Unwrap() http.ResponseWriter })
+	return ok
 }

@@ -95,6 +95,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// MaxSubscribers caps subscribers across all streams (0: no cap).
 	MaxSubscribers int
+	// Shared, when set, is a cap shared with other Servers (the bridge
+	// runs one per path); a subscriber takes a slot of it too.
+	Shared *SubscriberLimit
 	// KnownToken, when set, reports whether token is accepted by some
 	// other stream of this deployment that this Server does not serve
 	// (the bridge runs one Server per path); such a token gets 403 instead
@@ -125,6 +128,7 @@ type Server struct {
 	streams  map[string]*stream
 	order    []*stream
 	maxSubs  int
+	shared   *SubscriberLimit
 	subs     atomic.Int64 // across all streams
 	stopping chan struct{}
 	mu       sync.Mutex // guards closed, active and wg.Add against Shutdown
@@ -136,6 +140,17 @@ type Server struct {
 	// closers release shared broker resources once every handler has
 	// returned.
 	closers []func()
+	// conns are the subscribers whose connections were taken over
+	// (conn.go); pool writes to them and a heartbeat loop, stopped by
+	// closing loopStop, runs while there are any.
+	conns    map[*connSub]struct{}
+	pool     *writerPool
+	hups     *hangups
+	loopStop chan struct{}
+	loops    sync.WaitGroup
+	hbTick   time.Duration
+	// noTakeOver keeps every subscriber on its request's goroutine (tests).
+	noTakeOver bool
 }
 
 // stream is one configured endpoint.
@@ -168,6 +183,7 @@ func New(cfgs []Config, deps Deps) (*Server, error) {
 		log:      log,
 		streams:  make(map[string]*stream, len(cfgs)),
 		maxSubs:  deps.MaxSubscribers,
+		shared:   deps.Shared,
 		stopping: make(chan struct{}),
 		active:   map[*subscriber]struct{}{},
 	}
@@ -259,6 +275,12 @@ func New(cfgs []Config, deps Deps) (*Server, error) {
 		s.streams[c.Path] = st
 		s.order = append(s.order, st)
 	}
+	// The heartbeat loop of taken-over connections looks often enough
+	// for the shortest interval.
+	s.hbTick = time.Second
+	for _, st := range s.order {
+		s.hbTick = min(s.hbTick, max(st.heartbeat/4, 5*time.Millisecond))
+	}
 	if len(errs) > 0 {
 		for _, c := range s.closers {
 			c()
@@ -333,9 +355,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	close(s.stopping)
 	s.mu.Unlock()
 
+	s.closeConns()
+
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
+		s.loops.Wait()
 		for _, c := range s.closers {
 			c()
 		}
@@ -398,25 +423,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.wg.Add(1)
 	s.mu.Unlock()
-	defer s.wg.Done()
 
 	if !s.acquire(st) {
+		s.wg.Done()
 		metrics.SubscribersRejected.WithLabelValues(st.cfg.Path).Inc()
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "too many subscribers", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.release(st)
-	s.serve(w, r, st, req)
+	if s.serve(w, r, st, req) {
+		return // the writers own the connection, its slot and wg count
+	}
+	s.release(st)
+	s.wg.Done()
 }
 
 // acquire takes a subscriber slot of st and of the server.
 func (s *Server) acquire(st *stream) bool {
+	if s.shared != nil && !acquireSlot(&s.shared.n, int(s.shared.max.Load())) {
+		return false
+	}
 	if !acquireSlot(&s.subs, s.maxSubs) {
+		s.releaseShared()
 		return false
 	}
 	if !acquireSlot(&st.subs, st.cfg.MaxSubscribers) {
 		s.subs.Add(-1)
+		s.releaseShared()
 		return false
 	}
 	st.mSubs.Inc()
@@ -427,7 +460,28 @@ func (s *Server) release(st *stream) {
 	st.mSubs.Dec()
 	st.subs.Add(-1)
 	s.subs.Add(-1)
+	s.releaseShared()
 }
+
+func (s *Server) releaseShared() {
+	if s.shared != nil {
+		s.shared.n.Add(-1)
+	}
+}
+
+// SubscriberLimit caps the subscribers of several Servers together. A
+// subscriber holds its slot until its response ends, whether its request's
+// goroutine or the server's writers serve it. The zero value has no cap.
+type SubscriberLimit struct {
+	n   atomic.Int64
+	max atomic.Int64
+}
+
+// SetMax sets the cap (0: none); subscribers already over it stay.
+func (l *SubscriberLimit) SetMax(n int) { l.max.Store(int64(n)) }
+
+// Subscribers is the number of slots held.
+func (l *SubscriberLimit) Subscribers() int { return int(l.n.Load()) }
 
 // acquireSlot increments n unless that would exceed limit (0: no limit).
 func acquireSlot(n *atomic.Int64, limit int) bool {

@@ -123,6 +123,9 @@ type subscriber struct {
 
 	// isCut is set with err, for the checks on every message.
 	isCut atomic.Bool
+	// cs is set once the server has taken the connection over (conn.go):
+	// the writers, not a goroutine of its own, then serve it.
+	cs atomic.Pointer[connSub]
 
 	mu       sync.Mutex
 	err      error     // why it was cut off
@@ -143,8 +146,12 @@ func newSubscriber(maxPending int, rc *http.ResponseController) *subscriber {
 	return s
 }
 
-// notify wakes the handler without blocking.
+// notify wakes the handler (or schedules the writers) without blocking.
 func (s *subscriber) notify() {
+	if c := s.cs.Load(); c != nil {
+		c.schedule()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -195,6 +202,10 @@ func (s *subscriber) cut(err error) {
 	close(s.done)
 	if s.rc != nil {
 		_ = s.rc.SetWriteDeadline(time.Now())
+	}
+	if c := s.cs.Load(); c != nil {
+		_ = c.conn.SetWriteDeadline(time.Now())
+		c.schedule()
 	}
 }
 
