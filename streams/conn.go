@@ -42,6 +42,8 @@ type connSub struct {
 	hbDue atomic.Bool
 	// lastWrite is when the connection was last written (UnixNano).
 	lastWrite atomic.Int64
+	// due is when a queued run may start, with Coalesce (UnixNano).
+	due atomic.Int64
 	closing   atomic.Bool // the server is shutting down: flush and end
 	// peerGone is set when the client closed the connection (hangups,
 	// or the heartbeat loop's probe).
@@ -72,6 +74,9 @@ func (c *connSub) schedule() {
 		switch s := c.state.Load(); s {
 		case connIdle:
 			if c.state.CompareAndSwap(connIdle, connQueued) {
+				if w := c.st.cfg.Coalesce; w > 0 {
+					c.due.Store(time.Now().Add(w).UnixNano())
+				}
 				c.pool.push(c)
 				return
 			}
@@ -341,6 +346,12 @@ func (p *writerPool) work() {
 		}
 		for i, c := range batch {
 			batch[i] = nil
+			if d := c.due.Load(); d > 0 {
+				// Coalesce: let the burst gather before writing it.
+				if wait := time.Until(time.Unix(0, d)); wait > 0 {
+					time.Sleep(wait)
+				}
+			}
 			c.run()
 		}
 	}

@@ -1,7 +1,9 @@
 package streams
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 )
@@ -77,4 +79,20 @@ func TestSharedSubscriberLimit(t *testing.T) {
 	waitFor(t, "slot released", func() bool { return limit.Subscribers() == 0 })
 	b := subscribe(t, hsB.URL+"/b", nil)
 	b.close()
+}
+
+// With Coalesce, the events of a burst gather before the write; every
+// one still arrives, in order.
+func TestCoalescedSubscriberGetsEveryEvent(t *testing.T) {
+	e := startNATS(t)
+	cfg := coreCfg("/core/coalesced", "co")
+	cfg.Coalesce = 20 * time.Millisecond
+	_, hs := startServer(t, []Config{cfg}, Deps{NATS: e.nc})
+	c := subscribe(t, hs.URL+"/core/coalesced", nil)
+	for i := 1; i <= 50; i++ {
+		e.publish(t, "co", "", fmt.Sprint("e", i))
+	}
+	if got := datas(c.take(t, 50)); !slices.Equal(got, seqDatas(1, 50)) {
+		t.Fatalf("got %v, want e1..e50", got)
+	}
 }

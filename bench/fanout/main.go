@@ -46,6 +46,10 @@ import (
 
 // profileDir, when set, receives a CPU profile of each server's
 // publishing phase.
+// coalesce is the Coalesce setting of the "coalesced" server: a core
+// stream whose writes gather the events of this long.
+const coalesce = 25 * time.Millisecond
+
 var profileDir = flag.String("profile", "", "write a CPU profile of each server's publishing phase into `dir`")
 
 const (
@@ -60,7 +64,7 @@ func main() {
 		url     = flag.String("url", "", "internal: stream URL (client role)")
 		n       = flag.Int("n", 0, "internal: subscribers (client role)")
 		subsF   = flag.String("subs", "1000,10000", "comma-separated subscriber counts")
-		kinds   = flag.String("kinds", "baseline,core,jetstream", "comma-separated servers to measure")
+		kinds   = flag.String("kinds", "baseline,core,jetstream,coalesced", "comma-separated servers to measure")
 		quick   = flag.Bool("quick", false, "short publishing phases")
 		out     = flag.String("out", "", "write the Fan-out section into this BENCHMARKS.md")
 	)
@@ -68,7 +72,7 @@ func main() {
 	raiseFDLimit()
 	var err error
 	switch *role {
-	case "baseline", "core", "jetstream":
+	case "baseline", "core", "jetstream", "coalesced":
 		err = runServer(*role, *natsURL)
 	case "client":
 		err = runClient(*url, *n)
@@ -129,8 +133,11 @@ func runServer(kind, natsURL string) error {
 		h = baselineHandler(nc)
 	default:
 		c := streams.Config{Path: "/s", NATS: &streams.NATSConfig{Subject: subject}}
-		if kind == "jetstream" {
+		switch kind {
+		case "jetstream":
 			c.NATS.JetStream = jsName
+		case "coalesced":
+			c.Coalesce = coalesce
 		}
 		srv, err := streams.New([]streams.Config{c}, streams.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -488,8 +495,8 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 func writeReport(path string, rs []result) error {
 	var b strings.Builder
 	b.WriteString("## Fan-out\n\n")
-	fmt.Fprintf(&b, "`cd bench && go run ./fanout -out ../BENCHMARKS.md`, %s, %d cores (%s). One stream, subscribers in a separate process on 50 loopback source addresses, nats-server in the orchestrating process, the server under test alone in its own process. Idle: bridge RSS growth per connected subscriber (and goroutines per subscriber) 2 s after all connected. Then events of ~130 bytes are published at the rate shown for the time shown; p50/p99 are publish-to-client delays over a 10%% sample of subscribers; CPU/event is the server's user+system CPU per delivered event. \"baseline\" is a stock net/http streaming handler over core NATS (one NATS subscription per request, one write and flush per event); \"core\" and \"jetstream\" are ssebridge's reverse streams.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&b, "`cd bench && go run ./fanout -out ../BENCHMARKS.md`, %s, %d cores (%s). One stream, subscribers in a separate process on 50 loopback source addresses, nats-server in the orchestrating process, the server under test alone in its own process. Idle: bridge RSS growth per connected subscriber (and goroutines per subscriber) 2 s after all connected. Then events of ~130 bytes are published at the rate shown for the time shown; p50/p99 are publish-to-client delays over a 10%% sample of subscribers; CPU/event is the server's user+system CPU per delivered event. \"baseline\" is a stock net/http streaming handler over core NATS (one NATS subscription per request, one write and flush per event); \"core\" and \"jetstream\" are ssebridge's reverse streams, and \"coalesced\" the core stream with Coalesce %v (a subscriber's write waits that long for more events).\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), coalesce)
 	b.WriteString("| server | subscribers | idle KiB/sub | goroutines/sub | rate × s | delivered / expected | gaps | cut | p50 ms | p99 ms | CPU µs/event | CPU vs baseline |\n")
 	b.WriteString("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	baseCPU := map[int]float64{}
