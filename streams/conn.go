@@ -43,8 +43,8 @@ type connSub struct {
 	// lastWrite is when the connection was last written (UnixNano).
 	lastWrite atomic.Int64
 	// due is when a queued run may start, with Coalesce (UnixNano).
-	due atomic.Int64
-	closing   atomic.Bool // the server is shutting down: flush and end
+	due     atomic.Int64
+	closing atomic.Bool // the server is shutting down: flush and end
 	// peerGone is set when the client closed the connection (hangups,
 	// or the heartbeat loop's probe).
 	peerGone atomic.Bool
