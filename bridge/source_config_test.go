@@ -44,7 +44,7 @@ func TestSourceConfig(t *testing.T) {
 	if !errors.Is(err, sources.ErrInvalidConfig) {
 		t.Fatalf("New = %v, want ErrInvalidConfig", err)
 	}
-	for _, want := range []string{`"q"`, "scheme", "exceeds retry max", "queue_size"} {
+	for _, want := range []string{`"q"`, "URL: must be an http:// or https:// URL", "RetryMax: must not be less than the initial delay", "QueueSize: must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

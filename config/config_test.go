@@ -347,7 +347,7 @@ streams:
       url: http://x
       retry: {initial: 10s, max: 2s}
     sink: {nats: {subject: s}}
-`, "9: pipelines[0].source.retry.max: must not be less than retry.initial (10s)"},
+`, "9: pipelines[0].source.retry.max: must not be less than the initial delay (10s)"},
 		{"unknown placeholder", header + `pipelines:
   - name: a
     source: {url: "http://x"}

@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ssebridge/ssebridge/internal/httptoken"
 	"github.com/ssebridge/ssebridge/internal/names"
 	"github.com/ssebridge/ssebridge/sinks"
+	"github.com/ssebridge/ssebridge/sources"
 )
 
 // Validate reports every problem in c at once as Errors, or returns nil.
@@ -253,37 +253,35 @@ func (v *validator) pipeline(i int, p *Pipeline) {
 	v.sink(key+".sink", &p.Sink)
 }
 
+// source checks a pipeline's source: the rules of the worker's own
+// Config (sources.Config.Check, written once there, so that a source the
+// file accepts is one the worker accepts) under the file's keys, then the
+// rules that only the file has.
 func (v *validator) source(key string, s *Source) {
-	if s.URL == "" {
-		v.errorf(key+".url", "required")
-	} else if u, err := url.Parse(s.URL); err != nil {
-		// The text is not echoed: a URL may carry a password or token.
-		v.errorf(key+".url", "must be an http:// or https:// URL")
-	} else if u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		// Redacted hides only a userinfo password; API keys usually
-		// ride in the query, so neither it nor the fragment is echoed.
-		u.RawQuery, u.ForceQuery, u.Fragment, u.RawFragment = "", false, "", ""
-		v.errorf(key+".url", "must be an http:// or https:// URL, got %q", u.Redacted())
+	// The headers as written, not canonicalised: the key names them as in
+	// the file.
+	h := make(http.Header, len(s.Headers))
+	for name, value := range s.Headers {
+		h[name] = []string{value}
 	}
-	if s.Method != "" && !httptoken.Valid(s.Method) {
-		v.errorf(key+".method", "must be an HTTP method like GET or POST, got %q", s.Method)
-	}
+	sources.Config{
+		URL:          s.URL,
+		Method:       s.Method,
+		Header:       h,
+		RetryInitial: orDefault(s.Retry.Initial, DefaultRetryInitial),
+		RetryMax:     orDefault(s.Retry.Max, DefaultRetryMax),
+		IdleTimeout:  s.IdleTimeout.D(),
+		MaxEventSize: s.MaxEventSize,
+		QueueSize:    s.QueueSize,
+		MaxUnsaved:   s.CheckpointMaxUnsaved,
+	}.Check(func(field, msg string) { v.errorf(key+"."+sourceKey(field), "%s", msg) })
+
 	// Header names ignore case: of User-Agent and user-agent only one is
 	// sent, and which one would depend on map order. Sorted, so that the
 	// complaint is the same on every run.
-	names := slices.Sorted(maps.Keys(s.Headers))
 	seen := map[string]string{}
-	for _, name := range names {
-		value := s.Headers[name]
+	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
 		hk := key + ".headers." + name
-		if !httptoken.Valid(name) {
-			v.errorf(hk, "not a valid header name")
-		}
-		if strings.IndexFunc(value, func(r rune) bool { return (r < ' ' && r != '\t') || r == 0x7f }) >= 0 {
-			// HTTP refuses them (net/http would fail every connection
-			// attempt): say so here, with the line, not at start-up.
-			v.errorf(hk, "header values cannot contain control characters or line breaks")
-		}
 		canon := http.CanonicalHeaderKey(name)
 		if first, dup := seen[canon]; dup {
 			// Point at whichever of the two comes later in the file.
@@ -301,17 +299,32 @@ func (v *validator) source(key string, s *Source) {
 			v.errorf(fmt.Sprintf("%s.events[%d]", key, j), "must be a non-empty event type on one line")
 		}
 	}
-	v.duration(key+".retry.initial", s.Retry.Initial)
-	v.duration(key+".retry.max", s.Retry.Max)
-	initial, maxDelay := orDefault(s.Retry.Initial, DefaultRetryInitial), orDefault(s.Retry.Max, DefaultRetryMax)
-	if s.Retry.Initial >= 0 && s.Retry.Max >= 0 && initial > maxDelay {
-		v.errorf(key+".retry.max", "must not be less than retry.initial (%s)", initial)
-	}
-	v.duration(key+".idle_timeout", s.IdleTimeout)
 	v.tls(key+".tls", s.TLS)
-	v.nonNegative(key+".max_event_size", int64(s.MaxEventSize))
-	v.nonNegative(key+".queue_size", int64(s.QueueSize))
-	v.nonNegative(key+".checkpoint_max_unsaved", int64(s.CheckpointMaxUnsaved))
+}
+
+// sourceKeys map the fields of sources.Config that source sets to the
+// keys of a pipeline's source block.
+var sourceKeys = map[string]string{
+	"URL":          "url",
+	"Method":       "method",
+	"RetryInitial": "retry.initial",
+	"RetryMax":     "retry.max",
+	"IdleTimeout":  "idle_timeout",
+	"MaxEventSize": "max_event_size",
+	"QueueSize":    "queue_size",
+	"MaxUnsaved":   "checkpoint_max_unsaved",
+}
+
+// sourceKey is the key, relative to a source block, of the sources.Config
+// field a problem concerns.
+func sourceKey(field string) string {
+	if name, ok := strings.CutPrefix(field, sources.HeaderKey); ok {
+		return "headers." + name
+	}
+	if k, ok := sourceKeys[field]; ok {
+		return k
+	}
+	return field // not set by source: cannot happen
 }
 
 func orDefault(d Duration, def time.Duration) time.Duration {

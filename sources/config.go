@@ -19,16 +19,9 @@ package sources
 import (
 	"context"
 	"crypto/tls"
-	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"slices"
-	"strings"
 	"time"
-
-	"github.com/ssebridge/ssebridge/internal/httptoken"
 )
 
 // Defaults applied where a Config field is left zero (see each field for the
@@ -205,85 +198,6 @@ func (c Config) withDefaults() Config {
 		c.Sleep = sleep
 	}
 	return c
-}
-
-// validate reports every problem of a defaulted Config at once.
-func (c Config) validate() error {
-	var probs []string
-	if c.URL == "" {
-		probs = append(probs, "url is required")
-	} else if !strings.HasPrefix(c.URL, "http://") && !strings.HasPrefix(c.URL, "https://") {
-		probs = append(probs, fmt.Sprintf("url %q: scheme must be http or https", c.URL))
-	} else if u, err := url.Parse(c.URL); err != nil {
-		// Without the URL itself, whose query may hold a key.
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		probs = append(probs, fmt.Sprintf("url: %v", err))
-	} else if u.Host == "" {
-		probs = append(probs, "url: no host")
-	}
-	// What net/http refuses to send would fail every connection attempt,
-	// retried forever as if the network were down: refuse it here.
-	if c.Method != "" && !httptoken.Valid(c.Method) {
-		probs = append(probs, fmt.Sprintf("method %q is not a valid HTTP method", c.Method))
-	}
-	for name, vs := range c.Header {
-		if !httptoken.Valid(name) {
-			probs = append(probs, fmt.Sprintf("header %q: not a valid header name", name))
-		}
-		for _, v := range vs {
-			if hasCTL(v) {
-				probs = append(probs, fmt.Sprintf("header %q: value contains a control character", name))
-				break
-			}
-		}
-	}
-	if hasCTL(c.LastEventID) {
-		probs = append(probs, "last event id contains a control character: it cannot be sent as Last-Event-ID")
-	}
-	if c.RetryInitial < 0 {
-		probs = append(probs, "retry initial must not be negative")
-	}
-	if c.RetryMax < 0 {
-		probs = append(probs, "retry max must not be negative")
-	}
-	if c.RetryMax > 0 && c.RetryInitial > c.RetryMax {
-		probs = append(probs, fmt.Sprintf("retry initial %v exceeds retry max %v", c.RetryInitial, c.RetryMax))
-	}
-	for name, v := range map[string]int64{
-		"idle_timeout": int64(c.IdleTimeout), "max_event_size": int64(c.MaxEventSize),
-		"queue_size": int64(c.QueueSize), "batch_size": int64(c.BatchSize),
-		"checkpoint_interval": int64(c.CheckpointInterval), "checkpoint_every": int64(c.CheckpointEvery),
-		"max_unsaved":      int64(c.MaxUnsaved),
-		"shutdown_timeout": int64(c.ShutdownTimeout),
-	} {
-		if v < 0 {
-			probs = append(probs, name+" must not be negative")
-		}
-	}
-	if c.Client != nil && c.Client.Timeout > 0 {
-		// It would cut every stream after Timeout, however healthy.
-		probs = append(probs, "client must not have a Timeout: an event stream never ends (use IdleTimeout)")
-	}
-	if len(probs) == 0 {
-		return nil
-	}
-	// Map iteration order must not make the message flap.
-	slices.Sort(probs)
-	return fmt.Errorf("%w: %s", ErrInvalidConfig, strings.Join(probs, "; "))
-}
-
-// hasCTL reports whether a header value holds a byte net/http refuses to
-// send: a control character other than tab.
-func hasCTL(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return true
-		}
-	}
-	return false
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -422,7 +422,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{`"q"`, "scheme", "exceeds retry max", "queue_size"} {
+	for _, want := range []string{`"q"`, "URL: must be an http:// or https:// URL", "RetryMax: must not be less than the initial delay", "QueueSize: must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}

@@ -22,7 +22,7 @@ func TestNewRejectsUnsendableRequests(t *testing.T) {
 		{"method", Config{URL: "http://127.0.0.1:1/", Method: "GE T"}, "method"},
 		{"header name", Config{URL: "http://127.0.0.1:1/", Header: http.Header{"X A": {"v"}}}, "header"},
 		{"header value", Config{URL: "http://127.0.0.1:1/", Header: http.Header{"X-A": {"a\x01b"}}}, "header"},
-		{"start id", Config{URL: "http://127.0.0.1:1/", LastEventID: "a\x01b"}, "last event id"},
+		{"start id", Config{URL: "http://127.0.0.1:1/", LastEventID: "a\x01b"}, "lasteventid"},
 	} {
 		_, err := New(tc.cfg, newTestSink(), nil)
 		if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(strings.ToLower(err.Error()), tc.want) {

@@ -154,6 +154,15 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *comments {
 		cfg.OnComment = func(c string) { out.print(map[string]string{"comment": c}) }
 	}
+	// The source's own rules, reported under the flags that set them.
+	bad := false
+	cfg.Check(func(field, msg string) {
+		fmt.Fprintf(stderr, "ssebridge tail: %s: %s\n", tailFlag(field), msg)
+		bad = true
+	})
+	if bad {
+		return 2
+	}
 	w, err := sources.New(cfg, out, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "ssebridge tail: %s\n", aboutURL(url, err))
@@ -171,6 +180,29 @@ func tail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// tailFlags name the flag that sets each field of sources.Config that
+// sources.Config.Check may complain about.
+var tailFlags = map[string]string{
+	"URL":          "URL",
+	"Method":       "-X",
+	"LastEventID":  "-last-event-id",
+	"RetryInitial": "-retry",
+	"RetryMax":     "-retry-max",
+	"IdleTimeout":  "-idle-timeout",
+	"MaxEventSize": "-max-event-size",
+}
+
+// tailFlag is what the user typed to set a field of sources.Config.
+func tailFlag(field string) string {
+	if name, ok := strings.CutPrefix(field, sources.HeaderKey); ok {
+		return "-H " + name
+	}
+	if f, ok := tailFlags[field]; ok {
+		return f
+	}
+	return field
 }
 
 // tailName names tail's source worker, for its metrics and the prefix

@@ -244,14 +244,15 @@ func TestTailUsage(t *testing.T) {
 		{nil, "URL is required"},
 		{[]string{"-H", "novalue", "http://127.0.0.1:1"}, "want 'Name: value'"},
 		{[]string{"http://127.0.0.1:1", "http://127.0.0.1:2"}, "unexpected argument"},
-		{[]string{"-retry", "1m", "-retry-max", "1s", "http://127.0.0.1:1"}, "exceeds retry max"},
-		{[]string{"ftp://127.0.0.1:1"}, "scheme"},
+		{[]string{"-retry", "1m", "-retry-max", "1s", "http://127.0.0.1:1"}, "-retry-max: must not be less than the initial delay (1m0s)"},
+		{[]string{"ftp://127.0.0.1:1"}, `URL: must be an http:// or https:// URL, got "ftp://127.0.0.1:1"`},
 		// Requests net/http can never send: exit 2 at once, not
 		// "reconnecting" until interrupted.
-		{[]string{"http://exa mple.com/"}, "url"},
-		{[]string{"-X", "GE T", "http://127.0.0.1:1"}, "method"},
-		{[]string{"-H", "X-A: a\x01b", "http://127.0.0.1:1"}, "control character"},
-		{[]string{"-last-event-id", "a\x01b", "http://127.0.0.1:1"}, "control character"},
+		{[]string{"http://exa mple.com/"}, "URL: must be an http:// or https:// URL: invalid character"},
+		{[]string{"-X", "GE T", "http://127.0.0.1:1"}, "-X: must be an HTTP method"},
+		{[]string{"-H", "X-A: a\x01b", "http://127.0.0.1:1"}, "-H X-A: header values cannot contain control characters"},
+		{[]string{"-last-event-id", "a\x01b", "http://127.0.0.1:1"}, "-last-event-id: contains a control character"},
+		{[]string{"-idle-timeout", "-1s", "http://127.0.0.1:1"}, "-idle-timeout: must not be negative"},
 	} {
 		if code, _, errOut := runTail(t, tc.args...); code != 2 || !strings.Contains(errOut, tc.stderr) {
 			t.Errorf("%v: exit %d, stderr %q, want 2 and %q", tc.args, code, errOut, tc.stderr)
