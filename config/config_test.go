@@ -370,13 +370,13 @@ streams:
   - path: /s
     nats: {subject: s}
     auth: {cookie: tok}
-`, "8: streams[0].auth: needs bearer_tokens or jwt"},
+`, "8: streams[0].auth: needs bearer tokens or JWT"},
 		{"jwt without a key", header + `streams:
   - path: /s
     nats: {subject: s}
     auth:
       jwt: {audience: a}
-`, "9: streams[0].auth.jwt: needs hs256_secret or rs256_public_key_file"},
+`, "9: streams[0].auth.jwt: needs an HS256 secret or an RS256 public key file"},
 		{"cors star with credentials", header + `streams:
   - path: /s
     nats: {subject: s}

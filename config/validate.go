@@ -13,9 +13,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ssebridge/ssebridge/internal/names"
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
+	"github.com/ssebridge/ssebridge/streams"
 )
 
 // Validate reports every problem in c at once as Errors, or returns nil.
@@ -390,95 +390,79 @@ func orList(names []string) string {
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
-func (v *validator) natsSubscribeSubject(key, s string) {
-	if err := names.SubscribeSubject(s); err != nil {
-		v.errorf(key, "%v", err)
-	}
-}
-
-func (v *validator) jetStreamName(key, name string) {
-	if name == "" {
-		v.errorf(key, "required")
-	} else if err := names.JetStreamStream(name); err != nil {
-		v.errorf(key, "%v", err)
-	}
-}
-
-func (v *validator) kafkaTopic(key, t string) {
-	if err := names.Topic(t); err != nil {
-		v.errorf(key, "%v", err)
-	}
-}
-
 // reservedPaths are served by ssebridge itself.
 var reservedPaths = []string{"/", "/metrics", "/healthz", "/readyz", "/api"}
 
+// stream checks a reverse stream: the rules of the streams package's own
+// Config (streams.Config.Check, written once there, so that a stream the
+// file accepts is one streams.New accepts) under the file's keys, then the
+// rules that only the file has: a path the bridge's mux can hold and does
+// not serve itself, a subject and a stream name wherever jetstream is
+// written, the connections, and CORS.
 func (v *validator) stream(i int, s *Stream) {
 	key := fmt.Sprintf("streams[%d]", i)
-	p := s.Path
-	switch {
-	case p == "":
-		v.errorf(key+".path", "required")
-	case !strings.HasPrefix(p, "/"):
-		v.errorf(key+".path", "must start with /, got %q", p)
-	case strings.ContainsAny(p, "?#{} \t\r\n") || path.Clean(p) != p:
-		v.errorf(key+".path", "must be a clean path like /sse/recentchange, got %q", p)
-	default:
-		for _, r := range reservedPaths {
-			if p == r || r != "/" && strings.HasPrefix(p, r+"/") {
-				v.errorf(key+".path", "%s is served by ssebridge itself", r)
-				break
+	sc := streams.Config{
+		Path:           s.Path,
+		Heartbeat:      s.Heartbeat.D(),
+		MaxPending:     s.MaxPending,
+		MaxSubscribers: s.MaxSubscribers,
+		WindowEvents:   s.WindowEvents,
+		WindowBytes:    s.WindowBytes,
+	}
+	if n := s.NATS; n != nil {
+		sc.NATS = &streams.NATSConfig{Subject: n.Subject}
+		if n.JetStream != nil {
+			sc.NATS.JetStream = n.JetStream.Stream
+		}
+	}
+	if k := s.Kafka; k != nil {
+		sc.Kafka = &streams.KafkaConfig{Topic: k.Topic, Start: k.Start}
+	}
+	if a := s.Auth; a != nil {
+		sc.Auth = &streams.Auth{BearerTokens: a.BearerTokens, Cookie: a.Cookie}
+		if j := a.JWT; j != nil {
+			sc.Auth.JWT = &streams.JWT{HS256Secret: j.HS256Secret, RS256PublicKeyFile: j.RS256PublicKeyFile, Audience: j.Audience, Claim: j.Claim}
+		}
+	}
+	sc.Check(func(field, msg string) {
+		k := key
+		if field != "" {
+			k += "." + streamKey(field)
+		}
+		v.errorf(k, "%s", msg)
+	})
+
+	if p := s.Path; strings.HasPrefix(p, "/") {
+		// The bridge mounts the path on an http.ServeMux, which cleans
+		// request paths and reads braces and spaces as pattern syntax.
+		if strings.ContainsAny(p, "?#{} \t\r\n") || path.Clean(p) != p {
+			v.errorf(key+".path", "must be a clean path like /sse/recentchange, got %q", p)
+		} else {
+			for _, r := range reservedPaths {
+				if p == r || r != "/" && strings.HasPrefix(p, r+"/") {
+					v.errorf(key+".path", "%s is served by ssebridge itself", r)
+					break
+				}
 			}
 		}
 	}
 	switch {
-	case s.NATS == nil && s.Kafka == nil:
-		v.errorf(key, "needs exactly one of nats or kafka")
-	case s.NATS != nil && s.Kafka != nil:
-		v.errorf(key, "has both nats and kafka; a stream reads exactly one")
-	case s.NATS != nil:
+	case s.NATS != nil && s.Kafka == nil:
 		nk := key + ".nats"
 		if !v.c.NATS.Configured() {
 			v.followf(natsCauses, nk, "NATS is not configured: set nats.url or nats.embedded")
 		}
-		if s.NATS.Subject == "" {
+		// streams serves a JetStream stream's every subject when none
+		// is given; the file asks for the subject, and a jetstream block
+		// for the stream's name. (Both empty, Check reported the subject.)
+		if js := s.NATS.JetStream; js != nil && js.Stream == "" {
+			v.errorf(nk+".jetstream.stream", "required")
+		} else if js != nil && s.NATS.Subject == "" {
 			v.errorf(nk+".subject", "required")
-		} else {
-			v.natsSubscribeSubject(nk+".subject", s.NATS.Subject)
 		}
-		if js := s.NATS.JetStream; js != nil {
-			v.jetStreamName(nk+".jetstream.stream", js.Stream)
-		}
-	case s.Kafka != nil:
-		kk := key + ".kafka"
+	case s.Kafka != nil && s.NATS == nil:
 		if !v.c.Kafka.Configured() {
-			v.followf(kafkaCauses, kk, "Kafka is not configured: set kafka.brokers")
-		}
-		if s.Kafka.Topic == "" {
-			v.errorf(kk+".topic", "required")
-		} else {
-			v.kafkaTopic(kk+".topic", s.Kafka.Topic)
-		}
-		v.oneOf(kk+".start", s.Kafka.Start, KafkaStartLatest, KafkaStartEarliest)
-	}
-	v.duration(key+".heartbeat", s.Heartbeat)
-	v.nonNegative(key+".max_pending", int64(s.MaxPending))
-	v.nonNegative(key+".max_subscribers", int64(s.MaxSubscribers))
-	v.nonNegative(key+".window_events", int64(s.WindowEvents))
-	v.nonNegative(key+".window_bytes", int64(s.WindowBytes))
-	if a := s.Auth; a != nil {
-		ak := key + ".auth"
-		if len(a.BearerTokens) == 0 && a.JWT == nil {
-			v.errorf(ak, "needs bearer_tokens or jwt")
-		}
-		for j, t := range a.BearerTokens {
-			if t == "" {
-				v.errorf(fmt.Sprintf("%s.bearer_tokens[%d]", ak, j), "must not be empty")
-			}
-		}
-		// Both may be set: tokens signed either way are then accepted.
-		if j := a.JWT; j != nil && j.HS256Secret == "" && j.RS256PublicKeyFile == "" {
-			v.errorf(ak+".jwt", "needs hs256_secret or rs256_public_key_file")
+			v.followf(kafkaCauses, key+".kafka", "Kafka is not configured: set kafka.brokers")
 		}
 	}
 	if c := s.CORS; c != nil {
@@ -499,6 +483,40 @@ func (v *validator) stream(i int, s *Stream) {
 			}
 		}
 	}
+}
+
+// streamKeys map the fields of streams.Config, and of the types it holds,
+// to the keys of a stream block.
+var streamKeys = map[string]string{
+	"Path":              "path",
+	"NATS":              "nats",
+	"NATS.Subject":      "nats.subject",
+	"NATS.JetStream":    "nats.jetstream.stream",
+	"Kafka":             "kafka",
+	"Kafka.Topic":       "kafka.topic",
+	"Kafka.Start":       "kafka.start",
+	"Heartbeat":         "heartbeat",
+	"MaxPending":        "max_pending",
+	"MaxSubscribers":    "max_subscribers",
+	"WindowEvents":      "window_events",
+	"WindowBytes":       "window_bytes",
+	"Auth":              "auth",
+	"Auth.BearerTokens": "auth.bearer_tokens",
+	"Auth.JWT":          "auth.jwt",
+}
+
+// streamKey is the key, relative to a stream block, of the streams.Config
+// field a problem concerns; an index stays as it is
+// ("Auth.BearerTokens[1]" is "auth.bearer_tokens[1]").
+func streamKey(field string) string {
+	base, index := field, ""
+	if i := strings.IndexByte(field, '['); i >= 0 {
+		base, index = field[:i], field[i:]
+	}
+	if k, ok := streamKeys[base]; ok {
+		return k + index
+	}
+	return field // not set by stream: cannot happen
 }
 
 func (v *validator) uniquePipelines() {

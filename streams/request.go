@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/names"
 )
 
 // request is what a subscriber asked for.
@@ -47,7 +49,7 @@ func parseRequest(r *http.Request) (*request, error) {
 		if len(v) != 1 {
 			return nil, fmt.Errorf("%w: give at most one subject= filter", ErrBadRequest)
 		}
-		if err := validPattern(v[0]); err != nil {
+		if err := names.SubscribeSubject(v[0]); err != nil {
 			return nil, fmt.Errorf("%w: subject filter: %v", ErrBadRequest, err)
 		}
 		req.subject = v[0]

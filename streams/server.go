@@ -48,7 +48,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -207,7 +206,7 @@ func New(cfgs []Config, deps Deps) (*Server, error) {
 		if name == "" {
 			name = "#" + strconv.Itoa(i)
 		}
-		if err := validateStream(c); err != nil {
+		if err := checkConfig(c); err != nil {
 			errs = append(errs, fmt.Errorf("stream %q: %w", name, err))
 			continue
 		}
@@ -288,41 +287,6 @@ func New(cfgs []Config, deps Deps) (*Server, error) {
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
-}
-
-func validateStream(c Config) error {
-	var errs []error
-	if !strings.HasPrefix(c.Path, "/") {
-		errs = append(errs, fmt.Errorf("path must start with \"/\""))
-	}
-	switch {
-	case c.NATS != nil && c.Kafka != nil:
-		errs = append(errs, fmt.Errorf("set either nats or kafka, not both"))
-	case c.NATS == nil && c.Kafka == nil:
-		errs = append(errs, fmt.Errorf("set nats or kafka"))
-	case c.NATS != nil:
-		if c.NATS.Subject == "" && c.NATS.JetStream == "" {
-			errs = append(errs, fmt.Errorf("nats.subject or nats.jetstream is required"))
-		}
-		if c.NATS.Subject != "" {
-			if err := validPattern(c.NATS.Subject); err != nil {
-				errs = append(errs, fmt.Errorf("nats.subject: %w", err))
-			}
-		}
-	case c.Kafka != nil:
-		if c.Kafka.Topic == "" {
-			errs = append(errs, fmt.Errorf("kafka.topic is required"))
-		}
-		switch c.Kafka.Start {
-		case "", "latest", "earliest":
-		default:
-			errs = append(errs, fmt.Errorf("kafka.start is %q, want earliest or latest", c.Kafka.Start))
-		}
-	}
-	if c.MaxPending < 0 || c.MaxSubscribers < 0 || c.Heartbeat < 0 || c.WindowEvents < 0 || c.WindowBytes < 0 {
-		errs = append(errs, fmt.Errorf("heartbeat, max_pending, max_subscribers, window_events and window_bytes must not be negative"))
-	}
-	return errors.Join(errs...)
 }
 
 // Stats returns a snapshot of every stream, in configuration order.

@@ -1,35 +1,12 @@
 package streams
 
-import (
-	"fmt"
-	"strings"
-)
+import "strings"
 
 // NATS subjects are dot-separated tokens; "*" matches exactly one token and
 // ">" (last token only) matches one or more. These helpers implement just
 // enough of that grammar to narrow a stream to part of its subject space.
-
-// validPattern reports why s is not a usable subscription subject, or nil.
-func validPattern(s string) error {
-	if s == "" {
-		return fmt.Errorf("empty subject")
-	}
-	if strings.ContainsAny(s, " \t\r\n") {
-		return fmt.Errorf("subject %q contains whitespace", s)
-	}
-	toks := strings.Split(s, ".")
-	for i, t := range toks {
-		switch {
-		case t == "":
-			return fmt.Errorf("subject %q has an empty token", s)
-		case t == ">" && i != len(toks)-1:
-			return fmt.Errorf("subject %q: \">\" must be the last token", s)
-		case len(t) > 1 && strings.ContainsAny(t, "*>"):
-			return fmt.Errorf("subject %q: wildcards must be whole tokens", s)
-		}
-	}
-	return nil
-}
+// They take patterns that names.SubscribeSubject accepts (Config.Check
+// and parseRequest see to it).
 
 // subjectWithin reports whether every subject matched by pattern sub is also
 // matched by pattern outer, i.e. whether sub narrows outer.

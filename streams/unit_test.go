@@ -2,6 +2,9 @@ package streams
 
 import (
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -104,9 +107,12 @@ func TestSubjects(t *testing.T) {
 			t.Errorf("subjectMatches(%q, %q) = %v, want %v", tc.pattern, tc.subj, got, tc.match)
 		}
 	}
-	for _, bad := range []string{"", "a..b", "a.>.b", "a.b*", "a b", ".a", "a."} {
-		if validPattern(bad) == nil {
-			t.Errorf("validPattern(%q) accepted", bad)
+	// A ?subject= filter obeys the rule of a configured subject
+	// (names.SubscribeSubject).
+	for _, bad := range []string{"", "a..b", "a.>.b", "a.b*", "a b", ".a", "a.", "a\x00"} {
+		r := httptest.NewRequest(http.MethodGet, "/s?subject="+url.QueryEscape(bad), nil)
+		if _, err := parseRequest(r); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "invalid NATS subject") {
+			t.Errorf("subject=%q: parseRequest = %v, want the subject refused", bad, err)
 		}
 	}
 }
@@ -130,8 +136,9 @@ func TestNewRejectsBadConfigAtOnce(t *testing.T) {
 	}
 	msg := err.Error()
 	for _, want := range []string{
-		`"nopath": path must start`, `"/both": set either`, `"/none": set nats or kafka`, `kafka.start is "middle"`,
-		`"/js": nats.subject or nats.jetstream is required`, `"/subj": nats.subject`, "jwt needs hs256_secret", "/does/not/exist.pem",
+		`"nopath": Path: must start with /`, `"/both": has both nats and kafka`, `"/none": needs exactly one of nats or kafka`,
+		`"/start": Kafka.Start: must be one of latest, earliest, got "middle"`, `"/js": NATS.Subject: required`,
+		`"/subj": NATS.Subject: invalid NATS subject`, `"/jwt": Auth.JWT: needs an HS256 secret`, "/does/not/exist.pem",
 		`"/nats": NATS subject but no NATS connection`, `"/kafka": Kafka topic but no Kafka brokers`,
 	} {
 		if !strings.Contains(msg, want) {

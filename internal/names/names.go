@@ -74,9 +74,13 @@ func Topic(s string) error {
 	return nil
 }
 
-// SubscribeSubject reports whether s can be subscribed to: as
-// PublishSubject, but the wildcards * (one token) and > (the last token,
-// the rest) are allowed.
+// SubscribeSubject reports whether s can be subscribed to, or used as a
+// pattern that narrows a subscription: as PublishSubject, but the
+// wildcards * (one token) and > (the last token, the rest) are allowed,
+// each as a whole token. NATS reads "wiki*" as a literal token, which is
+// never what a pattern means, so it is refused. There is no length limit:
+// a JetStream stream's subjects and a consumer's filter travel in a
+// request's payload.
 func SubscribeSubject(s string) error {
 	if s == "" {
 		return fmt.Errorf("%w: empty", ErrInvalidSubject)
@@ -93,6 +97,8 @@ func SubscribeSubject(s string) error {
 			return fmt.Errorf("%w %q: empty token", ErrInvalidSubject, s)
 		case tok == ">" && i != len(toks)-1:
 			return fmt.Errorf("%w %q: > must be the last token", ErrInvalidSubject, s)
+		case len(tok) > 1 && strings.ContainsAny(tok, "*>"):
+			return fmt.Errorf("%w %q: token %q: wildcards * and > must be whole tokens", ErrInvalidSubject, s, tok)
 		}
 	}
 	return nil

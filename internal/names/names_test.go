@@ -19,6 +19,14 @@ func TestSubjects(t *testing.T) {
 		{"", false, false},
 		{"wiki edit", false, false},
 		{"wiki.\x7f", false, false},
+		{"wiki\t", false, false},
+		{".wiki", false, false},
+		{"wiki.", false, false},
+		{"wiki*", true, false},
+		{"wiki.*x", true, false},
+		{"wiki.a>", true, false},
+		{"*.>", false, true},
+		{">", false, true},
 		{strings.Repeat("a", MaxSubjectLen+1), false, true},
 	} {
 		if err := PublishSubject(tc.s); (err == nil) != tc.pub || (err != nil && !errors.Is(err, ErrInvalidSubject)) {
