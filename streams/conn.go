@@ -55,8 +55,7 @@ type connSub struct {
 	hupOK atomic.Bool // the watch has it; no probe needed
 
 	// Owned by whoever runs it (a writer, or its slow goroutine).
-	frames  []*frame
-	scratch []byte
+	scratch []byte // a core stream's id line
 	ended   bool
 }
 
@@ -139,19 +138,21 @@ func (c *connSub) run() {
 		}
 	}
 	buf := getBuf()
+	frames := framesPool.Get().(*[]*frame)
+	defer framesPool.Put(frames)
 	var more bool
 	var sent uint64
 	for len(*buf) < writeBatchBytes {
 		var err error
-		c.frames, more, err = c.f.tail.read(sub, c.frames[:0], tailBatch)
+		*frames, more, err = c.f.tail.read(sub, (*frames)[:0], tailBatch)
 		if err != nil {
 			putBuf(buf)
 			c.end(err)
 			return
 		}
 		w := appendWriter{b: *buf}
-		for i, fr := range c.frames {
-			c.frames[i] = nil
+		for i, fr := range *frames {
+			(*frames)[i] = nil
 			ok, _ := c.srv.writeFrame(&w, c.f, c.req, fr, &c.scratch)
 			if ok {
 				sent++
@@ -282,6 +283,10 @@ func (w *appendWriter) Write(p []byte) (int, error) {
 // bufPool holds the writers' burst buffers: a burst is gathered, written
 // and the buffer returned, so idle subscribers hold none.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// framesPool holds the frame lists of runs, so that no subscriber keeps
+// one between bursts.
+var framesPool = sync.Pool{New: func() any { f := make([]*frame, 0, tailBatch); return &f }}
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
