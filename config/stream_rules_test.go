@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssebridge/ssebridge/internal/names"
 	"github.com/ssebridge/ssebridge/streams"
 )
 
@@ -14,6 +15,7 @@ import (
 // its YAML key with its line, streams.New under the Config field.
 func TestStreamRulesAreTheServers(t *testing.T) {
 	nats := func(subject string) *streams.NATSConfig { return &streams.NATSConfig{Subject: subject} }
+	long := strings.Repeat("a", names.MaxSubjectLen+1)
 	for _, tc := range []struct {
 		name   string
 		yaml   string // the stream block, on line 6
@@ -38,6 +40,8 @@ func TestStreamRulesAreTheServers(t *testing.T) {
 			"nats.subject", "NATS.Subject", `invalid NATS subject "a.b*": token "b*": wildcards * and > must be whole tokens`},
 		{"control character", `{path: /s, nats: {subject: "a.\x01"}}`, streams.Config{Path: "/s", NATS: nats("a.\x01")},
 			"nats.subject", "NATS.Subject", `invalid NATS subject "a.\x01": whitespace or control character at offset 2`},
+		{"core subject too long", `{path: /s, nats: {subject: ` + long + `}}`, streams.Config{Path: "/s", NATS: nats(long)},
+			"nats.subject", "NATS.Subject", "3841 bytes, more than 3840: the server would refuse the subscription"},
 		{"jetstream name", `{path: /s, nats: {subject: s, jetstream: {stream: "a.b"}}}`,
 			streams.Config{Path: "/s", NATS: &streams.NATSConfig{Subject: "s", JetStream: "a.b"}},
 			"nats.jetstream.stream", "NATS.JetStream", "a JetStream stream name cannot contain"},

@@ -31,14 +31,18 @@ func (c Config) Check(report func(key, msg string)) {
 		report("", "has both nats and kafka; a stream reads exactly one")
 	case c.NATS != nil:
 		n := c.NATS
-		// A JetStream stream may be served whole; a core subscription
-		// needs its subject.
-		if n.Subject == "" && n.JetStream == "" {
-			report("NATS.Subject", "required")
-		} else if n.Subject != "" {
-			if err := names.SubscribeSubject(n.Subject); err != nil {
-				report("NATS.Subject", err.Error())
-			}
+		switch err := names.SubscribeSubject(n.Subject); {
+		case n.Subject == "" && n.JetStream == "":
+			report("NATS.Subject", "required") // a JetStream stream may be served whole
+		case n.Subject == "":
+		case err != nil:
+			report("NATS.Subject", err.Error())
+		case n.JetStream == "" && len(n.Subject) > names.MaxSubjectLen:
+			// The core subscription's protocol line would exceed the
+			// server's max_control_line: it closes the connection for
+			// good, and with it every stream and sink on it.
+			report("NATS.Subject", fmt.Sprintf("%d bytes, more than %d: the server would refuse the subscription and close the connection",
+				len(n.Subject), names.MaxSubjectLen))
 		}
 		if n.JetStream != "" {
 			if err := names.JetStreamStream(n.JetStream); err != nil {

@@ -2,8 +2,11 @@ package streams
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/names"
 )
 
 // TestCheckReportsEveryProblemByField: Check reports each problem once,
@@ -20,6 +23,7 @@ func TestCheckReportsEveryProblemByField(t *testing.T) {
 		{Path: "/s", NATS: &NATSConfig{}, Kafka: &KafkaConfig{}},
 		{Path: "/s", Kafka: &KafkaConfig{}},
 		{Path: "/s", NATS: &NATSConfig{}},
+		{Path: "/s", NATS: &NATSConfig{Subject: strings.Repeat("a", names.MaxSubjectLen+1)}},
 	} {
 		c.Check(func(key, _ string) { got = append(got, key) })
 	}
@@ -28,6 +32,7 @@ func TestCheckReportsEveryProblemByField(t *testing.T) {
 		"Path", "Kafka.Topic", "Kafka.Start", "Auth",
 		"",
 		"Kafka.Topic",
+		"NATS.Subject",
 		"NATS.Subject"}
 	if !slices.Equal(got, want) {
 		t.Errorf("keys = %q\nwant   %q", got, want)
@@ -36,6 +41,8 @@ func TestCheckReportsEveryProblemByField(t *testing.T) {
 	for _, c := range []Config{
 		{Path: "/s", NATS: &NATSConfig{Subject: "a.*.>"}},
 		{Path: "/s", NATS: &NATSConfig{JetStream: "S"}},
+		// A JetStream consumer's filter travels in a request's payload.
+		{Path: "/s", NATS: &NATSConfig{Subject: strings.Repeat("a", names.MaxSubjectLen+1), JetStream: "S"}},
 		{Path: "/s", Kafka: &KafkaConfig{Topic: "t"}, Heartbeat: DefaultHeartbeat, MaxPending: DefaultMaxPending,
 			WindowEvents: DefaultWindowEvents, WindowBytes: DefaultWindowBytes},
 	} {
