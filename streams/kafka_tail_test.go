@@ -269,3 +269,34 @@ func TestKafkaSlowSubscriberAmongFastOnes(t *testing.T) {
 		}
 	}
 }
+
+// A topic deleted and recreated while several subscribers share its tail
+// ends every one of them (the tail's readers would go on at the old
+// offsets in the new log); each resumes with the id it holds and gets the
+// new topic from its first message, once, in order per partition.
+func TestKafkaRecreatedUnderSharedTail(t *testing.T) {
+	t.Parallel()
+	const parts = 2
+	e := startKafkaStream(t, "retail", parts, nil)
+	a := subscribe(t, e.url, nil)
+	publishRound(t, e.addr, e.topic, parts, 6, "old")
+	oldA := a.take(t, parts*6)
+	b := subscribe(t, e.url, map[string]string{"Last-Event-ID": oldA[3].ID}) // inside the window
+	oldB := b.take(t, parts*6-4)
+
+	deleteTopic(t, e.addr, e.topic)
+	createTopic(t, e.addr, e.topic, parts)
+	want := publishRound(t, e.addr, e.topic, parts, 3, "new")
+	for name, c := range map[string]*sseClient{"a": a, "b": b} {
+		if extra, _ := c.endedWithin(t, kafkaRecreateWithin); len(extra) > 0 {
+			t.Fatalf("subscriber %s got %v from the new topic under old-topic ids", name, extra)
+		}
+	}
+	for name, last := range map[string]string{"a": oldA[len(oldA)-1].ID, "b": oldB[len(oldB)-1].ID} {
+		c := subscribe(t, e.url, map[string]string{"Last-Event-ID": last})
+		if g := byPartition(c.take(t, parts*3)); fmt.Sprint(g) != fmt.Sprint(want) {
+			t.Errorf("subscriber %s resumed with %v, want every message of the new topic %v", name, g, want)
+		}
+		c.close()
+	}
+}
