@@ -474,7 +474,9 @@ func writerCount() int { return 4 }
 // pool it ran with.
 func (s *Server) heartbeats(pool *writerPool, stop chan struct{}) {
 	defer s.loops.Done()
-	defer func() { go pool.close() }() // a writer may be the caller of unregister
+	// The writers stop once their queue is empty; Shutdown waits for them
+	// through loops.
+	defer pool.close()
 	tick := time.NewTicker(s.hbTick)
 	defer tick.Stop()
 	var due, probe []*connSub
