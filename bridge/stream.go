@@ -211,7 +211,7 @@ func newStreamServer(b *Bridge, sc config.Stream) (streamServer, error) {
 		}
 		deps.Kafka = k
 	}
-	srv, err := streams.New([]streams.Config{streamOptions(sc)}, deps)
+	srv, err := streams.New([]streams.Config{sc.Options()}, deps)
 	if err != nil {
 		return nil, err
 	}
@@ -231,36 +231,4 @@ func kafkaCluster(c config.Kafka) (streams.KafkaCluster, error) {
 		return streams.KafkaCluster{}, err
 	}
 	return streams.KafkaCluster{Brokers: c.Brokers, Transport: tr, Dialer: d}, nil
-}
-
-// streamOptions maps a stream's YAML block to the streams package's
-// options; it is the one place that knows both.
-func streamOptions(sc config.Stream) streams.Config {
-	c := streams.Config{
-		Path:           sc.Path,
-		Heartbeat:      sc.Heartbeat.D(),
-		MaxPending:     sc.MaxPending,
-		MaxSubscribers: sc.MaxSubscribers,
-		WindowEvents:   sc.WindowEvents,
-		WindowBytes:    sc.WindowBytes,
-	}
-	if n := sc.NATS; n != nil {
-		c.NATS = &streams.NATSConfig{Subject: n.Subject}
-		if n.JetStream != nil {
-			c.NATS.JetStream = n.JetStream.Stream
-		}
-	}
-	if k := sc.Kafka; k != nil {
-		c.Kafka = &streams.KafkaConfig{Topic: k.Topic, Start: k.Start}
-	}
-	if a := sc.Auth; a != nil {
-		c.Auth = &streams.Auth{BearerTokens: a.BearerTokens, Cookie: a.Cookie}
-		if j := a.JWT; j != nil {
-			c.Auth.JWT = &streams.JWT{HS256Secret: j.HS256Secret, RS256PublicKeyFile: j.RS256PublicKeyFile, Audience: j.Audience, Claim: j.Claim}
-		}
-	}
-	if o := sc.CORS; o != nil {
-		c.CORS = &streams.CORS{AllowedOrigins: o.AllowedOrigins, AllowCredentials: o.AllowCredentials}
-	}
-	return c
 }

@@ -61,6 +61,8 @@ func TestStreamRulesAreTheServers(t *testing.T) {
 			"window_events", "WindowEvents", "must not be negative"},
 		{"window bytes", `{path: /s, nats: {subject: s}, window_bytes: -1}`, streams.Config{Path: "/s", NATS: nats("s"), WindowBytes: -1},
 			"window_bytes", "WindowBytes", "must not be negative"},
+		{"coalesce", `{path: /s, nats: {subject: s}, coalesce: -1s}`, streams.Config{Path: "/s", NATS: nats("s"), Coalesce: -time.Second},
+			"coalesce", "Coalesce", "must not be negative"},
 		{"auth without a method", `{path: /s, nats: {subject: s}, auth: {cookie: c}}`,
 			streams.Config{Path: "/s", NATS: nats("s"), Auth: &streams.Auth{Cookie: "c"}},
 			"auth", "Auth", "needs bearer tokens or JWT"},

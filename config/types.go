@@ -188,6 +188,9 @@ type Stream struct {
 	WindowEvents int `yaml:"window_events"`
 	// WindowBytes bounds the same window in bytes of encoded events.
 	WindowBytes int `yaml:"window_bytes"`
+	// Coalesce lets a subscriber's write wait up to this long for the
+	// rest of a burst (streams.Config.Coalesce); 0 writes at once.
+	Coalesce Duration `yaml:"coalesce"`
 }
 
 // NATSStream reads a NATS subject, or a JetStream stream when JetStream is set.

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ssebridge/ssebridge/sinks"
 	"github.com/ssebridge/ssebridge/sources"
-	"github.com/ssebridge/ssebridge/streams"
 )
 
 // Validate reports every problem in c at once as Errors, or returns nil.
@@ -401,29 +400,7 @@ var reservedPaths = []string{"/", "/metrics", "/healthz", "/readyz", "/api"}
 // written, the connections, and CORS.
 func (v *validator) stream(i int, s *Stream) {
 	key := fmt.Sprintf("streams[%d]", i)
-	sc := streams.Config{
-		Path:           s.Path,
-		Heartbeat:      s.Heartbeat.D(),
-		MaxPending:     s.MaxPending,
-		MaxSubscribers: s.MaxSubscribers,
-		WindowEvents:   s.WindowEvents,
-		WindowBytes:    s.WindowBytes,
-	}
-	if n := s.NATS; n != nil {
-		sc.NATS = &streams.NATSConfig{Subject: n.Subject}
-		if n.JetStream != nil {
-			sc.NATS.JetStream = n.JetStream.Stream
-		}
-	}
-	if k := s.Kafka; k != nil {
-		sc.Kafka = &streams.KafkaConfig{Topic: k.Topic, Start: k.Start}
-	}
-	if a := s.Auth; a != nil {
-		sc.Auth = &streams.Auth{BearerTokens: a.BearerTokens, Cookie: a.Cookie}
-		if j := a.JWT; j != nil {
-			sc.Auth.JWT = &streams.JWT{HS256Secret: j.HS256Secret, RS256PublicKeyFile: j.RS256PublicKeyFile, Audience: j.Audience, Claim: j.Claim}
-		}
-	}
+	sc := s.Options()
 	sc.Check(func(field, msg string) {
 		k := key
 		if field != "" {
@@ -500,6 +477,7 @@ var streamKeys = map[string]string{
 	"MaxSubscribers":    "max_subscribers",
 	"WindowEvents":      "window_events",
 	"WindowBytes":       "window_bytes",
+	"Coalesce":          "coalesce",
 	"Auth":              "auth",
 	"Auth.BearerTokens": "auth.bearer_tokens",
 	"Auth.JWT":          "auth.jwt",

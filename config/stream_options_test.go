@@ -1,41 +1,41 @@
-package bridge
+package config
 
 import (
 	"reflect"
 	"testing"
 	"time"
 
-	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/streams"
 )
 
 // TestStreamDefaultsAgree: streams applies its own defaults to a
 // configuration built in code; they must be the YAML ones.
 func TestStreamDefaultsAgree(t *testing.T) {
-	if streams.DefaultHeartbeat != config.DefaultStreamHeartbeat ||
-		streams.DefaultMaxPending != config.DefaultStreamMaxPending ||
-		streams.DefaultWindowEvents != config.DefaultStreamWindowEvents ||
-		streams.DefaultWindowBytes != config.DefaultStreamWindowBytes {
+	if streams.DefaultHeartbeat != DefaultStreamHeartbeat ||
+		streams.DefaultMaxPending != DefaultStreamMaxPending ||
+		streams.DefaultWindowEvents != DefaultStreamWindowEvents ||
+		streams.DefaultWindowBytes != DefaultStreamWindowBytes {
 		t.Errorf("streams defaults (%v, %d, %d, %d) differ from config's (%v, %d, %d, %d)",
 			streams.DefaultHeartbeat, streams.DefaultMaxPending, streams.DefaultWindowEvents, streams.DefaultWindowBytes,
-			config.DefaultStreamHeartbeat, config.DefaultStreamMaxPending, config.DefaultStreamWindowEvents, config.DefaultStreamWindowBytes)
+			DefaultStreamHeartbeat, DefaultStreamMaxPending, DefaultStreamWindowEvents, DefaultStreamWindowBytes)
 	}
 }
 
 // TestStreamOptions: every field of a stream's YAML block reaches the
 // streams package.
 func TestStreamOptions(t *testing.T) {
-	sc := config.Stream{
+	sc := Stream{
 		Path:           "/js",
-		NATS:           &config.NATSStream{Subject: "a.>", JetStream: &config.JetStreamSelector{Stream: "S"}},
-		Heartbeat:      config.Duration(7 * time.Second),
+		NATS:           &NATSStream{Subject: "a.>", JetStream: &JetStreamSelector{Stream: "S"}},
+		Heartbeat:      Duration(7 * time.Second),
 		MaxPending:     9,
 		MaxSubscribers: 11,
 		WindowEvents:   13,
 		WindowBytes:    17,
-		Auth: &config.Auth{BearerTokens: []string{"t"}, Cookie: "c",
-			JWT: &config.JWT{HS256Secret: "s", RS256PublicKeyFile: "f", Audience: "a", Claim: "cl"}},
-		CORS: &config.CORS{AllowedOrigins: []string{"*"}, AllowCredentials: true},
+		Coalesce:       Duration(19 * time.Millisecond),
+		Auth: &Auth{BearerTokens: []string{"t"}, Cookie: "c",
+			JWT: &JWT{HS256Secret: "s", RS256PublicKeyFile: "f", Audience: "a", Claim: "cl"}},
+		CORS: &CORS{AllowedOrigins: []string{"*"}, AllowCredentials: true},
 	}
 	want := streams.Config{
 		Path:           "/js",
@@ -45,14 +45,15 @@ func TestStreamOptions(t *testing.T) {
 		MaxSubscribers: 11,
 		WindowEvents:   13,
 		WindowBytes:    17,
+		Coalesce:       19 * time.Millisecond,
 		Auth: &streams.Auth{BearerTokens: []string{"t"}, Cookie: "c",
 			JWT: &streams.JWT{HS256Secret: "s", RS256PublicKeyFile: "f", Audience: "a", Claim: "cl"}},
 		CORS: &streams.CORS{AllowedOrigins: []string{"*"}, AllowCredentials: true},
 	}
-	if got := streamOptions(sc); !reflect.DeepEqual(got, want) {
-		t.Errorf("streamOptions = %+v, want %+v", got, want)
+	if got := sc.Options(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Options() = %+v, want %+v", got, want)
 	}
-	k := streamOptions(config.Stream{Path: "/k", Kafka: &config.KafkaStream{Topic: "t", Start: "earliest"}})
+	k := (Stream{Path: "/k", Kafka: &KafkaStream{Topic: "t", Start: "earliest"}}).Options()
 	if k.NATS != nil || k.Kafka == nil || *k.Kafka != (streams.KafkaConfig{Topic: "t", Start: "earliest"}) {
 		t.Errorf("kafka stream mapped to %+v", k)
 	}
