@@ -4,13 +4,16 @@
 // in the same way in the same run.
 //
 // Run it from bench/: go run ./fanout (a few minutes), or
-// go run ./fanout -subs 1000 -quick. It starts nats-server in its own
-// process, runs the bridge under test as a child process of its own (so
-// its memory and CPU are measured alone) and the subscribers in another
-// child process, on several loopback source addresses. For each case it
-// reports the bridge's memory per idle subscriber, the p99 delay from
-// publish to client and the bridge's CPU time per delivered event, and it
-// writes them into the "Fan-out" section of BENCHMARKS.md with -out.
+// go run ./fanout -quick (1,000 subscribers, short phases). For each case
+// it starts a fresh nats-server in a process of its own (built from the
+// module's dependency, or taken from $SSEBRIDGE_TEST_BIN), or a kfake
+// Kafka broker in this process for the "kafka" case, runs the bridge
+// under test as a child process of its own (so its memory and CPU are
+// measured alone) and the subscribers in another child process, on several
+// loopback source addresses. For each case it reports the bridge's and
+// nats-server's memory per idle subscriber, the p99 delay from publish to
+// client and the bridge's CPU time per delivered event, and it writes them
+// into the "Fan-out" section of BENCHMARKS.md with -out.
 package main
 
 import (
@@ -27,6 +30,7 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -36,44 +40,52 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/ssebridge/ssebridge/sse"
 	"github.com/ssebridge/ssebridge/streams"
 )
 
-// profileDir, when set, receives a CPU profile of each server's
-// publishing phase.
 // coalesce is the Coalesce setting of the "coalesced" server: a core
 // stream whose writes gather the events of this long.
 const coalesce = 25 * time.Millisecond
 
+// profileDir, when set, receives a CPU profile of each server's
+// publishing phase.
 var profileDir = flag.String("profile", "", "write a CPU profile of each server's publishing phase into `dir`")
 
 const (
 	subject = "fan.x"
 	jsName  = "FAN"
+	topic   = "fan"
 )
 
 func main() {
 	var (
 		role    = flag.String("role", "", "internal: server or client")
 		natsURL = flag.String("nats", "", "internal: NATS URL (server role)")
+		kafkaAt = flag.String("kafka", "", "internal: Kafka broker address (kafka server role)")
 		url     = flag.String("url", "", "internal: stream URL (client role)")
 		n       = flag.Int("n", 0, "internal: subscribers (client role)")
-		subsF   = flag.String("subs", "1000,10000", "comma-separated subscriber counts")
-		kinds   = flag.String("kinds", "baseline,core,jetstream,coalesced", "comma-separated servers to measure")
-		quick   = flag.Bool("quick", false, "short publishing phases")
+		subsF   = flag.String("subs", "1000,10000,19000", "comma-separated subscriber counts (1000 with -quick)")
+		kinds   = flag.String("kinds", "baseline,core,jetstream,coalesced,kafka", "comma-separated servers to measure")
+		quick   = flag.Bool("quick", false, "a smoke run: short publishing phases, 1000 subscribers unless -subs is set")
 		out     = flag.String("out", "", "write the Fan-out section into this BENCHMARKS.md")
 	)
 	flag.Parse()
 	raiseFDLimit()
+	subsSet := false
+	flag.Visit(func(f *flag.Flag) { subsSet = subsSet || f.Name == "subs" })
+	if *quick && !subsSet {
+		*subsF = "1000"
+	}
 	var err error
 	switch *role {
-	case "baseline", "core", "jetstream", "coalesced":
-		err = runServer(*role, *natsURL)
+	case "baseline", "core", "jetstream", "coalesced", "kafka":
+		err = runServer(*role, *natsURL, *kafkaAt)
 	case "client":
 		err = runClient(*url, *n)
 	default:
@@ -104,15 +116,7 @@ type stats struct {
 }
 
 func selfStats() stats {
-	var s stats
-	if b, err := os.ReadFile("/proc/self/status"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-				s.RSS = kb << 10
-			}
-		}
-	}
+	s := stats{RSS: procRSS("self")}
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 		s.CPU = ru.Utime.Nano() + ru.Stime.Nano()
@@ -121,25 +125,54 @@ func selfStats() stats {
 	return s
 }
 
-func runServer(kind, natsURL string) error {
-	nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	var h http.Handler
-	switch kind {
-	case "baseline":
-		h = baselineHandler(nc)
-	default:
-		c := streams.Config{Path: "/s", NATS: &streams.NATSConfig{Subject: subject}}
-		switch kind {
-		case "jetstream":
-			c.NATS.JetStream = jsName
-		case "coalesced":
-			c.Coalesce = coalesce
+// procRSS is the resident set size in bytes of process pid ("self" for
+// this one), or 0 if it cannot be read.
+func procRSS(pid string) int64 {
+	var rss int64
+	if b, err := os.ReadFile("/proc/" + pid + "/status"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				rss = kb << 10
+			}
 		}
-		srv, err := streams.New([]streams.Config{c}, streams.Deps{NATS: nc, Logger: slog.New(slog.DiscardHandler)})
+	}
+	return rss
+}
+
+func runServer(kind, natsURL, kafkaAddr string) error {
+	var h http.Handler
+	if kind == "baseline" {
+		nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
+		if err != nil {
+			return fmt.Errorf("connect nats: %w", err)
+		}
+		defer nc.Close()
+		h = baselineHandler(nc)
+	} else {
+		c := streams.Config{Path: "/s"}
+		var deps streams.Deps
+		switch kind {
+		case "kafka":
+			c.Kafka = &streams.KafkaConfig{Topic: topic}
+			deps.Kafka = streams.KafkaCluster{Brokers: []string{kafkaAddr}}
+		default:
+			nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
+			if err != nil {
+				return fmt.Errorf("connect nats: %w", err)
+			}
+			defer nc.Close()
+			deps.NATS = nc
+			c.NATS = &streams.NATSConfig{Subject: subject}
+			switch kind {
+			case "jetstream":
+				c.NATS.JetStream = jsName
+			case "coalesced":
+				c.Coalesce = coalesce
+			}
+		}
+		deps.Logger = slog.New(slog.DiscardHandler)
+		srv, err := streams.New([]streams.Config{c}, deps)
 		if err != nil {
 			return err
 		}
@@ -318,6 +351,8 @@ type result struct {
 	Rate       int // events per second
 	Seconds    int
 	Idle       int64 // bridge bytes per idle subscriber
+	NATSIdle   int64 // nats-server bytes per idle subscriber
+	HasNATS    bool  // NATSIdle was measured (not the kafka case)
 	Goroutines float64
 	Client     clientReport
 	Published  int
@@ -325,32 +360,15 @@ type result struct {
 }
 
 func orchestrate(subsF, kindsF string, quick bool, out string) error {
-	ns := server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: os.TempDir() + "/fanout-js", NoLog: true, NoSigs: true, MaxPayload: 1 << 20}
-	_ = os.RemoveAll(ns.StoreDir)
-	ns.MaxPending = 256 << 20 // the bridge reads for 10k subscribers of the baseline
-	srv, err := server.NewServer(&ns)
-	if err != nil {
-		return err
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		return errors.New("nats-server not ready")
-	}
-	defer srv.Shutdown()
-	natsURL := srv.ClientURL()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: jsName, Subjects: []string{"fan.>"}, Storage: jetstream.MemoryStorage, MaxMsgs: 100000}); err != nil {
-		return err
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	natsBin, cleanup, err := natsServerBinary()
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	var results []result
 	for _, f := range strings.Split(subsF, ",") {
 		subs, _ := strconv.Atoi(strings.TrimSpace(f))
@@ -367,12 +385,18 @@ func orchestrate(subsF, kindsF string, quick bool, out string) error {
 			secs = 3
 		}
 		for _, kind := range strings.Split(kindsF, ",") {
-			r, err := measure(self, natsURL, nc, strings.TrimSpace(kind), subs, rate, secs)
+			kind = strings.TrimSpace(kind)
+			r, err := measure(self, natsBin, kind, subs, rate, secs)
 			if err != nil {
 				return fmt.Errorf("%s at %d: %w", kind, subs, err)
 			}
-			fmt.Printf("%-9s subs=%-6d idle=%6.1f KiB/sub goroutines/sub=%.2f  %d ev/s x %ds: p50=%.1fms p99=%.1fms events=%d gaps=%d ended=%d cpu/event=%.0fns\n",
-				r.Kind, r.Subs, float64(r.Idle)/1024, r.Goroutines, r.Rate, r.Seconds, r.Client.P50, r.Client.P99, r.Client.Events, r.Client.Gaps, r.Client.Ended, r.CPUPerEv)
+			natsIdle := "-"
+			if r.HasNATS {
+				natsIdle = fmt.Sprintf("%.2f", float64(r.NATSIdle)/1024)
+			}
+			fmt.Printf("%-9s subs=%-6d idle=%6.1f KiB/sub nats-server=%s KiB/sub goroutines/sub=%.2f  %d ev/s x %ds: p50=%.1fms p99=%.1fms events=%d/%d gaps=%d ended=%d cpu/event=%.0fns\n",
+				r.Kind, r.Subs, float64(r.Idle)/1024, natsIdle, r.Goroutines, r.Rate, r.Seconds, r.Client.P50, r.Client.P99,
+				r.Client.Events, int64(r.Published)*int64(r.Client.Connected), r.Client.Gaps, r.Client.Ended, r.CPUPerEv)
 			results = append(results, r)
 		}
 	}
@@ -382,11 +406,163 @@ func orchestrate(subsF, kindsF string, quick bool, out string) error {
 	return nil
 }
 
-func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs int) (result, error) {
+// natsServerBinary returns the path of a nats-server binary: the one in
+// $SSEBRIDGE_TEST_BIN (which .ci/run fills), or one built from the
+// module's dependency into a temporary directory that cleanup removes.
+func natsServerBinary() (path string, cleanup func(), err error) {
+	if d := os.Getenv("SSEBRIDGE_TEST_BIN"); d != "" {
+		p := filepath.Join(d, "nats-server")
+		if _, err := os.Stat(p); err == nil {
+			return p, func() {}, nil
+		}
+	}
+	dir, err := os.MkdirTemp("", "fanout-nats")
+	if err != nil {
+		return "", nil, err
+	}
+	p := filepath.Join(dir, "nats-server")
+	cmd := exec.Command("go", "build", "-o", p, "github.com/nats-io/nats-server/v2")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		_ = os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build nats-server (run from bench/): %v\n%s", err, out)
+	}
+	return p, func() { _ = os.RemoveAll(dir) }, nil
+}
+
+// natsProc is a nats-server with JetStream in a process of its own, so
+// that its memory is measured alone.
+type natsProc struct {
+	cmd *exec.Cmd
+	dir string
+	url string
+}
+
+// startNATS starts a fresh nats-server from bin on a free loopback port
+// and waits until it accepts connections.
+func startNATS(bin string) (*natsProc, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir, err := os.MkdirTemp("", "fanout-nats-run")
+	if err != nil {
+		return nil, err
+	}
+	// max_pending: the bridge's one connection reads for 10k+ subscribers
+	// of the baseline.
+	conf := fmt.Sprintf("listen: \"127.0.0.1:%d\"\nmax_payload: 1048576\nmax_pending: 268435456\njetstream {\n  store_dir: %q\n}\n", port, filepath.Join(dir, "js"))
+	cf := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	p := &natsProc{dir: dir, url: fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	p.cmd = exec.Command(bin, "-c", cf) // its log (to stderr) is dropped
+	if err := p.cmd.Start(); err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, fmt.Errorf("start nats-server: %w", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("nats-server not ready on port %d: %w", port, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rss is the nats-server's resident set size in bytes.
+func (p *natsProc) rss() int64 { return procRSS(strconv.Itoa(p.cmd.Process.Pid)) }
+
+func (p *natsProc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+	_ = os.RemoveAll(p.dir)
+}
+
+// publisher publishes one event of the case's broker.
+type publisher func(data []byte) error
+
+// broker starts the case's broker: a fresh nats-server (and the JetStream
+// stream for "jetstream"), or a kfake cluster with the topic for "kafka".
+// It returns the server role's flags, the publisher, the nats-server
+// process (nil for kafka) and a function that stops it all.
+func broker(natsBin, kind string) (args []string, pub publisher, np *natsProc, stop func(), err error) {
+	if kind == "kafka" {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("kfake: %w", err)
+		}
+		addr := c.ListenAddrs()[0]
+		tr := &kafka.Transport{}
+		w := &kafka.Writer{
+			Addr: kafka.TCP(addr), Topic: topic, Transport: tr,
+			RequiredAcks: kafka.RequireOne, BatchSize: 1, BatchTimeout: time.Millisecond,
+		}
+		pub = func(data []byte) error { return w.WriteMessages(context.Background(), kafka.Message{Value: data}) }
+		stop = func() {
+			_ = w.Close()
+			tr.CloseIdleConnections()
+			c.Close()
+		}
+		return []string{"-kafka", addr}, pub, nil, stop, nil
+	}
+	np, err = startNATS(natsBin)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	nc, err := nats.Connect(np.url)
+	if err != nil {
+		np.stop()
+		return nil, nil, nil, nil, fmt.Errorf("connect nats: %w", err)
+	}
+	stop = func() {
+		nc.Close()
+		np.stop()
+	}
+	pub = func(data []byte) error { return nc.Publish(subject, data) }
+	if kind == "jetstream" {
+		js, err := jetstream.New(nc)
+		if err == nil {
+			_, err = js.CreateStream(context.Background(), jetstream.StreamConfig{Name: jsName, Subjects: []string{"fan.>"}, Storage: jetstream.MemoryStorage, MaxMsgs: 100000})
+		}
+		if err != nil {
+			stop()
+			return nil, nil, nil, nil, fmt.Errorf("jetstream stream: %w", err)
+		}
+		pub = func(data []byte) error {
+			_, err := js.PublishAsync(subject, data)
+			return err
+		}
+	}
+	return []string{"-nats", np.url}, pub, np, stop, nil
+}
+
+func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 	res := result{Kind: kind, Subs: subs, Rate: rate, Seconds: secs}
+	args, publish, np, stopBroker, err := broker(natsBin, kind)
+	if err != nil {
+		return res, err
+	}
+	defer stopBroker()
+	res.HasNATS = np != nil
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := exec.CommandContext(ctx, self, "-role", kind, "-nats", natsURL)
+	srv := exec.CommandContext(ctx, self, append([]string{"-role", kind}, args...)...)
 	srv.Stderr = os.Stderr
 	so, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
@@ -413,6 +589,10 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 	if err != nil {
 		return res, err
 	}
+	var natsBefore int64
+	if np != nil {
+		natsBefore = np.rss()
+	}
 
 	cl := exec.CommandContext(ctx, self, "-role", "client", "-url", base+"/s", "-n", strconv.Itoa(subs))
 	cl.Stderr = os.Stderr
@@ -421,7 +601,10 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 	if err := cl.Start(); err != nil {
 		return res, err
 	}
-	defer cl.Wait()
+	defer func() {
+		_ = cin.Close() // the client stops at EOF too, on an error path
+		_ = cl.Wait()
+	}()
 	rd := bufio.NewReader(cout)
 	line, err := rd.ReadString('\n')
 	if err != nil {
@@ -434,6 +617,12 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 	}
 	time.Sleep(2 * time.Second) // let the connections settle
 	idle, err := getStats()
+	if err != nil {
+		return res, err
+	}
+	if np != nil {
+		res.NATSIdle = (np.rss() - natsBefore) / int64(connected)
+	}
 	if *profileDir != "" {
 		go func() {
 			resp, err := http.Get(base + "/debug/pprof/profile?seconds=" + strconv.Itoa(max(secs-1, 1)))
@@ -447,9 +636,6 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 			}
 		}()
 	}
-	if err != nil {
-		return res, err
-	}
 	res.Idle = (idle.RSS - before.RSS) / int64(connected)
 	res.Goroutines = float64(idle.Goroutines-before.Goroutines) / float64(connected)
 
@@ -458,19 +644,12 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 	total := rate * secs
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	pad := strings.Repeat("x", 100)
-	var js jetstream.JetStream
-	if kind == "jetstream" {
-		js, _ = jetstream.New(nc)
-	}
 	for i := 1; i <= total; i++ {
 		<-tick.C
 		data := []byte(fmt.Sprintf("%d %d %s", i, time.Now().UnixNano(), pad))
-		if js != nil {
-			if _, err := js.PublishAsync(subject, data); err != nil {
-				return res, err
-			}
-		} else if err := nc.Publish(subject, data); err != nil {
-			return res, err
+		if err := publish(data); err != nil {
+			tick.Stop()
+			return res, fmt.Errorf("publish event %d: %w", i, err)
 		}
 	}
 	tick.Stop()
@@ -495,10 +674,10 @@ func measure(self, natsURL string, nc *nats.Conn, kind string, subs, rate, secs 
 func writeReport(path string, rs []result) error {
 	var b strings.Builder
 	b.WriteString("## Fan-out\n\n")
-	fmt.Fprintf(&b, "`cd bench && go run ./fanout -out ../BENCHMARKS.md`, %s, %d cores (%s). One stream, subscribers in a separate process on 50 loopback source addresses, nats-server in the orchestrating process, the server under test alone in its own process. Idle: bridge RSS growth per connected subscriber (and goroutines per subscriber) 2 s after all connected. Then events of ~130 bytes are published at the rate shown for the time shown; p50/p99 are publish-to-client delays over a 10%% sample of subscribers; CPU/event is the server's user+system CPU per delivered event. \"baseline\" is a stock net/http streaming handler over core NATS (one NATS subscription per request, one write and flush per event); \"core\" and \"jetstream\" are ssebridge's reverse streams, and \"coalesced\" the core stream with Coalesce %v (a subscriber's write waits that long for more events).\n\n",
+	fmt.Fprintf(&b, "`cd bench && go run ./fanout -out ../BENCHMARKS.md`, %s, %d cores (%s). One stream, subscribers in a separate process on 50 loopback source addresses, the server under test alone in its own process, and for each case a fresh nats-server (JetStream on) in a process of its own, or for \"kafka\" a kfake broker (one partition) in the orchestrating process. Idle: RSS growth per connected subscriber of the server under test (and its goroutines per subscriber) and of nats-server, from just before the subscribers connect to 2 s after all connected. Then events of ~130 bytes are published at the rate shown for the time shown; p50/p99 are publish-to-client delays over a 10%% sample of subscribers; CPU/event is the server's user+system CPU per delivered event. \"baseline\" is a stock net/http streaming handler over core NATS (one NATS subscription per request, one write and flush per event); \"core\", \"jetstream\" and \"kafka\" are ssebridge's reverse streams (kafka published with kafka-go, one synchronous write per event), and \"coalesced\" the core stream with `coalesce: %v` (a subscriber's write waits that long for more events).\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), coalesce)
-	b.WriteString("| server | subscribers | idle KiB/sub | goroutines/sub | rate × s | delivered / expected | gaps | cut | p50 ms | p99 ms | CPU µs/event | CPU vs baseline |\n")
-	b.WriteString("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("| server | subscribers | idle KiB/sub | nats-server KiB/sub | goroutines/sub | rate × s | delivered / expected | gaps | cut | p50 ms | p99 ms | CPU µs/event | CPU vs baseline |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	baseCPU := map[int]float64{}
 	for _, r := range rs {
 		if r.Kind == "baseline" {
@@ -510,8 +689,12 @@ func writeReport(path string, rs []result) error {
 		if bc := baseCPU[r.Subs]; bc > 0 && r.Kind != "baseline" {
 			ratio = fmt.Sprintf("%.2fx", r.CPUPerEv/bc)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %.1f | %.2f | %d/s × %d | %d / %d | %d | %d | %.1f | %.1f | %.2f | %s |\n",
-			r.Kind, r.Subs, float64(r.Idle)/1024, r.Goroutines, r.Rate, r.Seconds,
+		natsIdle := "—"
+		if r.HasNATS {
+			natsIdle = fmt.Sprintf("%.2f", float64(r.NATSIdle)/1024)
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.1f | %s | %.2f | %d/s × %d | %d / %d | %d | %d | %.1f | %.1f | %.2f | %s |\n",
+			r.Kind, r.Subs, float64(r.Idle)/1024, natsIdle, r.Goroutines, r.Rate, r.Seconds,
 			r.Client.Events, int64(r.Published)*int64(r.Client.Connected), r.Client.Gaps, r.Client.Ended,
 			r.Client.P50, r.Client.P99, r.CPUPerEv/1000, ratio)
 	}
