@@ -350,9 +350,10 @@ type result struct {
 	Subs       int
 	Rate       int // events per second
 	Seconds    int
-	Idle       int64 // bridge bytes per idle subscriber
-	NATSIdle   int64 // nats-server bytes per idle subscriber
-	HasNATS    bool  // NATSIdle was measured (not the kafka case)
+	Idle       int64    // bridge bytes per idle subscriber
+	NATSIdle   int64    // nats-server bytes per idle subscriber
+	NATSRSS    [2]int64 // nats-server RSS before the subscribers and idle after
+	HasNATS    bool     // NATSIdle was measured (not the kafka case)
 	Goroutines float64
 	Client     clientReport
 	Published  int
@@ -392,9 +393,9 @@ func orchestrate(subsF, kindsF string, quick bool, out string) error {
 			}
 			natsIdle := "-"
 			if r.HasNATS {
-				natsIdle = fmt.Sprintf("%.2f", float64(r.NATSIdle)/1024)
+				natsIdle = fmt.Sprintf("%.2f KiB/sub (%.1f->%.1f MiB)", float64(r.NATSIdle)/1024, float64(r.NATSRSS[0])/(1<<20), float64(r.NATSRSS[1])/(1<<20))
 			}
-			fmt.Printf("%-9s subs=%-6d idle=%6.1f KiB/sub nats-server=%s KiB/sub goroutines/sub=%.2f  %d ev/s x %ds: p50=%.1fms p99=%.1fms events=%d/%d gaps=%d ended=%d cpu/event=%.0fns\n",
+			fmt.Printf("%-9s subs=%-6d idle=%6.1f KiB/sub nats-server=%s goroutines/sub=%.2f  %d ev/s x %ds: p50=%.1fms p99=%.1fms events=%d/%d gaps=%d ended=%d cpu/event=%.0fns\n",
 				r.Kind, r.Subs, float64(r.Idle)/1024, natsIdle, r.Goroutines, r.Rate, r.Seconds, r.Client.P50, r.Client.P99,
 				r.Client.Events, int64(r.Published)*int64(r.Client.Connected), r.Client.Gaps, r.Client.Ended, r.CPUPerEv)
 			results = append(results, r)
@@ -621,7 +622,8 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 		return res, err
 	}
 	if np != nil {
-		res.NATSIdle = (np.rss() - natsBefore) / int64(connected)
+		res.NATSRSS = [2]int64{natsBefore, np.rss()}
+		res.NATSIdle = (res.NATSRSS[1] - natsBefore) / int64(connected)
 	}
 	if *profileDir != "" {
 		go func() {
