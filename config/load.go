@@ -445,15 +445,7 @@ func (d *decoder) checkStruct(n *yaml.Node, t reflect.Type, key string) bool {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		sub := join(key, k.Value)
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			d.errorf(k.Line, key, "keys must be plain names, not %s", kindName(k))
-			continue
-		case k.ShortTag() == "!!merge":
-			d.errorf(k.Line, sub, "merge keys (<<) are not supported; write the keys out")
-			// Without the merged keys the mapping is incomplete: complaints
-			// about what it lacks would be noise.
-			d.bad = append(d.bad, key)
+		if !d.plainKey(k, key, sub) {
 			continue
 		}
 		f, ok := fields[k.Value]
@@ -483,6 +475,23 @@ func (d *decoder) checkStruct(n *yaml.Node, t reflect.Type, key string) bool {
 	return true
 }
 
+// plainKey reports whether k, a key of the mapping at key, is a plain
+// name; it complains about any other key.
+func (d *decoder) plainKey(k *yaml.Node, key, sub string) bool {
+	switch {
+	case k.Kind != yaml.ScalarNode:
+		d.errorf(k.Line, key, "keys must be plain names, not %s", kindName(k))
+		return false
+	case k.ShortTag() == "!!merge":
+		d.errorf(k.Line, sub, "merge keys (<<) are not supported; write the keys out")
+		// Without the merged keys the mapping is incomplete: complaints
+		// about what it lacks would be noise.
+		d.bad = append(d.bad, key)
+		return false
+	}
+	return true
+}
+
 // checkSink checks a pipeline's sink: a mapping with the block of exactly
 // one registered driver, checked against the driver's options type like
 // any other part of the file. The block of a second driver is checked too,
@@ -498,13 +507,7 @@ func (d *decoder) checkSink(n *yaml.Node, key string) bool {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		sub := join(key, k.Value)
-		switch {
-		case k.Kind != yaml.ScalarNode:
-			d.errorf(k.Line, key, "keys must be plain names, not %s", kindName(k))
-			continue
-		case k.ShortTag() == "!!merge":
-			d.errorf(k.Line, sub, "merge keys (<<) are not supported; write the keys out")
-			d.bad = append(d.bad, key)
+		if !d.plainKey(k, key, sub) {
 			continue
 		}
 		r, ok := sinks.Lookup(k.Value)
