@@ -167,8 +167,10 @@ func (c *connSub) run() {
 		*buf = append(*buf, ": heartbeat\n"...)
 	}
 	c.count(sent)
+	upto := sub.next.Load() // the frames this write gives the connection
 	if len(*buf) == 0 {
 		putBuf(buf)
+		sub.taken.Store(upto)
 		if closing {
 			c.end(ErrClosed)
 			return
@@ -183,12 +185,16 @@ func (c *connSub) run() {
 		c.end(err)
 	case blocked:
 		// A full socket: finish with a goroutine of its own, so the
-		// writer goes on with the others.
+		// writer goes on with the others. Until it is done the
+		// subscriber is stalled: if it stays so for stallAfter while
+		// more than max_pending behind, it is cut off.
+		sub.stalled.Store(time.Now().UnixNano())
 		rest := append([]byte(nil), (*buf)[n:]...)
 		putBuf(buf)
-		go c.finishWrite(rest, closing)
+		go c.finishWrite(rest, upto)
 	default:
 		putBuf(buf)
+		sub.taken.Store(upto)
 		c.lastWrite.Store(time.Now().UnixNano())
 		c.done(more || closing)
 	}
@@ -212,19 +218,52 @@ func (c *connSub) write(p []byte) (n int, blocked bool, err error) {
 }
 
 // finishWrite writes the rest of a burst the socket had no room for,
-// waiting up to writeTimeout, then hands c back to the writers.
-func (c *connSub) finishWrite(rest []byte, closing bool) {
-	if !c.sub.armDeadline(c.conn, writeTimeout) {
+// waiting up to writeTimeout, then hands c back to the writers. Once the
+// write has waited stallAfter, a subscriber more than max_pending frames
+// behind is cut off (tail.publish does the same when a frame arrives).
+// upto is the tail index after the burst's frames.
+func (c *connSub) finishWrite(rest []byte, upto uint64) {
+	sub := c.sub
+	t := c.f.tail
+	start := time.Now()
+	// After a timeout a plain socket can go on writing; a TLS connection
+	// cannot, so it waits the whole writeTimeout at once.
+	checked := c.raw == nil
+	for {
+		wait := c.srv.writeWait - time.Since(start)
+		if !checked {
+			wait = min(wait, t.stall-time.Since(start))
+		}
+		if !sub.armDeadline(c.conn, max(wait, 1)) { // 0 would be none
+			c.end(errCutOff)
+			return
+		}
+		n, err := c.conn.Write(rest)
+		rest = rest[n:]
+		if err == nil {
+			break
+		}
+		var ne net.Error
+		if checked || !errors.As(err, &ne) || !ne.Timeout() || sub.isCut.Load() {
+			c.end(err)
+			return
+		}
+		checked = true
+		if t.slow(sub) {
+			sub.cut(errSlow)
+			c.end(errSlow)
+			return
+		}
+	}
+	// The raw writes that follow fail once a deadline has passed: clear it.
+	if !sub.armDeadline(c.conn, 0) {
 		c.end(errCutOff)
 		return
 	}
-	if _, err := c.conn.Write(rest); err != nil {
-		c.end(err)
-		return
-	}
+	sub.taken.Store(upto)
+	sub.stalled.Store(0)
 	c.lastWrite.Store(time.Now().UnixNano())
 	c.done(true)
-	_ = closing
 }
 
 // count adds n events to the stream's counters.
@@ -257,15 +296,19 @@ func (c *connSub) end(err error) {
 	s.wg.Done()
 }
 
-// armDeadline sets the write deadline of conn to d from now, unless the
-// subscriber has been cut off (ordered with cut by mu).
+// armDeadline sets the write deadline of conn to d from now (0: none),
+// unless the subscriber has been cut off (ordered with cut by mu).
 func (s *subscriber) armDeadline(conn net.Conn, d time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
 		return false
 	}
-	_ = conn.SetWriteDeadline(time.Now().Add(d))
+	var at time.Time
+	if d != 0 {
+		at = time.Now().Add(d)
+	}
+	_ = conn.SetWriteDeadline(at)
 	return true
 }
 
@@ -398,11 +441,16 @@ func (s *Server) takeOver(w http.ResponseWriter, rc *http.ResponseController, st
 	}
 	*buf = aw.b
 	c := &connSub{srv: s, st: st, sub: sub, conn: conn, raw: newRawWriter(conn), f: f, req: req}
-	if !sub.armDeadline(conn, writeTimeout) {
+	if !sub.armDeadline(conn, s.writeWait) {
 		_ = conn.Close()
 		return false, true
 	}
 	if _, err := conn.Write(aw.b); err != nil {
+		_ = conn.Close()
+		return false, true
+	}
+	// The writers' raw writes fail once a deadline has passed: clear it.
+	if !sub.armDeadline(conn, 0) {
 		_ = conn.Close()
 		return false, true
 	}

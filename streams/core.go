@@ -18,8 +18,12 @@ type coreBackend struct {
 	nc         *nats.Conn
 	subject    string
 	maxPending int
-	log        *slog.Logger
-	path       string
+	// winEvents and winBytes bound the tail's window: nothing resumes
+	// from it, but a burst must fit in it for the subscribers that read
+	// to take it whole.
+	winEvents, winBytes int
+	log                 *slog.Logger
+	path                string
 
 	mu  sync.Mutex
 	cur *coreTail
@@ -63,7 +67,14 @@ func (t *coreTail) stop() {
 }
 
 func newCoreBackend(nc *nats.Conn, c Config, maxPending int, log *slog.Logger) *coreBackend {
-	return &coreBackend{nc: nc, subject: c.NATS.Subject, maxPending: maxPending, log: log, path: c.Path}
+	b := &coreBackend{nc: nc, subject: c.NATS.Subject, maxPending: maxPending, winEvents: c.WindowEvents, winBytes: c.WindowBytes, log: log, path: c.Path}
+	if b.winEvents <= 0 {
+		b.winEvents = DefaultWindowEvents
+	}
+	if b.winBytes <= 0 {
+		b.winBytes = DefaultWindowBytes
+	}
+	return b
 }
 
 func (b *coreBackend) kind() string { return "nats" }
@@ -89,10 +100,11 @@ func (b *coreBackend) subscribe(ctx context.Context, sub *subscriber, req *reque
 	if b.cur == nil || b.cur.isBroken() {
 		// A broken tail is stopped by its last user.
 		b.cur = nil
-		// No history to resume from: the window only has to hold what
-		// a subscriber may fall behind.
+		// No history to resume from: the window holds what subscribers
+		// have not taken yet, so that a burst larger than max_pending
+		// reaches every subscriber that reads.
 		t := &coreTail{
-			tail:    newTail(b.maxPending, 1<<62, b.maxPending, 0),
+			tail:    newTail(b.winEvents, b.winBytes, b.maxPending, 0),
 			nc:      b.nc,
 			stopped: make(chan struct{}),
 			watched: make(chan struct{}),

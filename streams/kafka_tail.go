@@ -191,7 +191,7 @@ func (t *kafkaTail) joinAt(s *subscriber, pos position) (*kafkaJoin, error) {
 		}
 		at[f.partition] = f.offset + 1
 	}
-	s.next.Store(k)
+	s.place(k)
 	t.members = append(t.members, s)
 	if k < t.head {
 		s.notify()

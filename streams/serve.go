@@ -180,6 +180,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 		if err != nil {
 			return err
 		}
+		// Until the write returns, the subscriber counts as stalled: if
+		// it is still waiting stallAfter later, more than max_pending
+		// behind, a frame's arrival cuts it off.
+		upto := sub.next.Load()
+		sub.stalled.Store(time.Now().UnixNano())
+		defer sub.stalled.Store(0)
 		for i, fr := range frames {
 			frames[i] = nil
 			if sub.isCut.Load() {
@@ -197,7 +203,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, st *stream, req *
 			sub.notify() // come back after a look at the other cases
 		}
 		count()
-		return rc.Flush()
+		if err := rc.Flush(); err != nil {
+			return err
+		}
+		sub.taken.Store(upto)
+		return nil
 	}
 	for {
 		select {

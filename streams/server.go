@@ -150,6 +150,8 @@ type Server struct {
 	hbTick   time.Duration
 	// noTakeOver keeps every subscriber on its request's goroutine (tests).
 	noTakeOver bool
+	// writeWait is writeTimeout for taken-over connections (tests set it).
+	writeWait time.Duration
 }
 
 // stream is one configured endpoint.
@@ -276,6 +278,7 @@ func New(cfgs []Config, deps Deps) (*Server, error) {
 	}
 	// The heartbeat loop of taken-over connections looks often enough
 	// for the shortest interval.
+	s.writeWait = writeTimeout
 	s.hbTick = time.Second
 	for _, st := range s.order {
 		s.hbTick = min(s.hbTick, max(st.heartbeat/4, 5*time.Millisecond))

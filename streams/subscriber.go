@@ -16,8 +16,10 @@ import (
 // headerEvent is the broker header holding a message's event type.
 const headerEvent = ssemsg.HeaderEvent
 
-// errSlow is why a subscriber that fell behind max_pending was cut off.
-var errSlow = errors.New("subscriber fell behind max_pending events")
+// errSlow is why a subscriber that fell behind was cut off: more than
+// max_pending events behind while its connection took no data for
+// stallAfter (or out of the window, errOutOfWindow).
+var errSlow = errors.New("subscriber fell more than max_pending events behind and its connection stopped taking data")
 
 // errBroker marks a subscription ended by its broker side.
 var errBroker = errors.New("broker subscription failed")
@@ -118,6 +120,13 @@ type subscriber struct {
 	rc   *http.ResponseController
 	// next is the absolute index of the next tail frame to write.
 	next atomic.Uint64
+	// taken is the absolute index of the first tail frame its connection
+	// has not wholly taken: the frames before it were written to it. The
+	// frames of a write still waiting for room count as not taken.
+	taken atomic.Uint64
+	// stalled is since when a write to it has been waiting for room in
+	// its connection (UnixNano; 0: no write waiting).
+	stalled atomic.Int64
 	// wake says that the tail has frames after next.
 	wake chan struct{}
 
@@ -144,6 +153,13 @@ func newSubscriber(maxPending int, rc *http.ResponseController) *subscriber {
 		s.ch = make(chan message, maxPending)
 	}
 	return s
+}
+
+// place sets the subscriber's position in the tail to the frame at index
+// k, which it has neither written nor been given.
+func (s *subscriber) place(k uint64) {
+	s.next.Store(k)
+	s.taken.Store(k)
 }
 
 // notify wakes the handler (or schedules the writers) without blocking.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/ssebridge/ssebridge/sse"
 )
@@ -14,8 +15,25 @@ import (
 // bounded window of its most recent events, and every subscriber writes
 // the same bytes from there at its own pace. A subscriber is an index into
 // the window, not a buffer: an idle one costs no memory per event, and one
-// that falls further behind than max_pending events (or out of the window)
-// is cut off and resumes with its Last-Event-ID.
+// that stops taking data while further behind than max_pending events (or
+// falls out of the window) is cut off and resumes with its Last-Event-ID.
+//
+// What counts as slow: a subscriber is cut off when more than max_pending
+// events of the window have not been taken by its connection (written to
+// it, the frames of a write still waiting for room included) AND a write
+// to it has waited for room in its connection for stallAfter. A burst
+// larger than max_pending arriving at once (a Kafka fetch, a JetStream
+// pull batch, a fast publisher) puts every subscriber that far behind for
+// a moment, and the subscribers the writers have not got round to yet
+// have no write waiting: they are not slow, and are not cut. Memory stays
+// bounded by the window, whatever the pace: a subscriber whose next event
+// leaves it is cut off at once, so nothing is ever skipped silently.
+
+// stallAfter is how long a write to a subscriber more than max_pending
+// events behind may wait for room in its connection before the subscriber
+// is cut off. A client that reads takes a burst in far less; one that
+// stopped reading never does.
+const stallAfter = time.Second
 
 // frame is one event as every subscriber of a tail writes it.
 type frame struct {
@@ -97,6 +115,10 @@ type tail struct {
 	// evicted, when set, is told of each frame leaving the window, under
 	// mu.
 	evicted func(*frame)
+	// stall is stallAfter, and now the clock it is measured with (tests
+	// set both).
+	stall time.Duration
+	now   func() time.Time
 }
 
 // newTail makes a window of at most events frames and bytes bytes (at
@@ -112,12 +134,15 @@ func newTail(events, bytes, maxPending int, start uint64) *tail {
 		ring:       make([]*frame, events),
 		after:      start,
 		last:       start,
+		stall:      stallAfter,
+		now:        time.Now,
 	}
 }
 
 // publish appends f, evicting the oldest frames beyond the bounds, then
-// wakes every member and cuts those now too far behind. It is called by
-// the reader's goroutine only.
+// wakes every member and cuts those now slow: out of the window, or more
+// than max_pending frames behind with a write waiting for stall. It is
+// called by the reader's goroutine only.
 func (t *tail) publish(f *frame) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -140,15 +165,15 @@ func (t *tail) publish(f *frame) {
 	for t.bytes > t.maxBytes && t.head-t.first > 1 {
 		t.evict()
 	}
+	var now int64 // read once, for the first member that needs it
 	for i := 0; i < len(t.members); {
 		s := t.members[i]
-		next := s.next.Load()
 		switch {
-		case next < t.first:
+		case s.next.Load() < t.first:
 			t.drop(i)
 			s.cut(errOutOfWindow)
 			continue
-		case t.head-next > t.maxPending:
+		case t.head-s.taken.Load() > t.maxPending && t.stalledLocked(s, &now):
 			t.drop(i)
 			s.cut(errSlow)
 			continue
@@ -156,6 +181,37 @@ func (t *tail) publish(f *frame) {
 		s.notify()
 		i++
 	}
+}
+
+// stalledLocked reports whether a write to s has waited for room for
+// stall; *now caches the clock. Callers hold mu.
+func (t *tail) stalledLocked(s *subscriber, now *int64) bool {
+	since := s.stalled.Load()
+	if since == 0 {
+		return false
+	}
+	if *now == 0 {
+		*now = t.now().UnixNano()
+	}
+	return *now-since >= int64(t.stall)
+}
+
+// slow reports whether s, whose write has waited for room for stall, is
+// more than max_pending frames behind, and if so removes it: its caller
+// cuts it off.
+func (t *tail) slow(s *subscriber) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.head-s.taken.Load() <= t.maxPending {
+		return false
+	}
+	for i, m := range t.members {
+		if m == s {
+			t.drop(i)
+			break
+		}
+	}
+	return true
 }
 
 // evict drops the oldest frame. Callers hold mu.
@@ -189,7 +245,7 @@ func (t *tail) joinHead(s *subscriber) (uint64, error) {
 	if t.broken != nil {
 		return 0, t.broken
 	}
-	s.next.Store(t.head)
+	s.place(t.head)
 	t.members = append(t.members, s)
 	return t.last, nil
 }
@@ -202,7 +258,7 @@ func (t *tail) joinHeadID(s *subscriber) (string, error) {
 	if t.broken != nil {
 		return "", t.broken
 	}
-	s.next.Store(t.head)
+	s.place(t.head)
 	t.members = append(t.members, s)
 	return t.headID, nil
 }
@@ -233,7 +289,7 @@ func (t *tail) joinAfter(s *subscriber, p uint64) error {
 	n := uint64(len(t.ring))
 	k := sort.Search(int(t.head-t.first), func(i int) bool { return t.ring[(t.first+uint64(i))%n].seq > p })
 	next := t.first + uint64(k)
-	s.next.Store(next)
+	s.place(next)
 	t.members = append(t.members, s)
 	if next < t.head {
 		s.notify()
@@ -254,7 +310,8 @@ func (t *tail) leave(s *subscriber) {
 }
 
 // read appends to buf the frames s has not written yet, up to max, and
-// advances s past them. It returns errOutOfWindow if they are gone.
+// advances s past them (its taken follows once they are written). It
+// returns errOutOfWindow if they are gone.
 func (t *tail) read(s *subscriber, buf []*frame, limit int) ([]*frame, bool, error) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()

@@ -332,15 +332,20 @@ func TestTailWindowBounds(t *testing.T) {
 	if tl2.head-tl2.first != 7 {
 		t.Errorf("window of 3 events with max_pending 6 holds %d frames, want 7", tl2.head-tl2.first)
 	}
-	// A member more than max_pending behind is cut off.
+	// A member more than max_pending behind whose write has waited for
+	// room for stallAfter is cut off (TestTailCutsOnlyAStalledMemberBehind
+	// has the rest of the rule).
+	now := time.Unix(1000, 0)
+	tl2.now = func() time.Time { return now }
 	slow := newSubscriber(0, nil)
 	if _, err := tl2.joinHead(slow); err != nil {
 		t.Fatal(err)
 	}
+	slow.stalled.Store(now.Add(-stallAfter).UnixNano())
 	for seq := uint64(11); seq <= 17; seq++ {
 		tl2.publish(fr(seq))
 	}
 	if err := slow.reason(); !errors.Is(err, errSlow) {
-		t.Errorf("member 7 frames behind with max_pending 6 ended with %v, want errSlow", err)
+		t.Errorf("member 7 frames behind with max_pending 6, stalled, ended with %v, want errSlow", err)
 	}
 }
