@@ -341,3 +341,20 @@ func TestTakenOverConnectionOutlivesItsWriteDeadlines(t *testing.T) {
 		t.Fatalf("%d taken-over connections, want 1: the test proves nothing", n)
 	}
 }
+
+// The Kafka watch compares the positions read before it looked the log
+// ends up: a tail reader that reads a record produced after the look-up
+// is past the end it was told, yet nothing was truncated. Comparing its
+// position then ended every subscriber of a busy topic now and then.
+func TestKafkaWatchComparesPositionsReadBeforeTheEnds(t *testing.T) {
+	c := newOffsetCursor(topicTag("t"), position{0: 10})
+	before := c.snapshot()
+	c.advance(&message{partition: 0, offset: 10}) // read meanwhile: at 11
+	ends := position{0: 10}                       // the end looked up
+	if err := c.check([]int{0}, ends, before); err != nil {
+		t.Fatalf("a reader that went on during the look-up ended: %v", err)
+	}
+	if err := c.check([]int{0}, position{0: 9}, before); !errors.Is(err, errLogBelow) {
+		t.Fatalf("a log ending before the position read first: %v, want errLogBelow", err)
+	}
+}

@@ -193,13 +193,20 @@ func (b *kafkaBackend) checkSubs(ctx context.Context) {
 	if len(subs) == 0 {
 		return
 	}
+	// The positions are read before the ends: a reader goes on meanwhile,
+	// and a record produced after the look-up would put it past the end
+	// it was told, a truncation that never happened.
+	seen := make([][]int64, len(subs))
+	for i, s := range subs {
+		seen[i] = s.cur.snapshot()
+	}
 	ctx, cancel := context.WithTimeout(ctx, kafkaWatchTimeout)
 	defer cancel()
 	parts, err := b.partitions(ctx)
 	if err == nil {
 		var ends position
 		if ends, err = b.offsets(ctx, parts, kafka.LastOffsetOf); err == nil {
-			b.endBeyond(subs, parts, ends)
+			b.endBeyond(subs, seen, parts, ends)
 			return
 		}
 	}
@@ -208,13 +215,14 @@ func (b *kafkaBackend) checkSubs(ctx context.Context) {
 	}
 }
 
-// endBeyond ends the subscribers of subs that cannot go on in a topic
-// with partitions parts (sorted) ending at ends.
-func (b *kafkaBackend) endBeyond(subs []*kafkaSub, parts []int, ends position) {
+// endBeyond ends the subscribers of subs, at positions seen (read before
+// the look-up), that cannot go on in a topic with partitions parts
+// (sorted) ending at ends.
+func (b *kafkaBackend) endBeyond(subs []*kafkaSub, seen [][]int64, parts []int, ends position) {
 	var ended int
 	var first error
-	for _, s := range subs {
-		err := s.cur.check(parts, ends)
+	for i, s := range subs {
+		err := s.cur.check(parts, ends, seen[i])
 		if err == nil {
 			continue
 		}
@@ -592,16 +600,25 @@ func (c *offsetCursor) advance(m *message) {
 // client resumes from it, so a subscriber whose readers went past an end
 // is ended once what they read has been sent, and its token then lies
 // beyond that end too.
-func (c *offsetCursor) check(parts []int, ends position) error {
+func (c *offsetCursor) check(parts []int, ends position, seen []int64) error {
 	if !slices.Equal(parts, c.parts) {
 		return fmt.Errorf("%w: partitions %v, now %v", errPartitionsChanged, c.parts, parts)
 	}
 	for i, p := range c.parts {
-		if off := c.seen[i].Load(); off > ends[p] {
+		if off := seen[i]; off > ends[p] {
 			return fmt.Errorf("%w: partition %d at offset %d, its log ends at %d", errLogBelow, p, off, ends[p])
 		}
 	}
 	return nil
+}
+
+// snapshot returns the positions the watch checks (seen), as they are now.
+func (c *offsetCursor) snapshot() []int64 {
+	out := make([]int64, len(c.seen))
+	for i := range c.seen {
+		out[i] = c.seen[i].Load()
+	}
+	return out
 }
 
 func (c *offsetCursor) id() string {
