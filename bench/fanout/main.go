@@ -171,7 +171,9 @@ func runServer(kind, natsURL, kafkaAddr string) error {
 				c.Coalesce = coalesce
 			}
 		}
-		deps.Logger = slog.New(slog.DiscardHandler)
+		// Warnings (why subscribers were cut, a broker side that failed)
+		// go to stderr, so a run that lost subscribers says why.
+		deps.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		srv, err := streams.New([]streams.Config{c}, deps)
 		if err != nil {
 			return err
