@@ -203,6 +203,16 @@ func TestJetStreamStartIDAcrossRecreation(t *testing.T) {
 	if want := e.jsIDOf(t, "SRC", 2); id != want {
 		t.Fatalf("start id = %q, want %q", id, want)
 	}
+	// The server must have seen that client leave, so that the tail
+	// lingers without members and is looked at again when the next one
+	// arrives. A tail that still has a member when a recreated stream's
+	// next subscriber joins it ends that subscriber with the others once
+	// its watch sees the recreation, and the client resumes then: that
+	// race is the reconnection a real EventSource makes, not what this
+	// test is about.
+	waitFor(t, "the start-id client gone", func() bool {
+		return metricValue(t, metrics.Subscribers.WithLabelValues("/js/src")) == 0
+	})
 	e.recreateStream(t, "SRC", "src.>")
 	for i := 1; i <= 3; i++ {
 		e.jsPublish(t, "src.a", "tick", fmt.Sprint("new", i))
