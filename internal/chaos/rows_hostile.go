@@ -17,9 +17,10 @@ import (
 
 func rowStalledSubscribers() *row { return stalledRow("stalled-subscribers", 0) }
 
-// rowStalledSmallPending is the same with a small max_pending: then even a
-// client reading at full speed must keep up with the broker's delivery
-// bursts (a JetStream pull batch, a Kafka fetch).
+// rowStalledSmallPending is the same with a small max_pending: the
+// broker's delivery bursts (a JetStream pull batch, a Kafka fetch) are then
+// larger than max_pending, and only the subscribers whose connections stop
+// taking data may be cut, never the one reading at full speed.
 func rowStalledSmallPending() *row { return stalledRow("stalled-subscribers-pending-64", 64) }
 
 func stalledRow(key string, maxPending int) *row {
