@@ -161,3 +161,42 @@ func TestArchitectureDocNamesEveryPackage(t *testing.T) {
 		}
 	}
 }
+
+// maxFileLines bounds a non-test Go file, so that each is one a reader can
+// hold (issue 13).
+const maxFileLines = 650
+
+// TestFilesAReaderCanHold: no non-test Go file of the module is over
+// maxFileLines lines (bench/, a module of its own, is not the product).
+func TestFilesAReaderCanHold(t *testing.T) {
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if n := d.Name(); p != root && (strings.HasPrefix(n, ".") || n == "testdata") {
+				return filepath.SkipDir
+			}
+			if _, err := os.Stat(filepath.Join(p, "go.mod")); err == nil && p != root {
+				return filepath.SkipDir // another module
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if n := bytes.Count(b, []byte("\n")); n > maxFileLines {
+			rel, _ := filepath.Rel(root, p)
+			t.Errorf("%s has %d lines, more than %d: split it by responsibility", rel, n, maxFileLines)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
