@@ -18,23 +18,8 @@ import (
 // stored event while the worker checkpointed it: the event was lost.
 func TestRestartKeepsEventWithInheritedID(t *testing.T) {
 	e := newJSEnv(t)
-	var second atomic.Bool
-	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		switch r.Header.Get("Last-Event-ID") {
-		case "":
-			_, _ = w.Write([]byte("id: 5\ndata: A\n\n"))
-		case "5":
-			if second.Load() {
-				// B comes after event 5 and carries no id of its own.
-				_, _ = w.Write([]byte("data: B\n\n"))
-			}
-		}
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	t.Cleanup(feed.Close)
+	// B comes after event 5 and carries no id of its own.
+	feed, second := resumingFeed(t, "data: B\n\n")
 	store := &recordingStore{}
 
 	w1 := startWorker(t, "inh", feed.URL, e.open(t, "inh", e2eConfig()), store)
@@ -42,7 +27,7 @@ func TestRestartKeepsEventWithInheritedID(t *testing.T) {
 	if err := w1.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	second.Store(true)
+	second()
 	w2 := startWorker(t, "inh", feed.URL, e.open(t, "inh", e2eConfig()), store)
 	waitFor(t, "B acknowledged", func() bool { return w2.Status().Forwarded == 1 })
 	if err := w2.Stop(); err != nil {
@@ -56,4 +41,26 @@ func TestRestartKeepsEventWithInheritedID(t *testing.T) {
 	if len(data) != 2 || data[0] != "A@5" || data[1] != "B@5" {
 		t.Fatalf("stream holds %q, want A and B (both with SSE-Id 5)", data)
 	}
+}
+
+// resumingFeed serves event 5 (data A) to a client without Last-Event-ID
+// and, once second has been called, then to one resuming after 5.
+func resumingFeed(t *testing.T, then string) (feed *httptest.Server, second func()) {
+	var resumed atomic.Bool
+	feed = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		switch r.Header.Get("Last-Event-ID") {
+		case "":
+			_, _ = w.Write([]byte("id: 5\ndata: A\n\n"))
+		case "5":
+			if resumed.Load() {
+				_, _ = w.Write([]byte(then))
+			}
+		}
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}))
+	t.Cleanup(feed.Close)
+	return feed, func() { resumed.Store(true) }
 }

@@ -1,9 +1,6 @@
 package nats_test
 
 import (
-	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
 	"github.com/ssebridge/ssebridge/sinks"
@@ -19,23 +16,8 @@ import (
 // stored (TestRestartKeepsEventWithInheritedID).
 func TestResumedFeedResendingLastEventIsStoredOnce(t *testing.T) {
 	e := newJSEnv(t)
-	var second atomic.Bool
-	feed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		switch r.Header.Get("Last-Event-ID") {
-		case "":
-			_, _ = w.Write([]byte("id: 5\ndata: A\n\n"))
-		case "5":
-			if second.Load() {
-				// Inclusive resume: 5 again, then what follows it.
-				_, _ = w.Write([]byte("id: 5\ndata: A\n\ndata: ping\n\nid: 6\ndata: B\n\n"))
-			}
-		}
-		w.(http.Flusher).Flush()
-		<-r.Context().Done()
-	}))
-	t.Cleanup(feed.Close)
+	// Inclusive resume: 5 again, then what follows it.
+	feed, second := resumingFeed(t, "id: 5\ndata: A\n\ndata: ping\n\nid: 6\ndata: B\n\n")
 	store := &recordingStore{}
 
 	w1 := startWorker(t, "resend", feed.URL, e.open(t, "resend", e2eConfig()), store)
@@ -43,7 +25,7 @@ func TestResumedFeedResendingLastEventIsStoredOnce(t *testing.T) {
 	if err := w1.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	second.Store(true)
+	second()
 	w2 := startWorker(t, "resend", feed.URL, e.open(t, "resend", e2eConfig()), store)
 	w2.WaitAcked(t, "6")
 	if err := w2.Stop(); err != nil {
