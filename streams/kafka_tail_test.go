@@ -11,7 +11,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sse"
 )
@@ -232,42 +231,13 @@ func TestKafkaSlowSubscriberAmongFastOnes(t *testing.T) {
 	cfg.MaxPending = 8
 	_, hs := startSmallBufferServer(t, []Config{cfg}, Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
 	w := kafkaWriter(t, k.Addr(), "slow")
-	slow := slowGet(t, hs.URL+path)
-	var fast []*sseClient
-	for range 4 {
-		fast = append(fast, subscribe(t, hs.URL+path, nil))
-	}
-	drops := metrics.SlowSubscriberDrops.WithLabelValues(path)
-	before := metricValue(t, drops)
-	payload := fmt.Sprintf("%08192d", 0)
-	var want []string
-	for batch := 0; metricValue(t, drops) == before; batch++ {
-		if batch == 2000 {
-			t.Fatalf("slow subscriber still connected after %d events", len(want))
-		}
-		var msgs []kafka.Message
-		for i := range cfg.MaxPending {
-			d := fmt.Sprintf("%d-%d %s", batch, i, payload)
-			want = append(want, d)
+	slowAmongFast(t, hs.URL, path, cfg.MaxPending, func(ds ...string) {
+		msgs := make([]kafka.Message, 0, len(ds))
+		for _, d := range ds {
 			msgs = append(msgs, kafkaMsg(0, "", d, time.Time{}))
 		}
 		produce(t, w, msgs...)
-		for _, c := range fast {
-			if got := datas(c.take(t, cfg.MaxPending)); !slices.Equal(got, want[len(want)-cfg.MaxPending:]) {
-				t.Fatalf("a fast subscriber got %d events out of order", len(got))
-			}
-		}
-	}
-	if d := metricValue(t, drops) - before; d != 1 {
-		t.Errorf("%v subscribers cut off, want only the slow one", d)
-	}
-	_ = slow
-	produce(t, w, kafkaMsg(0, "", "after", time.Time{}))
-	for _, c := range fast {
-		if got := string(c.next(t).Data); got != "after" {
-			t.Fatalf("a fast subscriber then got %q", got)
-		}
-	}
+	})
 }
 
 // A topic deleted and recreated while several subscribers share its tail

@@ -218,10 +218,24 @@ func TestJetStreamSlowSubscriberAmongFastOnes(t *testing.T) {
 	cfg := jsStreamCfg(path, "SLOW", "slow.>")
 	cfg.MaxPending = 8
 	_, hs := startSmallBufferServer(t, []Config{cfg}, Deps{NATS: e.nc})
-	slow := slowGet(t, hs.URL+path)
+	slowAmongFast(t, hs.URL, path, cfg.MaxPending, func(ds ...string) {
+		for _, d := range ds {
+			e.jsPublish(t, "slow.a", "", d)
+		}
+	})
+}
+
+// slowAmongFast checks a stream at path of the server at url, whose
+// max_pending is maxPending: one subscriber that stops reading and four
+// that read. publish sends events; rounds of maxPending 8 KiB events go
+// out until the slow one is cut off, and each fast one must get every
+// round in order, then one more event after the cut.
+func slowAmongFast(t *testing.T, url, path string, maxPending int, publish func(datas ...string)) {
+	t.Helper()
+	slow := slowGet(t, url+path)
 	var fast []*sseClient
 	for range 4 {
-		fast = append(fast, subscribe(t, hs.URL+path, nil))
+		fast = append(fast, subscribe(t, url+path, nil))
 	}
 	drops := metrics.SlowSubscriberDrops.WithLabelValues(path)
 	before := metricValue(t, drops)
@@ -231,20 +245,23 @@ func TestJetStreamSlowSubscriberAmongFastOnes(t *testing.T) {
 		if batch == 2000 {
 			t.Fatalf("slow subscriber still connected after %d events", len(want))
 		}
-		for i := range cfg.MaxPending {
-			d := fmt.Sprintf("%d-%d %s", batch, i, payload)
-			want = append(want, d)
-			e.jsPublish(t, "slow.a", "", d)
+		round := make([]string, 0, maxPending)
+		for i := range maxPending {
+			round = append(round, fmt.Sprintf("%d-%d %s", batch, i, payload))
 		}
+		want = append(want, round...)
+		publish(round...)
 		for _, c := range fast {
-			c.take(t, cfg.MaxPending)
+			if got := datas(c.take(t, maxPending)); !slices.Equal(got, round) {
+				t.Fatalf("a fast subscriber got %d events out of order", len(got))
+			}
 		}
 	}
 	if d := metricValue(t, drops) - before; d != 1 {
 		t.Errorf("%v subscribers cut off, want only the slow one", d)
 	}
 	_ = slow
-	e.jsPublish(t, "slow.a", "", "after")
+	publish("after")
 	for _, c := range fast {
 		if got := string(c.next(t).Data); got != "after" {
 			t.Fatalf("a fast subscriber then got %q", got)
