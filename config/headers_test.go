@@ -54,3 +54,27 @@ pipelines:
 		t.Fatalf("error:\n%v\nwant:\n%s", err, want)
 	}
 }
+
+// TestHeaderProblemsNameTheWrittenKey: the validation checks the source
+// as the runner gets it (names canonicalised, Last-Event-ID taken out of
+// the headers as the start ID), yet each problem names the header as the
+// file writes it, on its line.
+func TestHeaderProblemsNameTheWrittenKey(t *testing.T) {
+	const file = `nats: {embedded: true}
+pipelines:
+  - name: a
+    source:
+      url: https://example.com/feed
+      headers:
+        x-api-key: ${KEY}
+        last-event-id: ${KEY}
+    sink: {nats: {subject: s}}
+`
+	env := func(name string) (string, bool) { return "abc\x01def", name == "KEY" }
+	_, err := parse("c.yaml", []byte(file), env)
+	want := "c.yaml:7: pipelines[0].source.headers.x-api-key: header values cannot contain control characters or line breaks\n" +
+		"c.yaml:8: pipelines[0].source.headers.last-event-id: contains a control character: it cannot be sent as Last-Event-ID"
+	if err == nil || strings.TrimSpace(err.Error()) != want {
+		t.Fatalf("error:\n%v\nwant:\n%s", err, want)
+	}
+}

@@ -257,23 +257,23 @@ func (v *validator) pipeline(i int, p *Pipeline) {
 // file accepts is one the worker accepts) under the file's keys, then the
 // rules that only the file has.
 func (v *validator) source(key string, s *Source) {
-	// The headers as written, not canonicalised: the key names them as in
-	// the file.
-	h := make(http.Header, len(s.Headers))
-	for name, value := range s.Headers {
-		h[name] = []string{value}
+	// Check names a header as Options canonicalised it; the key names it
+	// as the file has it.
+	written := make(map[string]string, len(s.Headers))
+	for _, name := range slices.Sorted(maps.Keys(s.Headers)) {
+		if canon := http.CanonicalHeaderKey(name); written[canon] == "" {
+			written[canon] = name
+		}
 	}
-	sources.Config{
-		URL:          s.URL,
-		Method:       s.Method,
-		Header:       h,
-		RetryInitial: orDefault(s.Retry.Initial, DefaultRetryInitial),
-		RetryMax:     orDefault(s.Retry.Max, DefaultRetryMax),
-		IdleTimeout:  s.IdleTimeout.D(),
-		MaxEventSize: s.MaxEventSize,
-		QueueSize:    s.QueueSize,
-		MaxUnsaved:   s.CheckpointMaxUnsaved,
-	}.Check(func(field, msg string) { v.errorf(key+"."+sourceKey(field), "%s", msg) })
+	s.Options("").Check(func(field, msg string) {
+		k := sourceKey(field)
+		if name, ok := strings.CutPrefix(field, sources.HeaderKey); ok {
+			k = "headers." + written[name]
+		} else if field == "LastEventID" {
+			k = "headers." + written["Last-Event-Id"]
+		}
+		v.errorf(key+"."+k, "%s", msg)
+	})
 
 	// Header names ignore case: of User-Agent and user-agent only one is
 	// sent, and which one would depend on map order. Sorted, so that the
@@ -317,9 +317,6 @@ var sourceKeys = map[string]string{
 // sourceKey is the key, relative to a source block, of the sources.Config
 // field a problem concerns.
 func sourceKey(field string) string {
-	if name, ok := strings.CutPrefix(field, sources.HeaderKey); ok {
-		return "headers." + name
-	}
 	if k, ok := sourceKeys[field]; ok {
 		return k
 	}
