@@ -37,9 +37,11 @@ func contestants() []contestant {
 	return []contestant{
 		{"ssebridge", scCore, ""},
 		{"hand-written (nc.Publish)", scCore, roleCore},
+		{"hand-written, same headers (nc.PublishMsg)", scCore, roleCoreHdr},
 		{"ssebridge", scJS, ""},
 		{"hand-written sync (js.Publish)", scJS, roleJSSync},
 		{"hand-written async (js.PublishAsync)", scJS, roleJSAsync},
+		{"hand-written async, same headers (js.PublishMsgAsync)", scJS, roleJSAsyncHdr},
 		{"ssebridge", scKafka, ""},
 		{"kafka-go Writer (100-event batches)", scKafka, roleKafkaGo},
 	}
@@ -358,9 +360,9 @@ func (h *harness) throughput(sizes []int) []ingestResult {
 					r.err = err
 				}
 				if r.err != nil {
-					h.logf("%-18s %-38s %7d events: %v", sc, c.name, n, r.err)
+					h.logf("%-18s %-54s %7d events: %v", sc, c.name, n, r.err)
 				} else {
-					h.logf("%-18s %-38s %7d events: %8.0f events/s  %5.2f CPU s/M  %4d MiB peak RSS %s", sc, c.name, n, r.eps(), r.cpuPerM(), r.hwm>>20, r.note)
+					h.logf("%-18s %-54s %7d events: %8.0f events/s  %5.2f CPU s/M  %4d MiB peak RSS %s", sc, c.name, n, r.eps(), r.cpuPerM(), r.hwm>>20, r.note)
 				}
 				out = append(out, r)
 			}
@@ -467,9 +469,9 @@ func (h *harness) latency(rate float64, dur time.Duration) []latencyResult {
 		mu.Unlock()
 		lr.err = err
 		if err != nil {
-			h.logf("latency %-18s %-38s: %v", c.scenario, c.name, err)
+			h.logf("latency %-18s %-54s: %v", c.scenario, c.name, err)
 		} else {
-			h.logf("latency %-18s %-38s %5.0f/s: p50 %v p99 %v max %v", c.scenario, c.name, rate, lr.p50.Round(10*time.Microsecond), lr.p99.Round(10*time.Microsecond), lr.max.Round(10*time.Microsecond))
+			h.logf("latency %-18s %-54s %5.0f/s: p50 %v p99 %v max %v", c.scenario, c.name, rate, lr.p50.Round(10*time.Microsecond), lr.p99.Round(10*time.Microsecond), lr.max.Round(10*time.Microsecond))
 		}
 		out = append(out, lr)
 	}
