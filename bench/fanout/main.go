@@ -1,7 +1,8 @@
 // Command fanout measures how ssebridge's reverse streams serve many SSE
 // subscribers of one stream, against a stock net/http streaming handler
-// (one NATS subscription per request, one write and flush per event) run
-// in the same way in the same run.
+// (one NATS subscription per request, one write and flush per event) and
+// a "floor" server (one write per subscriber per event and nothing else,
+// floor.go) run in the same way in the same run.
 //
 // Run it from bench/: go run ./fanout (a few minutes), or
 // go run ./fanout -quick (1,000 subscribers, short phases). For each case
@@ -57,6 +58,10 @@ const coalesce = 25 * time.Millisecond
 // publishing phase.
 var profileDir = flag.String("profile", "", "write a CPU profile of each server's publishing phase into `dir`")
 
+// perfDir, when set, receives a `perf record -g` of each server process
+// over its publishing phase (kernel and user stacks).
+var perfDir = flag.String("perf", "", "write a perf record -g of each server's publishing phase into `dir`")
+
 const (
 	subject = "fan.x"
 	jsName  = "FAN"
@@ -71,7 +76,7 @@ func main() {
 		url     = flag.String("url", "", "internal: stream URL (client role)")
 		n       = flag.Int("n", 0, "internal: subscribers (client role)")
 		subsF   = flag.String("subs", "1000,10000,19000", "comma-separated subscriber counts (1000 with -quick)")
-		kinds   = flag.String("kinds", "baseline,core,jetstream,coalesced,kafka", "comma-separated servers to measure")
+		kinds   = flag.String("kinds", "baseline,floor,core,jetstream,coalesced,kafka", "comma-separated servers to measure")
 		quick   = flag.Bool("quick", false, "a smoke run: short publishing phases, 1000 subscribers unless -subs is set")
 		out     = flag.String("out", "", "write the Fan-out section into this BENCHMARKS.md")
 	)
@@ -84,7 +89,7 @@ func main() {
 	}
 	var err error
 	switch *role {
-	case "baseline", "core", "jetstream", "coalesced", "kafka":
+	case "baseline", "floor", "core", "jetstream", "coalesced", "kafka":
 		err = runServer(*role, *natsURL, *kafkaAt)
 	case "client":
 		err = runClient(*url, *n)
@@ -142,13 +147,19 @@ func procRSS(pid string) int64 {
 
 func runServer(kind, natsURL, kafkaAddr string) error {
 	var h http.Handler
-	if kind == "baseline" {
+	if kind == "baseline" || kind == "floor" {
 		nc, err := nats.Connect(natsURL, nats.MaxReconnects(-1))
 		if err != nil {
 			return fmt.Errorf("connect nats: %w", err)
 		}
 		defer nc.Close()
-		h = baselineHandler(nc)
+		if kind == "floor" {
+			if h, err = floorHandler(nc); err != nil {
+				return err
+			}
+		} else {
+			h = baselineHandler(nc)
+		}
 	} else {
 		c := streams.Config{Path: "/s"}
 		var deps streams.Deps
@@ -640,6 +651,15 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 			}
 		}()
 	}
+	if *perfDir != "" {
+		out := fmt.Sprintf("%s/%s-%d.perf", *perfDir, kind, subs)
+		rec := exec.CommandContext(ctx, "perf", "record", "-g", "-o", out, "-p", strconv.Itoa(srv.Process.Pid), "--", "sleep", strconv.Itoa(max(secs-1, 1)))
+		rec.Stdout, rec.Stderr = io.Discard, io.Discard
+		if err := rec.Start(); err != nil {
+			return res, fmt.Errorf("perf: %w", err)
+		}
+		defer rec.Wait()
+	}
 	res.Idle = (idle.RSS - before.RSS) / int64(connected)
 	res.Goroutines = float64(idle.Goroutines-before.Goroutines) / float64(connected)
 
@@ -678,7 +698,7 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 func writeReport(path string, rs []result) error {
 	var b strings.Builder
 	b.WriteString("## Fan-out\n\n")
-	fmt.Fprintf(&b, "`cd bench && go run ./fanout -out ../BENCHMARKS.md`, %s, %d cores (%s). One stream, subscribers in a separate process on 50 loopback source addresses, the server under test alone in its own process, and for each case a fresh nats-server (JetStream on) in a process of its own, or for \"kafka\" a kfake broker (one partition) in the orchestrating process. Idle: RSS growth per connected subscriber of the server under test (and its goroutines per subscriber) and of nats-server, from just before the subscribers connect to 2 s after all connected. Then events of ~130 bytes are published at the rate shown for the time shown; p50/p99 are publish-to-client delays over a 10%% sample of subscribers; CPU/event is the server's user+system CPU per delivered event. \"baseline\" is a stock net/http streaming handler over core NATS (one NATS subscription per request, one write and flush per event); \"core\", \"jetstream\" and \"kafka\" are ssebridge's reverse streams (kafka published with kafka-go, one synchronous write per event), and \"coalesced\" the core stream with `coalesce: %v` (a subscriber's write waits that long for more events).\n\n",
+	fmt.Fprintf(&b, "`cd bench && go run ./fanout -out ../BENCHMARKS.md`, %s, %d cores (%s). One stream, subscribers in a separate process on 50 loopback source addresses, the server under test alone in its own process, and for each case a fresh nats-server (JetStream on) in a process of its own, or for \"kafka\" a kfake broker (one partition) in the orchestrating process. Idle: RSS growth per connected subscriber of the server under test (and its goroutines per subscriber) and of nats-server, from just before the subscribers connect to 2 s after all connected. Then events of ~130 bytes are published at the rate shown for the time shown; p50/p99 are publish-to-client delays over a 10%% sample of subscribers; CPU/event is the server's user+system CPU per delivered event. \"baseline\" is a stock net/http streaming handler over core NATS (one NATS subscription per request, one write and flush per event); \"floor\" is the least a server can do (one core NATS subscription, the response head written once, then each event's bytes, encoded once, written to every connection in a tight loop on one goroutine per core: one write per subscriber per event and nothing else), the floor for that way of writing; \"core\", \"jetstream\" and \"kafka\" are ssebridge's reverse streams (kafka published with kafka-go, one synchronous write per event), and \"coalesced\" the core stream with `coalesce: %v` (a subscriber's write waits that long for more events).\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), coalesce)
 	b.WriteString("| server | subscribers | idle KiB/sub | nats-server KiB/sub | goroutines/sub | rate × s | delivered / expected | gaps | cut | p50 ms | p99 ms | CPU µs/event | CPU vs baseline |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
