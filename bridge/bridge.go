@@ -10,6 +10,7 @@ package bridge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,6 +28,7 @@ import (
 	"github.com/ssebridge/ssebridge/internal/metrics"
 	"github.com/ssebridge/ssebridge/internal/natsconn"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
+	"github.com/ssebridge/ssebridge/internal/tlsconf"
 	"github.com/ssebridge/ssebridge/streams"
 )
 
@@ -184,6 +186,22 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 		}
 		defer release()
 	}
+	// The certificate before the brokers: a server that cannot serve
+	// HTTPS should fail at once, naming the file.
+	var tlsCfg *tls.Config
+	if t := cfg.HTTP.TLS; t != nil {
+		sc, err := tlsconf.LoadServerCert(t.CertFile, t.KeyFile, func(err error) {
+			b.log.Error("http.tls: the changed certificate files could not be loaded; still serving the previous certificate", "err", err)
+		})
+		if err != nil {
+			b.reloadMu.Unlock()
+			if b.opts.Listener != nil {
+				b.opts.Listener.Close()
+			}
+			return fmt.Errorf("bridge: http.tls: %w", err)
+		}
+		tlsCfg = tlsconf.ServerConfig(sc)
+	}
 	if err := b.connect(cfg); err != nil {
 		b.reloadMu.Unlock()
 		b.closeBrokers(context.Background())
@@ -215,6 +233,7 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(b.log.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsCfg, // HTTP/2 comes with it
 		// No WriteTimeout: SSE responses last as long as the subscriber.
 	}
 	// Pipelines and streams outlive the caller's ctx until they are drained,
@@ -235,7 +254,13 @@ func (b *Bridge) Run(ctx context.Context) (err error) {
 	}
 
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() {
+		if tlsCfg != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		serveErr <- srv.Serve(ln)
+	}()
 
 	for _, s := range cfg.Streams {
 		b.startStream(s)

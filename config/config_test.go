@@ -384,6 +384,12 @@ streams:
       allowed_origins: ["*"]
       allow_credentials: true
 `, `9: streams[0].cors.allowed_origins[0]: "*" cannot be combined with allow_credentials`},
+		{"https without a key", header + `http:
+  addr: 127.0.0.1:8443
+  tls:
+    cert_file: /etc/ssebridge/cert.pem
+streams: [{path: /s, nats: {subject: s}}]
+`, "7: http.tls.key_file: required to serve HTTPS"},
 		{"bad header name", header + `pipelines:
   - name: a
     source:

@@ -62,6 +62,17 @@ type HTTP struct {
 	Addr string `yaml:"addr"`
 	// MaxSubscribers caps SSE subscribers across all streams (0: no cap).
 	MaxSubscribers int `yaml:"max_subscribers"`
+	// TLS serves HTTPS, and with it HTTP/2: browsers open at most six
+	// HTTP/1.1 connections to a host, so a page with more EventSources
+	// than that stalls, while over HTTP/2 they share one connection.
+	TLS *ServerTLS `yaml:"tls"`
+}
+
+// ServerTLS is the server's certificate. The files are read again when
+// they change (a renewed certificate needs no restart).
+type ServerTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // NATS configures the NATS connection shared by sinks and streams.

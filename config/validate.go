@@ -143,6 +143,14 @@ func (v *validator) top() {
 		v.hostPort("http.addr", c.HTTP.Addr)
 	}
 	v.nonNegative("http.max_subscribers", int64(c.HTTP.MaxSubscribers))
+	if t := c.HTTP.TLS; t != nil {
+		if t.CertFile == "" {
+			v.errorf("http.tls.cert_file", "required to serve HTTPS (a PEM certificate chain)")
+		}
+		if t.KeyFile == "" {
+			v.errorf("http.tls.key_file", "required to serve HTTPS (the PEM private key of cert_file)")
+		}
+	}
 	v.oneOf("log.format", c.Log.Format, LogFormatText, LogFormatJSON)
 	v.oneOf("log.level", c.Log.Level, LogLevelDebug, LogLevelInfo, LogLevelWarn, LogLevelError)
 

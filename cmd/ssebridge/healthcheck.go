@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,9 +27,10 @@ checks: the image has no shell, curl or wget (HEALTHCHECK CMD ["ssebridge",
 const DefaultHealthcheckURL = "http://127.0.0.1:8080/readyz"
 
 func healthcheckCommand(args []string, stdout, stderr io.Writer) int {
-	fs := newFlags("healthcheck", "[-url URL] [-timeout DURATION]", healthcheckDescription, stderr)
+	fs := newFlags("healthcheck", "[-url URL] [-timeout DURATION] [-insecure]", healthcheckDescription, stderr)
 	url := fs.String("url", DefaultHealthcheckURL, "readiness `URL` to probe")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this `duration` (not ready)")
+	insecure := fs.Bool("insecure", false, "with an https URL (http.tls), accept any certificate: the probe asks the bridge next to it whether it is ready, and its certificate names the public host, not 127.0.0.1")
 	if code, done := parseSubcommandFlags(fs, args); done {
 		return code
 	}
@@ -46,7 +48,11 @@ func healthcheckCommand(args []string, stdout, stderr io.Writer) int {
 	}
 	// No proxy: the probe is for the bridge next to it, whatever
 	// HTTP_PROXY the container has for its feeds.
-	client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+	tr := &http.Transport{Proxy: nil}
+	if *insecure {
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // asked for, see the flag
+	}
+	client := &http.Client{Transport: tr}
 	defer client.CloseIdleConnections()
 	resp, err := client.Do(req)
 	if err != nil {

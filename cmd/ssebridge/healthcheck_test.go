@@ -106,3 +106,20 @@ func TestHealthcheckAgainstDemo(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 }
+
+// TestHealthcheckOverHTTPS: a bridge serving HTTPS (http.tls) is probed
+// with an https URL; its certificate names the public host, so -insecure
+// accepts it, and without the flag the probe says why it failed.
+func TestHealthcheckOverHTTPS(t *testing.T) {
+	tailLeaks(t)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"ready": true}`))
+	}))
+	defer srv.Close()
+	if code, _, errOut := runHealthcheck("-url", srv.URL+"/readyz"); code != 1 || !strings.Contains(errOut, "certificate") {
+		t.Errorf("unknown certificate: exit %d, stderr %q; want 1 and the certificate named", code, errOut)
+	}
+	if code, out, errOut := runHealthcheck("-insecure", "-url", srv.URL+"/readyz"); code != 0 || out != "ready\n" {
+		t.Errorf("-insecure: exit %d, stdout %q, stderr %q; want 0 and ready", code, out, errOut)
+	}
+}

@@ -1,7 +1,8 @@
 // Package tlsconf turns client TLS options (certificate files, server name)
 // into a *tls.Config, so that sources, sinks and streams read certificates
-// the same way and report the same errors. The runner maps the YAML's tls
-// blocks to Config.
+// the same way and report the same errors, and serves the bridge's own
+// HTTPS certificate (ServerCert), read again when renewed. The runner maps
+// the YAML's tls blocks to Config.
 package tlsconf
 
 import (
