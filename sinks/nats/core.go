@@ -37,18 +37,19 @@ func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked, r
 	s.subjects = subjects
 	defer clear(s.subjects)
 	leadingSkips, sent := 0, 0
+	maxPayload := s.nc.MaxPayload()
 	for i := range msgs {
-		p := s.prepare(env, msgs, i)
-		if p.skip {
+		nm := s.prepare(env, &msgs[i], maxPayload)
+		if nm == nil {
 			if sent == 0 {
 				leadingSkips++
 			}
 			continue
 		}
-		if err := s.nc.PublishMsg(p.msg); err != nil {
-			return leadingSkips, 0, 0, s.connErr(fmt.Sprintf("publish %q", p.msg.Subject), err)
+		if err := s.nc.PublishMsg(nm); err != nil {
+			return leadingSkips, 0, 0, s.connErr(fmt.Sprintf("publish %q", nm.Subject), err)
 		}
-		subjects[i] = p.msg.Subject
+		subjects[i] = nm.Subject
 		sent++
 	}
 	if sent == 0 {

@@ -111,6 +111,8 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 	}
 	env := route.NewEnv(nil)
 	maxPayload := s.nc.MaxPayload()
+	// The Nats-Msg-Id hashes of the whole batch, four messages at a time.
+	s.hashes, s.hashIdx = msgHashes(s.hashes, s.hashIdx, msgs)
 	// One timer for the whole batch, restarted whenever the head moves:
 	// AckTimeout without an answer fails the write.
 	timer := time.NewTimer(AckTimeout)
@@ -129,7 +131,7 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 		if pubErr == nil && next < len(msgs) && p.inFlight() < limit {
 			m := &msgs[next]
 			next++
-			subj, ok := s.prepareJS(env, m, maxPayload)
+			subj, ok := s.prepareJS(env, m, s.hashes[next-1], maxPayload)
 			if !ok {
 				p.skip()
 				continue
@@ -173,31 +175,15 @@ func (s *Sink) writeJetStream(ctx context.Context, msgs []sinks.Message) (n, ack
 	return n, acked, nil
 }
 
-// prepareJS routes m and fills the publisher's headers for it, or decides
-// to skip it (unroutable or larger than the server takes; counted and
-// logged).
-func (s *Sink) prepareJS(env *route.Env, m *sinks.Message, maxPayload int64) (subject string, ok bool) {
-	env.Reset(m)
-	d, err := s.router.Route(env)
-	if err != nil {
-		s.unroutable.Add(1)
-		s.log.Warn("event unroutable, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "event", m.Event.Type, "err", err)
+// prepareJS routes m and fills the publisher's headers for it, h being
+// its MsgID hash (see msgHashes), or decides to skip it (unroutable or
+// larger than the server takes; counted and logged).
+func (s *Sink) prepareJS(env *route.Env, m *sinks.Message, h uint64, maxPayload int64) (subject string, ok bool) {
+	subj, ok := s.route(env, m)
+	if !ok || !s.fits(m, s.jsp.hdr.fill(m, needsMsgID(m), h), maxPayload) {
 		return "", false
 	}
-	if d.FellBack != nil {
-		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
-	}
-	msgID := ""
-	if m.Event.ID != "" && !m.InheritedID {
-		msgID = MsgID(m)
-	}
-	if size := len(m.Event.Data) + s.jsp.hdr.fill(m, msgID); int64(size) > maxPayload {
-		s.tooLarge.Add(1)
-		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
-			"bytes", size, "max_payload", maxPayload)
-		return "", false
-	}
-	return d.Dest, true
+	return subj, true
 }
 
 // duplicate counts and logs a publish JetStream acknowledged without

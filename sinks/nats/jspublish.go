@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	gonats "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/ssebridge/ssebridge/sinks"
 )
 
 // jsPublisher is the JetStream publishing machinery of one sink: what the
@@ -49,7 +46,7 @@ type jsPublisher struct {
 	head, tail uint64
 
 	msg gonats.Msg
-	hdr jsHeaders
+	hdr headerSlots
 }
 
 // slot states.
@@ -77,7 +74,7 @@ func newJSPublisher(nc *gonats.Conn, window int) *jsPublisher {
 		nc:      nc,
 		replies: make([]string, window),
 		slots:   make([]pubSlot, window),
-		hdr:     newJSHeaders(),
+		hdr:     newHeaderSlots(),
 	}
 	p.msg.Header = p.hdr.h
 	return p
@@ -231,57 +228,4 @@ func parsePubAck(m *gonats.Msg) (uint8, *jetstream.PubAck, error) {
 		return slotDup, r.PubAck, nil
 	}
 	return slotStored, nil, nil
-}
-
-// jsHeaders is the reusable header map of JetStream publishes: the SSE
-// headers and Nats-Msg-Id, one value slot each. Like the core sink's, it
-// keeps the last SSE-Received-At it formatted (the source stamps a decoded
-// batch with one time) and touches the map only when a header comes or
-// goes.
-type jsHeaders struct {
-	h                      gonats.Header
-	id, ev, src, at, msgID []string
-	hasID, hasMsgID        bool
-	lastAt                 time.Time // the time at[0] was formatted from
-}
-
-func newJSHeaders() jsHeaders {
-	hs := jsHeaders{id: make([]string, 1), ev: make([]string, 1), src: make([]string, 1), at: make([]string, 1), msgID: make([]string, 1)}
-	hs.h = gonats.Header{sinks.HeaderEvent: hs.ev, sinks.HeaderSource: hs.src, sinks.HeaderReceivedAt: hs.at}
-	return hs
-}
-
-// fill sets the headers of m, with Nats-Msg-Id when msgID is set, and
-// returns their encoded size.
-func (hs *jsHeaders) fill(m *sinks.Message, msgID string) int {
-	// == and not Equal: the location is part of the formatted value.
-	if at := m.ReceivedAt; at.IsZero() || at != hs.lastAt || hs.at[0] == "" {
-		hs.at[0], hs.lastAt = receivedAt(m), at
-	}
-	hs.ev[0], hs.src[0] = m.Event.Type, m.Pipeline
-	n := len("NATS/1.0\r\n\r\n") +
-		len(sinks.HeaderEvent) + len(m.Event.Type) + 4 +
-		len(sinks.HeaderSource) + len(m.Pipeline) + 4 +
-		len(sinks.HeaderReceivedAt) + len(hs.at[0]) + 4
-	if m.Event.ID != "" {
-		hs.id[0] = m.Event.ID
-		if !hs.hasID {
-			hs.h[sinks.HeaderID], hs.hasID = hs.id, true
-		}
-		n += len(sinks.HeaderID) + len(m.Event.ID) + 4
-	} else if hs.hasID {
-		delete(hs.h, sinks.HeaderID)
-		hs.hasID = false
-	}
-	if msgID != "" {
-		hs.msgID[0] = msgID
-		if !hs.hasMsgID {
-			hs.h[jetstream.MsgIDHeader], hs.hasMsgID = hs.msgID, true
-		}
-		n += len(jetstream.MsgIDHeader) + len(msgID) + 4
-	} else if hs.hasMsgID {
-		delete(hs.h, jetstream.MsgIDHeader)
-		hs.hasMsgID = false
-	}
-	return n
 }

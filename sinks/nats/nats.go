@@ -116,6 +116,14 @@ type Sink struct {
 
 	// jsp publishes in JetStream mode (see jspublish.go).
 	jsp *jsPublisher
+	// hashes[i] is the MsgID hash of the batch's message i; hashIdx is
+	// msgHashes' scratch space.
+	hashes  []uint64
+	hashIdx []int
+
+	// static is the subject of every message when the subject template
+	// has no placeholder (validated once, by New); "" otherwise.
+	static string
 
 	// Core mode publishes synchronously into the connection's buffer, so
 	// one message, header map and subject list serve every publish.
@@ -123,40 +131,6 @@ type Sink struct {
 	coreMsg  gonats.Msg
 	coreHdr  headerSlots
 	subjects []string
-}
-
-// headerSlots is a reusable nats.Header with one value slot per SSE header.
-// It keeps the last SSE-Received-At it formatted: the source stamps the
-// events of one decoded batch with one time, so most messages reuse it.
-type headerSlots struct {
-	h               gonats.Header
-	id, ev, src, at []string
-	hasID           bool      // h holds id
-	lastAt          time.Time // the time at[0] was formatted from
-}
-
-func newHeaderSlots() headerSlots {
-	hs := headerSlots{id: make([]string, 1), ev: make([]string, 1), src: make([]string, 1), at: make([]string, 1)}
-	hs.h = gonats.Header{sinks.HeaderEvent: hs.ev, sinks.HeaderSource: hs.src, sinks.HeaderReceivedAt: hs.at}
-	return hs
-}
-
-// fill sets the SSE headers of m, as Headers does.
-func (hs *headerSlots) fill(m *sinks.Message) {
-	if m.Event.ID != "" {
-		hs.id[0] = m.Event.ID
-		if !hs.hasID {
-			hs.h[sinks.HeaderID], hs.hasID = hs.id, true
-		}
-	} else if hs.hasID {
-		delete(hs.h, sinks.HeaderID)
-		hs.hasID = false
-	}
-	hs.ev[0], hs.src[0] = m.Event.Type, m.Pipeline
-	// == and not Equal: the location is part of the formatted value.
-	if at := m.ReceivedAt; at.IsZero() || at != hs.lastAt || hs.at[0] == "" {
-		hs.at[0], hs.lastAt = receivedAt(m), at
-	}
 }
 
 // New opens a NATS sink for pipeline on nc. With opts.JetStream and
@@ -187,6 +161,9 @@ func New(ctx context.Context, nc *gonats.Conn, pipeline string, opts Options, lo
 		tooLarge:    metrics.EventsFailed.WithLabelValues(pipeline, "too_large"),
 		duplicates:  metrics.SinkDuplicates.WithLabelValues(pipeline),
 		dupLog:      logging.NewEvery(5 * time.Second),
+	}
+	if route.MustCompile(cfg.Subject).Static() {
+		s.static = cfg.Subject
 	}
 	if !cfg.JetStream {
 		s.coreHdr = newHeaderSlots()
@@ -304,115 +281,47 @@ func (s *Sink) Write(ctx context.Context, msgs []sinks.Message) (int, error) {
 	return n, err
 }
 
-// outcome of preparing one message.
-type prepared struct {
-	msg  *gonats.Msg // nil: skip (unroutable, counted)
-	skip bool
-}
-
-// prepare routes msgs[i] and builds its core NATS message, or decides to
-// skip it (JetStream messages are prepared by prepareJS).
-func (s *Sink) prepare(env *route.Env, msgs []sinks.Message, i int) prepared {
-	m := &msgs[i]
+// route is m's subject: the static one, or the template rendered for m
+// (false: unroutable, counted and logged).
+func (s *Sink) route(env *route.Env, m *sinks.Message) (string, bool) {
+	if s.static != "" {
+		return s.static, true
+	}
 	env.Reset(m)
 	d, err := s.router.Route(env)
 	if err != nil {
 		s.unroutable.Add(1)
 		s.log.Warn("event unroutable, dropped", "pipeline", s.pipeline, "id", m.Event.ID, "event", m.Event.Type, "err", err)
-		return prepared{skip: true}
+		return "", false
 	}
 	if d.FellBack != nil {
 		s.log.Debug("event routed to fallback subject", "pipeline", s.pipeline, "id", m.Event.ID, "subject", d.Dest, "reason", d.FellBack)
 	}
-	// Published (copied out) before the next prepare.
-	s.coreHdr.fill(m)
-	s.coreMsg = gonats.Msg{Subject: d.Dest, Data: m.Event.Data, Header: s.coreHdr.h}
-	nm := &s.coreMsg
-	if size := len(nm.Data) + headerSize(m, nm.Header); int64(size) > s.nc.MaxPayload() {
+	return d.Dest, true
+}
+
+// fits reports whether m, with headers of hdrSize bytes, is within the
+// server's max_payload; if not it is counted and logged.
+func (s *Sink) fits(m *sinks.Message, hdrSize int, maxPayload int64) bool {
+	if size := len(m.Event.Data) + hdrSize; int64(size) > maxPayload {
 		s.tooLarge.Add(1)
 		s.log.Warn("event larger than the server's max_payload, dropped", "pipeline", s.pipeline, "id", m.Event.ID,
-			"bytes", size, "max_payload", s.nc.MaxPayload())
-		return prepared{skip: true}
+			"bytes", size, "max_payload", maxPayload)
+		return false
 	}
-	return prepared{msg: nm}
+	return true
 }
 
-// MsgID is the JetStream deduplication ID of m: "pipeline:id:hash", hash
-// being 16 hex digits of FNV-1a 64 over the event type and data. A replay
-// of the same event maps to the same ID; an event that reuses an ID with
-// other data (or another type) does not. FNV is stable across processes
-// and releases, which a replay after a restart or an upgrade needs; it is
-// not a defence against a feed forging collisions, which could only make
-// it drop its own events.
-func MsgID(m *sinks.Message) string {
-	// FNV-1a 64 inline (hash/fnv would allocate per message): type, a 0
-	// ("ab"+"c" must not hash like "a"+"bc"), data.
-	const offset64, prime64 = 14695981039346656037, 1099511628211
-	h := uint64(offset64)
-	for i := 0; i < len(m.Event.Type); i++ {
-		h = (h ^ uint64(m.Event.Type[i])) * prime64
+// prepare routes m and builds its core NATS message, or returns nil to
+// skip it (JetStream messages are prepared by prepareJS). The message is
+// valid until the next prepare.
+func (s *Sink) prepare(env *route.Env, m *sinks.Message, maxPayload int64) *gonats.Msg {
+	subj, ok := s.route(env, m)
+	if !ok || !s.fits(m, s.coreHdr.fill(m, false, 0), maxPayload) {
+		return nil
 	}
-	h *= prime64 // ^ 0
-	for _, c := range m.Event.Data {
-		h = (h ^ uint64(c)) * prime64
-	}
-	b := make([]byte, 0, len(m.Pipeline)+len(m.Event.ID)+18)
-	b = append(append(append(b, m.Pipeline...), ':'), m.Event.ID...)
-	b = append(b, ':')
-	const digits = "0123456789abcdef"
-	for shift := 60; shift >= 0; shift -= 4 {
-		b = append(b, digits[(h>>shift)&0xf])
-	}
-	return string(b)
-}
-
-// Headers are the SSE headers of m (without Nats-Msg-Id).
-func Headers(m *sinks.Message) gonats.Header { return headers(m, "") }
-
-// headers builds m's SSE headers plus, when msgID is set, Nats-Msg-Id. A
-// JetStream message is kept until its ack, so it cannot reuse memory, but
-// its values need not cost a slice each: they share one backing array.
-func headers(m *sinks.Message, msgID string) gonats.Header {
-	vals := make([]string, 5)
-	h := make(gonats.Header, 5)
-	if msgID != "" {
-		vals[4] = msgID
-		h[jetstream.MsgIDHeader] = vals[4:5:5]
-	}
-	if m.Event.ID != "" {
-		vals[0] = m.Event.ID
-		h[sinks.HeaderID] = vals[0:1:1]
-	}
-	vals[1], vals[2], vals[3] = m.Event.Type, m.Pipeline, receivedAt(m)
-	h[sinks.HeaderEvent] = vals[1:2:2]
-	h[sinks.HeaderSource] = vals[2:3:3]
-	h[sinks.HeaderReceivedAt] = vals[3:4:4]
-	return h
-}
-
-func receivedAt(m *sinks.Message) string {
-	at := m.ReceivedAt
-	if at.IsZero() {
-		at = time.Now()
-	}
-	return at.Format(time.RFC3339Nano)
-}
-
-// headerSize is the encoded size of h ("NATS/1.0\r\n", "K: V\r\n"..., "\r\n"),
-// built from m's SSE headers plus, in JetStream mode, Nats-Msg-Id: adding
-// the few lengths beats walking the map per message.
-func headerSize(m *sinks.Message, h gonats.Header) int {
-	n := len("NATS/1.0\r\n\r\n") +
-		len(sinks.HeaderEvent) + len(m.Event.Type) + 4 +
-		len(sinks.HeaderSource) + len(m.Pipeline) + 4 +
-		len(sinks.HeaderReceivedAt) + len(h[sinks.HeaderReceivedAt][0]) + 4
-	if m.Event.ID != "" {
-		n += len(sinks.HeaderID) + len(m.Event.ID) + 4
-	}
-	if v := h[jetstream.MsgIDHeader]; len(v) > 0 {
-		n += len(jetstream.MsgIDHeader) + len(v[0]) + 4
-	}
-	return n
+	s.coreMsg = gonats.Msg{Subject: subj, Data: m.Event.Data, Header: s.coreHdr.h}
+	return &s.coreMsg
 }
 
 // ackContext bounds a wait by AckTimeout unless ctx ends sooner.
