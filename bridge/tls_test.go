@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -115,25 +116,30 @@ func (e *statusError) Error() string { return "status " + e.status }
 // readIncreasingIDs reads n events and checks that their ids (the
 // stream's sequence numbers) increase by one.
 func readIncreasingIDs(br *bufio.Reader, n int) error {
-	prev := -1
-	for n > 0 {
+	var ids []string
+	for len(ids) < n {
 		line, err := br.ReadString('\n')
 		if err != nil {
 			return err
 		}
-		id, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "id:")
-		if !ok {
-			continue
+		if id, ok := strings.CutPrefix(strings.TrimRight(line, "\n"), "id:"); ok {
+			ids = append(ids, strings.TrimSpace(id))
 		}
-		seq, err := strconv.Atoi(strings.TrimSpace(id))
+	}
+	return consecutive(ids)
+}
+
+// consecutive checks that ids are increasing sequence numbers without a
+// gap.
+func consecutive(ids []string) error {
+	for i, id := range ids {
+		seq, err := strconv.Atoi(id)
 		if err != nil {
 			return err
 		}
-		if prev >= 0 && seq != prev+1 {
-			return &statusError{"id " + id + " after " + strconv.Itoa(prev)}
+		if prev, _ := strconv.Atoi(ids[max(i-1, 0)]); i > 0 && seq != prev+1 {
+			return fmt.Errorf("id %s after %d", id, prev)
 		}
-		prev = seq
-		n--
 	}
 	return nil
 }
