@@ -43,11 +43,15 @@ var ErrEmptyPipeline = errors.New("checkpoint: empty pipeline name")
 // renamed over the old one, and the directory fsynced) when it does not
 // exist yet, when a record outgrows the slots, and when it holds the
 // single JSON record of earlier versions, which Load still reads.
+//
+// A store takes itself for its files' only writer (the bridge holds
+// data_dir's lock): it remembers which slot its last Save wrote, and reads
+// the file again only after a failure or when the file was replaced or
+// resized, so a steady Save is an open, one write, an fdatasync and a
+// close.
 type FileStore struct {
-	dir string
-	// locks serialises Saves per pipeline, so that concurrent Saves of one
-	// pipeline cannot finish in an order different from their calls.
-	locks sync.Map // pipeline name -> *sync.Mutex
+	dir   string
+	files sync.Map // pipeline name -> *pipeFile
 	// beforeRename, when set by tests, runs after the temporary file is
 	// durable and before it replaces the checkpoint; an error simulates a
 	// crash at the worst moment.
@@ -55,6 +59,24 @@ type FileStore struct {
 	// beforeSlotSync, when set by tests, runs after a slot was written in
 	// place and before it is flushed; an error simulates a crash then.
 	beforeSlotSync func(f *os.File, off int64) error
+}
+
+// pipeFile is a FileStore's state for one pipeline: the lock that
+// serialises its Saves, so that concurrent Saves of one pipeline cannot
+// finish in an order different from their calls, and what the last
+// in-place Save left in the file, so that the next one need not read the
+// file again (a store is its files' only writer: the bridge holds
+// data_dir's lock).
+type pipeFile struct {
+	mu sync.Mutex
+	// known: the file fi (same file, same size) holds the newest record,
+	// sequence number seq, in slot slot. Any failure or replacement
+	// clears it, and the next Save reads the file.
+	known bool
+	fi    os.FileInfo
+	seq   uint64
+	slot  int
+	buf   []byte // a slot's bytes, reused
 }
 
 // fileRecord is the on-disk form. JSON keeps any ID intact (newlines, NUL
@@ -168,12 +190,16 @@ func (s *FileStore) Save(ctx context.Context, pipeline, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	mu, _ := s.locks.LoadOrStore(pipeline, new(sync.Mutex))
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
+	v, _ := s.files.LoadOrStore(pipeline, new(pipeFile))
+	pf := v.(*pipeFile)
+	pf.mu.Lock()
+	defer pf.mu.Unlock()
 
 	path := s.Path(pipeline)
-	done, seq, err := s.saveInPlace(path, pipeline, id)
+	done, seq, err := s.saveInPlace(pf, path, pipeline, id)
+	if !done {
+		pf.known = false
+	}
 	if err != nil {
 		return fmt.Errorf("checkpoint %q: %w", pipeline, err)
 	}
@@ -199,8 +225,9 @@ func (s *FileStore) Save(ctx context.Context, pipeline, id string) error {
 
 // saveInPlace overwrites the older slot of the file at path with id, when
 // the file has slots and the record fits. done is false when the file must
-// be replaced instead, with seq the newest sequence number it holds.
-func (s *FileStore) saveInPlace(path, pipeline, id string) (done bool, seq uint64, err error) {
+// be replaced instead, with seq the newest sequence number it holds. The
+// file is read only when pf does not know it already.
+func (s *FileStore) saveInPlace(pf *pipeFile, path, pipeline, id string) (done bool, seq uint64, err error) {
 	// The file could be written without the directory, but a directory the
 	// store cannot replace files in is a failing store all the same: a
 	// record may outgrow the slots at any time.
@@ -225,25 +252,35 @@ func (s *FileStore) saveInPlace(path, pipeline, id string) (done bool, seq uint6
 	if n < 2*minSlot || n%2 != 0 || n > 1<<30 {
 		return false, 0, nil // not slots: replace it
 	}
-	b := make([]byte, n)
-	if _, err := f.ReadAt(b, 0); err != nil {
-		return false, 0, fmt.Errorf("read %s: %w", path, err)
+	slot := 0
+	if pf.known && os.SameFile(st, pf.fi) && n == pf.fi.Size() {
+		seq, slot = pf.seq, pf.slot
+	} else {
+		pf.known = false
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return false, 0, fmt.Errorf("read %s: %w", path, err)
+		}
+		newest, i, ok := newestSlot(b)
+		if !ok {
+			return false, 0, nil // no valid slot: replace the file
+		}
+		seq, slot = newest.Seq, i
 	}
-	newest, slot, ok := newestSlot(b)
-	if !ok {
-		return false, 0, nil // no valid slot: replace the file
-	}
-	rec, err := encodeSlot(fileRecord{Pipeline: pipeline, ID: id, SavedAt: time.Now().UTC(), Seq: newest.Seq + 1})
+	rec, err := encodeSlot(fileRecord{Pipeline: pipeline, ID: id, SavedAt: time.Now().UTC(), Seq: seq + 1})
 	if err != nil {
 		return false, 0, err
 	}
 	size := int(n / 2)
 	if len(rec) > size {
-		return false, newest.Seq, nil
+		return false, seq, nil
 	}
 	// The slot that does not hold the newest record.
 	off := int64(size * (1 - slot))
-	buf := b[off : off+int64(size)]
+	if cap(pf.buf) < size {
+		pf.buf = make([]byte, size)
+	}
+	buf := pf.buf[:size]
 	pad(buf, rec)
 	if _, err := f.WriteAt(buf, off); err != nil {
 		return false, 0, fmt.Errorf("write %s: %w", path, err)
@@ -256,6 +293,7 @@ func (s *FileStore) saveInPlace(path, pipeline, id string) (done bool, seq uint6
 	if err := datasync(f); err != nil {
 		return false, 0, fmt.Errorf("fdatasync %s: %w", path, err)
 	}
+	pf.known, pf.fi, pf.seq, pf.slot = true, st, seq+1, 1-slot
 	return true, 0, nil
 }
 

@@ -202,3 +202,51 @@ func TestInspect(t *testing.T) {
 		t.Error("Inspect of a missing file: no error")
 	}
 }
+
+// TestFileStoreFileReplaced: a Save reads the file again when it is no
+// longer the one the store last wrote in place (another inode, another
+// size), instead of trusting what it remembers of it.
+func TestFileStoreFileReplaced(t *testing.T) {
+	ctx := context.Background()
+	dir, other := t.TempDir(), t.TempDir()
+	s, err := NewFileStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"1", "2"} {
+		if err := s.Save(ctx, "p", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another inode of the same size, whose records are newer.
+	s2, err := NewFileStore(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"x1", "x2", "x3", "x4", "x5"} {
+		if err := s2.Save(ctx, "p", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Rename(s2.Path("p"), s.Path("p")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, "p", "3"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustLoad(t, s, "p"); got != "3" {
+		t.Fatalf("after the file was replaced Load = %q, want 3", got)
+	}
+	// The same inode rewritten in the format of earlier versions.
+	if err := os.WriteFile(s.Path("p"), []byte(`{"pipeline":"p","id":"old","saved_at":"2026-12-01T00:00:00Z"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"4", "5"} {
+		if err := s.Save(ctx, "p", id); err != nil {
+			t.Fatal(err)
+		}
+		if got := mustLoad(t, s, "p"); got != id {
+			t.Fatalf("after the file was rewritten Load = %q, want %q", got, id)
+		}
+	}
+}

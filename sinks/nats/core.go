@@ -71,8 +71,16 @@ func (s *Sink) writeCore(ctx context.Context, msgs []sinks.Message) (n, acked, r
 		return leadingSkips, 0, 0, s.ctxOr(ctx, "permission check", err)
 	}
 	first := -1
+	// Most batches go to one subject or a few: ask once per run of one.
+	prev, prevRefused := "", false
 	for i, subj := range subjects {
-		if subj != "" && s.perms.RefusedSince(mark, subj) {
+		if subj == "" {
+			continue
+		}
+		if subj != prev {
+			prev, prevRefused = subj, s.perms.RefusedSince(mark, subj)
+		}
+		if prevRefused {
 			if first < 0 {
 				first = i
 			}
