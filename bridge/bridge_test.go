@@ -96,8 +96,9 @@ type running struct {
 	stop context.CancelFunc
 }
 
-// start runs b on a free loopback port and stops it when the test ends.
-func start(t *testing.T, cfg *config.Config) *running {
+// newBridge is a bridge of cfg (defaults applied) on a free loopback
+// port, not yet running.
+func newBridge(t *testing.T, cfg *config.Config) (*bridge.Bridge, net.Listener) {
 	t.Helper()
 	cfg.SetDefaults()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,6 +109,13 @@ func start(t *testing.T, cfg *config.Config) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b, ln
+}
+
+// start runs b on a free loopback port and stops it when the test ends.
+func start(t *testing.T, cfg *config.Config) *running {
+	t.Helper()
+	b, ln := newBridge(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{b: b, base: "http://" + ln.Addr().String(), errc: make(chan error, 1), stop: cancel}
 	go func() { r.errc <- b.Run(ctx) }()

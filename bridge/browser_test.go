@@ -9,20 +9,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ssebridge/ssebridge/config"
-	"github.com/ssebridge/ssebridge/internal/testtls"
+	"github.com/ssebridge/ssebridge/internal/testbrowser"
 )
-
-// chromiumPath is Debian's chromium, installed by .ci/run.
-const chromiumPath = "/usr/bin/chromium"
 
 // manyStreamsPage opens more EventSources to the bridge than the six
 // HTTP/1.1 connections a browser opens to one host, keeps them all open,
@@ -55,9 +48,6 @@ for (let i = 0; i < sources; i++) {
 // in order. Over HTTP/1.1 the seventh would wait for one of the first six
 // to close: they share one HTTP/2 connection instead.
 func TestBrowserManyStreamsOverHTTPS(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s: %v (apt-get install chromium)", chromiumPath, err)
-	}
 	const sources = 8
 	reportc := make(chan [][]string, 1)
 	var page *httptest.Server
@@ -79,52 +69,18 @@ func TestBrowserManyStreamsOverHTTPS(t *testing.T) {
 	page = httptest.NewServer(pageMux)
 	defer page.Close()
 
-	f := newFeed(t)
-	cert := testtls.SelfSigned(t, t.TempDir(), "localhost")
-	cfg := &config.Config{
-		DataDir:   t.TempDir(),
-		HTTP:      config.HTTP{TLS: &config.ServerTLS{CertFile: cert.CertFile, KeyFile: cert.KeyFile}},
-		NATS:      config.NATS{Embedded: true},
-		Pipelines: []config.Pipeline{pipelineCfg("ticks", f.url("/ticks"))},
-		Streams: []config.Stream{{Path: "/sse/ticks", NATS: &config.NATSStream{Subject: "t.ticks"},
-			CORS: &config.CORS{AllowedOrigins: []string{page.URL}}}},
-	}
-	r := start(t, cfg)
-	streamURL = "https://" + strings.TrimPrefix(r.base, "http://") + "/sse/ticks"
+	r := startHTTPS(t, &config.CORS{AllowedOrigins: []string{page.URL}})
+	streamURL = r.base + "/sse/ticks"
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var stderr strings.Builder
-	var stderrMu sync.Mutex
-	cmd := exec.CommandContext(ctx, chromiumPath,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-		"--ignore-certificate-errors", // the test's self-signed certificate
-		"--user-data-dir="+t.TempDir(), "--remote-debugging-port=0", page.URL+"/")
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
-		stderrMu.Lock()
-		defer stderrMu.Unlock()
-		return stderr.Write(p)
-	})
-	// Chromium forks renderers: kill its whole process group.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-	}()
+	b := testbrowser.Open(t, ctx, page.URL+"/", "--ignore-certificate-errors") // the test's self-signed certificate
 
 	var seen [][]string
 	select {
 	case seen = <-reportc:
 	case <-ctx.Done():
-		stderrMu.Lock()
-		defer stderrMu.Unlock()
-		t.Fatalf("no report from the page: not every EventSource got its events; chromium said:\n%s", stderr.String())
+		t.Fatalf("no report from the page: not every EventSource got its events; chromium said:\n%s", b.Said())
 	}
 	if len(seen) != sources {
 		t.Fatalf("report of %d sources, want %d", len(seen), sources)
@@ -135,7 +91,3 @@ func TestBrowserManyStreamsOverHTTPS(t *testing.T) {
 		}
 	}
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -3,7 +3,6 @@ package bridge_test
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -75,15 +74,7 @@ func startSilentKafkaPipeline(t *testing.T) (*bridge.Bridge, context.CancelFunc,
 			Sink:   config.NewSink(kafkasink.Kind, kafkasink.Options{Topic: "ticks"}),
 		}},
 	}
-	cfg.SetDefaults()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(cfg, bridge.Options{Listener: ln, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b, ln := newBridge(t, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	errc := make(chan error, 1)

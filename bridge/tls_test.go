@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/ssebridge/ssebridge/bridge"
 	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/testtls"
 )
@@ -24,19 +23,10 @@ import (
 // HTTP/1.1 connections a browser opens to one host, all on one
 // connection, each receiving events in order. HTTP/1.1 over TLS works too.
 func TestServesStreamsOverHTTPS(t *testing.T) {
-	f := newFeed(t)
-	cert := testtls.SelfSigned(t, t.TempDir(), "localhost")
-	cfg := &config.Config{
-		DataDir:   t.TempDir(),
-		HTTP:      config.HTTP{TLS: &config.ServerTLS{CertFile: cert.CertFile, KeyFile: cert.KeyFile}},
-		NATS:      config.NATS{Embedded: true},
-		Pipelines: []config.Pipeline{pipelineCfg("ticks", f.url("/ticks"))},
-		Streams:   []config.Stream{{Path: "/sse/ticks", NATS: &config.NATSStream{Subject: "t.ticks"}}},
-	}
-	r := start(t, cfg)
-	base := "https://" + strings.TrimPrefix(r.base, "http://")
+	r := startHTTPS(t, nil)
+	base := r.base
 	roots := x509.NewCertPool()
-	roots.AddCert(mustParse(t, cert.TLS.Certificate[0]))
+	roots.AddCert(mustParse(t, r.cert.TLS.Certificate[0]))
 
 	var dials atomic.Int32
 	h2 := &http.Transport{
@@ -109,6 +99,31 @@ func TestServesStreamsOverHTTPS(t *testing.T) {
 	}
 }
 
+// httpsBridge is a bridge serving HTTPS with a self-signed certificate:
+// a pipeline of ticks into NATS and their stream at /sse/ticks.
+type httpsBridge struct {
+	*running
+	cert testtls.Cert
+}
+
+// startHTTPS runs an httpsBridge; its base is the https URL. cors, if
+// not nil, is the stream's.
+func startHTTPS(t *testing.T, cors *config.CORS) httpsBridge {
+	t.Helper()
+	f := newFeed(t)
+	cert := testtls.SelfSigned(t, t.TempDir(), "localhost")
+	cfg := &config.Config{
+		DataDir:   t.TempDir(),
+		HTTP:      config.HTTP{TLS: &config.ServerTLS{CertFile: cert.CertFile, KeyFile: cert.KeyFile}},
+		NATS:      config.NATS{Embedded: true},
+		Pipelines: []config.Pipeline{pipelineCfg("ticks", f.url("/ticks"))},
+		Streams:   []config.Stream{{Path: "/sse/ticks", NATS: &config.NATSStream{Subject: "t.ticks"}, CORS: cors}},
+	}
+	r := start(t, cfg)
+	r.base = "https://" + strings.TrimPrefix(r.base, "http://")
+	return httpsBridge{running: r, cert: cert}
+}
+
 type statusError struct{ status string }
 
 func (e *statusError) Error() string { return "status " + e.status }
@@ -163,16 +178,8 @@ func TestHTTPSWithoutItsKeyFailsAtStart(t *testing.T) {
 		HTTP:    config.HTTP{TLS: &config.ServerTLS{CertFile: cert.CertFile, KeyFile: missing}},
 		NATS:    config.NATS{Embedded: true},
 	}
-	cfg.SetDefaults()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := bridge.New(cfg, bridge.Options{Listener: ln, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = b.Run(context.Background())
+	b, _ := newBridge(t, cfg)
+	err := b.Run(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "http.tls: key_file: stat "+missing) {
 		t.Fatalf("Run = %v, want an error naming http.tls and the key file", err)
 	}

@@ -10,17 +10,13 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"slices"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-)
 
-// chromiumPath is Debian's package; .ci/run installs it.
-const chromiumPath = "/usr/bin/chromium"
+	"github.com/ssebridge/ssebridge/internal/testbrowser"
+)
 
 // browserPage subscribes with EventSource (token in the query, as a page
 // must), shows each event in the DOM and, once it has them all, posts both
@@ -87,29 +83,7 @@ func (k *killAfter) FlushError() error {
 
 func (k *killAfter) Unwrap() http.ResponseWriter { return k.ResponseWriter }
 
-// lockedBuffer collects chromium's stderr, written by exec's copying
-// goroutine and read by the test when it fails.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s: %v (apt-get install chromium)", chromiumPath, err)
-	}
 	e := startNATS(t)
 	e.createStream(t, "BROWSER", "browser.>")
 	cfg := jsStreamCfg("/events", "BROWSER", "browser.>")
@@ -184,31 +158,14 @@ func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	var stderr lockedBuffer
-	cmd := exec.CommandContext(ctx, chromiumPath,
-		"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-		"--user-data-dir="+t.TempDir(), "--remote-debugging-port=0", hs.URL+"/")
-	cmd.Stderr = &stderr
-	// Chromium forks renderers: kill its whole process group, not only
-	// the process we started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-	}()
+	b := testbrowser.Open(t, ctx, hs.URL+"/")
 
 	await := func(what string, c <-chan struct{}) {
 		t.Helper()
 		select {
 		case <-c:
 		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s; chromium said:\n%s", what, stderr.String())
+			t.Fatalf("timed out waiting for %s; chromium said:\n%s", what, b.Said())
 		}
 	}
 	awaitConn := func(want int) {
@@ -219,7 +176,7 @@ func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
 				t.Fatalf("connection %d, want %d", n, want)
 			}
 		case <-ctx.Done():
-			t.Fatalf("timed out waiting for connection %d; chromium said:\n%s", want, stderr.String())
+			t.Fatalf("timed out waiting for connection %d; chromium said:\n%s", want, b.Said())
 		}
 	}
 	publish := func(from, to int) {
@@ -239,7 +196,7 @@ func TestBrowserEventSourceResumesAfterKilledConnection(t *testing.T) {
 	select {
 	case rep = <-reportc:
 	case <-ctx.Done():
-		t.Fatalf("no report from the page; chromium said:\n%s", stderr.String())
+		t.Fatalf("no report from the page; chromium said:\n%s", b.Said())
 	}
 	var want, wantIDs, gotData, gotIDs []string
 	for i := 1; i <= total; i++ {

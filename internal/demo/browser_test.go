@@ -21,10 +21,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/testbrowser"
 )
 
 // chromiumPath is Debian's chromium, installed by .ci/run.
-const chromiumPath = "/usr/bin/chromium"
+const chromiumPath = testbrowser.Path
 
 // TestBrowserStatusPage opens the demo's status page in headless Chromium
 // and checks what an operator sees: the demo pipeline connected, its
