@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -69,6 +68,14 @@ const (
 
 // schedule makes sure a writer runs c soon.
 func (c *connSub) schedule() {
+	if c.mark() {
+		c.pool.push(c)
+	}
+}
+
+// mark notes that c has something to write; it reports true when c was
+// idle and is now queued, and the caller must push it to c.pool.
+func (c *connSub) mark() bool {
 	for {
 		switch s := c.state.Load(); s {
 		case connIdle:
@@ -76,15 +83,14 @@ func (c *connSub) schedule() {
 				if w := c.st.cfg.Coalesce; w > 0 {
 					c.due.Store(time.Now().Add(w).UnixNano())
 				}
-				c.pool.push(c)
-				return
+				return true
 			}
 		case connRunning:
 			if c.state.CompareAndSwap(connRunning, connAgain) {
-				return
+				return false
 			}
 		default:
-			return // queued, or already asked to run again
+			return false // queued, or already asked to run again
 		}
 	}
 }
@@ -107,8 +113,9 @@ func (c *connSub) done(more bool) {
 // a goroutine of the subscriber's own.
 const poolWriteWait = 20 * time.Millisecond
 
-// run writes what is pending for c. It runs on a writer.
-func (c *connSub) run() {
+// run writes what is pending for c, gathered in ws, the buffers of the
+// writer running it.
+func (c *connSub) run(ws *writerScratch) {
 	c.state.Store(connRunning)
 	sub := c.sub
 	if sub.isCut.Load() {
@@ -137,39 +144,34 @@ func (c *connSub) run() {
 			return
 		}
 	}
-	buf := getBuf()
-	frames := framesPool.Get().(*[]*frame)
-	defer framesPool.Put(frames)
+	w := &ws.w
+	w.b = w.b[:0]
 	var more bool
 	var sent uint64
-	for len(*buf) < writeBatchBytes {
+	for len(w.b) < writeBatchBytes {
 		var err error
-		*frames, more, err = c.f.tail.read(sub, (*frames)[:0], tailBatch)
+		ws.frames, more, err = c.f.tail.read(sub, ws.frames[:0], tailBatch)
 		if err != nil {
-			putBuf(buf)
 			c.end(err)
 			return
 		}
-		w := appendWriter{b: *buf}
-		for i, fr := range *frames {
-			(*frames)[i] = nil
-			ok, _ := c.srv.writeFrame(&w, c.f, c.req, fr, &c.scratch)
+		for i, fr := range ws.frames {
+			ws.frames[i] = nil
+			ok, _ := c.srv.writeFrame(w, c.f, c.req, fr, &c.scratch)
 			if ok {
 				sent++
 			}
 		}
-		*buf = w.b
 		if !more {
 			break
 		}
 	}
-	if len(*buf) == 0 && hb {
-		*buf = append(*buf, ": heartbeat\n"...)
+	if len(w.b) == 0 && hb {
+		w.b = append(w.b, ": heartbeat\n"...)
 	}
 	c.count(sent)
 	upto := sub.next.Load() // the frames this write gives the connection
-	if len(*buf) == 0 {
-		putBuf(buf)
+	if len(w.b) == 0 {
 		sub.taken.Store(upto)
 		if closing {
 			c.end(ErrClosed)
@@ -178,10 +180,9 @@ func (c *connSub) run() {
 		c.done(more)
 		return
 	}
-	n, blocked, err := c.write(*buf)
+	n, blocked, err := c.write(w.b)
 	switch {
 	case err != nil:
-		putBuf(buf)
 		c.end(err)
 	case blocked:
 		// A full socket: finish with a goroutine of its own, so the
@@ -189,13 +190,13 @@ func (c *connSub) run() {
 		// subscriber is stalled: if it stays so for stallAfter while
 		// more than max_pending behind, it is cut off.
 		sub.stalled.Store(time.Now().UnixNano())
-		rest := append([]byte(nil), (*buf)[n:]...)
-		putBuf(buf)
+		rest := append([]byte(nil), w.b[n:]...)
 		go c.finishWrite(rest, upto)
 	default:
-		putBuf(buf)
 		sub.taken.Store(upto)
-		c.lastWrite.Store(time.Now().UnixNano())
+		// The batch's clock: heartbeats are seconds apart, so a clock
+		// read per batch of runs, not per write, is close enough.
+		c.lastWrite.Store(ws.now)
 		c.done(more || closing)
 	}
 }
@@ -310,108 +311,6 @@ func (s *subscriber) armDeadline(conn net.Conn, d time.Duration) bool {
 	}
 	_ = conn.SetWriteDeadline(at)
 	return true
-}
-
-// writeBatchBytes bounds what one run gathers before writing.
-const writeBatchBytes = 256 << 10
-
-// appendWriter appends what is written to b.
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-// bufPool holds the writers' burst buffers: a burst is gathered, written
-// and the buffer returned, so idle subscribers hold none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
-
-// framesPool holds the frame lists of runs, so that no subscriber keeps
-// one between bursts.
-var framesPool = sync.Pool{New: func() any { f := make([]*frame, 0, tailBatch); return &f }}
-
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
-
-func putBuf(b *[]byte) {
-	if cap(*b) > 1<<20 {
-		return // a rare huge burst: let it go
-	}
-	*b = (*b)[:0]
-	bufPool.Put(b)
-}
-
-// writerPool runs the connSubs that have something to write, on a few
-// goroutines.
-type writerPool struct {
-	mu     sync.Mutex
-	cond   *sync.Cond
-	queue  []*connSub
-	closed bool
-	wg     sync.WaitGroup
-}
-
-func newWriterPool(workers int) *writerPool {
-	p := &writerPool{}
-	p.cond = sync.NewCond(&p.mu)
-	p.wg.Add(workers)
-	for range workers {
-		go p.work()
-	}
-	return p
-}
-
-func (p *writerPool) push(c *connSub) {
-	p.mu.Lock()
-	p.queue = append(p.queue, c)
-	p.mu.Unlock()
-	p.cond.Signal()
-}
-
-// work runs queued connSubs, taking several at a time, until the pool is
-// closed and its queue empty.
-func (p *writerPool) work() {
-	defer p.wg.Done()
-	var batch []*connSub
-	for {
-		p.mu.Lock()
-		for len(p.queue) == 0 && !p.closed {
-			p.cond.Wait()
-		}
-		if len(p.queue) == 0 {
-			p.mu.Unlock()
-			return
-		}
-		n := min(len(p.queue), 32)
-		batch = append(batch[:0], p.queue[:n]...)
-		rest := copy(p.queue, p.queue[n:])
-		clear(p.queue[rest:])
-		p.queue = p.queue[:rest]
-		more := rest > 0
-		p.mu.Unlock()
-		if more {
-			p.cond.Signal()
-		}
-		for i, c := range batch {
-			batch[i] = nil
-			if d := c.due.Load(); d > 0 {
-				// Coalesce: let the burst gather before writing it.
-				if wait := time.Until(time.Unix(0, d)); wait > 0 {
-					time.Sleep(wait)
-				}
-			}
-			c.run()
-		}
-	}
-}
-
-// close stops the writers once the queue is empty, and waits for them.
-func (p *writerPool) close() {
-	p.mu.Lock()
-	p.closed = true
-	p.mu.Unlock()
-	p.cond.Broadcast()
-	p.wg.Wait()
 }
 
 // takeOver writes the response head and the opening records on the

@@ -13,13 +13,21 @@ import (
 // writers never set a deadline (a timer) for a burst.
 type rawWriter interface {
 	// writeNow writes what fits of p now; blocked reports that only n
-	// bytes fit.
+	// bytes fit. Only the goroutine running the connection calls it, and
+	// only it closes the connection (connSub.end), so the descriptor it
+	// writes cannot be closed meanwhile.
 	writeNow(p []byte) (n int, blocked bool, err error)
 	// peerClosed reports whether the client has closed its side.
 	peerClosed() bool
 }
 
-type sockWriter struct{ rc syscall.RawConn }
+// sockWriter writes a socket's descriptor with write(2) itself: the
+// runtime's RawConn.Write would cost a closure, its descriptor lock and a
+// poller reset on every write, and a writer never waits on the poller.
+type sockWriter struct {
+	rc syscall.RawConn
+	fd int
+}
 
 // newRawWriter returns a rawWriter for a TCP or Unix socket, nil for
 // anything else (TLS).
@@ -37,34 +45,31 @@ func newRawWriter(c net.Conn) rawWriter {
 	if err != nil {
 		return nil
 	}
-	return sockWriter{rc}
+	fd := -1
+	if rc.Control(func(u uintptr) { fd = int(u) }) != nil || fd < 0 {
+		return nil
+	}
+	return sockWriter{rc: rc, fd: fd}
 }
 
 func (w sockWriter) writeNow(p []byte) (n int, blocked bool, err error) {
-	var werr error
-	cerr := w.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			k, err := syscall.Write(int(fd), p[n:])
-			if k > 0 {
-				n += k
-			}
-			switch {
-			case err == nil:
-			case errors.Is(err, syscall.EINTR):
-			case errors.Is(err, syscall.EAGAIN):
-				blocked = true
-				return true
-			default:
-				werr = err
-				return true
-			}
+	for n < len(p) {
+		k, err := syscall.Write(w.fd, p[n:])
+		if k > 0 {
+			n += k
 		}
-		return true // never wait: a full socket is handed to a goroutine
-	})
-	if cerr != nil {
-		return n, false, cerr
+		switch {
+		case err == nil && k <= 0:
+			return n, true, nil // no progress: let a goroutine wait for room
+		case err == nil:
+		case errors.Is(err, syscall.EINTR):
+		case errors.Is(err, syscall.EAGAIN):
+			return n, true, nil // a full socket is handed to a goroutine
+		default:
+			return n, false, err
+		}
 	}
-	return n, blocked, werr
+	return n, false, nil
 }
 
 func (w sockWriter) peerClosed() bool {

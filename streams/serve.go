@@ -300,7 +300,7 @@ func (s *Server) writeFrame(w io.Writer, f feed, req *request, fr *frame, scratc
 	case fr.id == "":
 		// Core NATS: ids count the events of this connection.
 		f.cur.advance(nil)
-		idLine = append(append(append((*scratch)[:0], "id: "...), f.cur.id()...), '\n')
+		idLine = append(appendID(append((*scratch)[:0], "id: "...), f.cur), '\n')
 		*scratch = idLine
 	case f.kj != nil && !f.kj.aligned():
 		// A Kafka position of its own, until the tail's reaches it.

@@ -107,6 +107,8 @@ type tail struct {
 	// holds every message of the reader with a sequence in (after, last].
 	after, last uint64
 	members     []*subscriber
+	// sched gathers the members' connections publish queues at once.
+	sched []*connSub
 	// broken is why the reader ended; a broken tail takes no one new.
 	broken error
 	// headID is the id of the last frame (or of the start): where a
@@ -178,9 +180,41 @@ func (t *tail) publish(f *frame) {
 			s.cut(errSlow)
 			continue
 		}
-		s.notify()
 		i++
 	}
+	t.notifyLocked()
+}
+
+// notifyLocked wakes every member: the handlers of their own at once, and
+// the taken-over connections with one push to the writers for them all.
+// Callers hold mu.
+func (t *tail) notifyLocked() {
+	var pool *writerPool
+	batch := t.sched[:0]
+	for _, s := range t.members {
+		c := s.cs.Load()
+		if c == nil {
+			s.notify()
+			continue
+		}
+		if !c.mark() {
+			continue
+		}
+		if c.pool != pool {
+			// All the connections of a server share its writers; a
+			// change of pool (never seen in practice) flushes.
+			if pool != nil {
+				pool.pushAll(batch)
+			}
+			pool, batch = c.pool, batch[:0]
+		}
+		batch = append(batch, c)
+	}
+	if pool != nil {
+		pool.pushAll(batch)
+	}
+	clear(batch)
+	t.sched = batch[:0]
 }
 
 // stalledLocked reports whether a write to s has waited for room for

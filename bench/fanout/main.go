@@ -118,6 +118,7 @@ type stats struct {
 	RSS        int64 `json:"rss"`    // bytes
 	CPU        int64 `json:"cpu_ns"` // user+system
 	Goroutines int   `json:"goroutines"`
+	Writes     int64 `json:"writes"` // write system calls (syscw of /proc/self/io)
 }
 
 func selfStats() stats {
@@ -127,6 +128,13 @@ func selfStats() stats {
 		s.CPU = ru.Utime.Nano() + ru.Stime.Nano()
 	}
 	s.Goroutines = runtime.NumGoroutine()
+	if b, err := os.ReadFile("/proc/self/io"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "syscw:"); ok {
+				s.Writes, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
+		}
+	}
 	return s
 }
 
@@ -371,6 +379,9 @@ type result struct {
 	Client     clientReport
 	Published  int
 	CPUPerEv   float64 // ns of bridge CPU per delivered event
+	// WritesPerEv is the server's write system calls per delivered event
+	// (under 1: events leave several to a write).
+	WritesPerEv float64
 }
 
 func orchestrate(subsF, kindsF string, quick bool, out string) error {
@@ -408,9 +419,10 @@ func orchestrate(subsF, kindsF string, quick bool, out string) error {
 			if r.HasNATS {
 				natsIdle = fmt.Sprintf("%.2f KiB/sub (%.1f->%.1f MiB)", float64(r.NATSIdle)/1024, float64(r.NATSRSS[0])/(1<<20), float64(r.NATSRSS[1])/(1<<20))
 			}
-			fmt.Printf("%-9s subs=%-6d idle=%6.1f KiB/sub nats-server=%s goroutines/sub=%.2f  %d ev/s x %ds: p50=%.1fms p99=%.1fms events=%d/%d gaps=%d ended=%d cpu/event=%.0fns\n",
+			fmt.Printf("%-9s subs=%-6d idle=%6.1f KiB/sub nats-server=%s goroutines/sub=%.2f  %d ev/s x %ds: p50=%.1fms p99=%.1fms events=%d/%d gaps=%d ended=%d cpu/event=%.0fns writes/event=%.3f cpu/write=%.0fns\n",
 				r.Kind, r.Subs, float64(r.Idle)/1024, natsIdle, r.Goroutines, r.Rate, r.Seconds, r.Client.P50, r.Client.P99,
-				r.Client.Events, int64(r.Published)*int64(r.Client.Connected), r.Client.Gaps, r.Client.Ended, r.CPUPerEv)
+				r.Client.Events, int64(r.Published)*int64(r.Client.Connected), r.Client.Gaps, r.Client.Ended, r.CPUPerEv,
+				r.WritesPerEv, r.CPUPerEv/max(r.WritesPerEv, 1e-9))
 			results = append(results, r)
 		}
 	}
@@ -689,6 +701,7 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 	}
 	if res.Client.Events > 0 {
 		res.CPUPerEv = float64(after.CPU-idle.CPU) / float64(res.Client.Events)
+		res.WritesPerEv = float64(after.Writes-idle.Writes) / float64(res.Client.Events)
 	}
 	return res, nil
 }
