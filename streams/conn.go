@@ -180,6 +180,8 @@ func (c *connSub) run(ws *writerScratch) {
 		c.done(more)
 		return
 	}
+	ws.writes++
+	ws.events += int64(sent)
 	n, blocked, err := c.write(w.b)
 	switch {
 	case err != nil:

@@ -53,8 +53,10 @@ type Config struct {
 	// Coalesce delays the write to a subscriber by up to this long after
 	// the first event it has not been sent, so that the events of a burst
 	// leave in one write: fewer system calls per event for that much more
-	// latency. 0 (the default) writes at once. It applies to subscribers
-	// whose connection the server took over (HTTP/1.x).
+	// latency. 0 (the default) writes at once, except that while writing
+	// every event at once would keep the writers busy, a stream wakes its
+	// subscribers at most every 30 ms (streams/pacing.go). It applies to
+	// subscribers whose connection the server took over (HTTP/1.x).
 	Coalesce time.Duration
 }
 

@@ -109,6 +109,15 @@ type tail struct {
 	members     []*subscriber
 	// sched gathers the members' connections publish queues at once.
 	sched []*connSub
+	// woke is when the members were last woken (UnixNano), held how many
+	// frames were published since without waking them, and flush the
+	// timer that will, while the writers are paced (pacing.go).
+	woke       int64
+	held       int
+	flush      *time.Timer
+	flushArmed bool
+	// pace, when set (tests), replaces the writers' pacing gap.
+	pace func() time.Duration
 	// broken is why the reader ended; a broken tail takes no one new.
 	broken error
 	// headID is the id of the last frame (or of the start): where a
@@ -182,7 +191,7 @@ func (t *tail) publish(f *frame) {
 		}
 		i++
 	}
-	t.notifyLocked()
+	t.wake(&now)
 }
 
 // notifyLocked wakes every member: the handlers of their own at once, and
@@ -374,6 +383,9 @@ func (t *tail) breakWith(err error) {
 	t.broken = err
 	members := t.members
 	t.members = nil
+	if t.flush != nil {
+		t.flush.Stop()
+	}
 	t.mu.Unlock()
 	for _, s := range members {
 		s.fail(err)

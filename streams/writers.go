@@ -46,6 +46,9 @@ type writerScratch struct {
 	w      appendWriter
 	frames []*frame
 	now    int64 // UnixNano at the start of the batch
+	// writes and events count the batch's writes and the events they
+	// carried, for the pacer.
+	writes, events int64
 }
 
 // release lets go of a buffer a rare huge burst grew.
@@ -65,6 +68,7 @@ type writerPool struct {
 	queue  []*connSub
 	head   int
 	closed bool
+	pace   pacer
 	wg     sync.WaitGroup
 }
 
@@ -130,17 +134,23 @@ func (p *writerPool) work() {
 			p.cond.Signal()
 		}
 		ws.now = time.Now().UnixNano()
+		start, slept := ws.now, int64(0)
 		for i, c := range batch {
 			batch[i] = nil
 			if d := c.due.Load(); d > 0 {
 				// Coalesce: let the burst gather before writing it.
 				if wait := time.Until(time.Unix(0, d)); wait > 0 {
 					time.Sleep(wait)
-					ws.now = time.Now().UnixNano()
+					now := time.Now().UnixNano()
+					slept += now - ws.now
+					ws.now = now
 				}
 			}
 			c.run(ws)
 		}
+		end := time.Now().UnixNano()
+		p.pace.account(end, end-start-slept, ws.writes, ws.events)
+		ws.writes, ws.events = 0, 0
 		ws.release()
 	}
 }
