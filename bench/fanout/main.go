@@ -58,6 +58,9 @@ const coalesce = 25 * time.Millisecond
 // publishing phase.
 var profileDir = flag.String("profile", "", "write a CPU profile of each server's publishing phase into `dir`")
 
+// h2, when set, serves HTTPS and subscribes over HTTP/2 (h2.go).
+var h2 = flag.Bool("h2", false, "serve HTTPS and subscribe over HTTP/2, 250 subscribers per connection: counts past the open-file limit")
+
 // perfDir, when set, receives a `perf record -g` of each server process
 // over its publishing phase (kernel and user stacks).
 var perfDir = flag.String("perf", "", "write a perf record -g of each server's publishing phase into `dir`")
@@ -210,6 +213,9 @@ func runServer(kind, natsURL, kafkaAddr string) error {
 		return err
 	}
 	fmt.Println(ln.Addr().String()) // the orchestrator waits for this line
+	if *h2 {
+		return serveHTTPS(ln, mux)
+	}
 	return http.Serve(ln, mux)
 }
 
@@ -293,55 +299,66 @@ func runClient(url string, n int) error {
 	)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, 64) // connect at most 64 at a time
-	for i := range n {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-			resp, err := hc.Do(req)
-			<-sem
-			if err != nil || resp.StatusCode != http.StatusOK {
-				failed.Add(1)
-				if err == nil {
-					resp.Body.Close()
+	// read reads subscriber i's stream until it ends or the run does.
+	read := func(i int, resp *http.Response) {
+		connected.Add(1)
+		defer resp.Body.Close()
+		dec := sse.NewDecoder(resp.Body)
+		var last int64 = -1
+		var local []int64
+		for {
+			ev, err := dec.Next()
+			if err != nil {
+				if ctx.Err() == nil {
+					ended.Add(1)
 				}
-				return
+				break
 			}
-			connected.Add(1)
-			defer resp.Body.Close()
-			dec := sse.NewDecoder(resp.Body)
-			var last int64 = -1
-			var local []int64
-			for {
-				ev, err := dec.Next()
-				if err != nil {
-					if ctx.Err() == nil {
-						ended.Add(1)
-					}
-					break
-				}
-				now := time.Now().UnixNano()
-				seqS, tsS, _ := strings.Cut(string(ev.Data), " ")
-				seq, _ := strconv.ParseInt(seqS, 10, 64)
-				ts, _ := strconv.ParseInt(strings.SplitN(tsS, " ", 2)[0], 10, 64)
-				if last >= 0 && seq != last+1 {
-					gaps.Add(1)
-				}
-				last = seq
-				events.Add(1)
-				if i%10 == 0 { // a sample of subscribers keeps memory flat
-					local = append(local, now-ts)
-				}
+			now := time.Now().UnixNano()
+			seqS, tsS, _ := strings.Cut(string(ev.Data), " ")
+			seq, _ := strconv.ParseInt(seqS, 10, 64)
+			ts, _ := strconv.ParseInt(strings.SplitN(tsS, " ", 2)[0], 10, 64)
+			if last >= 0 && seq != last+1 {
+				gaps.Add(1)
 			}
-			mu.Lock()
-			lat = append(lat, local...)
-			mu.Unlock()
-		}()
+			last = seq
+			events.Add(1)
+			if i%10 == 0 { // a sample of subscribers keeps memory flat
+				local = append(local, now-ts)
+			}
+		}
+		mu.Lock()
+		lat = append(lat, local...)
+		mu.Unlock()
 	}
-	for len(sem) > 0 {
-		time.Sleep(10 * time.Millisecond)
+	if *h2 {
+		subscribeH2(ctx, url, n, func(i int, resp *http.Response) {
+			wg.Add(1)
+			go func() { defer wg.Done(); read(i, resp) }()
+		}, func() { failed.Add(1) })
+	} else {
+		sem := make(chan struct{}, 64) // connect at most 64 at a time
+		for i := range n {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				resp, err := hc.Do(req)
+				<-sem
+				if err != nil || resp.StatusCode != http.StatusOK {
+					failed.Add(1)
+					if err == nil {
+						resp.Body.Close()
+					}
+					return
+				}
+				read(i, resp)
+			}()
+		}
+		for len(sem) > 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	fmt.Printf("ready %d %d\n", connected.Load(), failed.Load())
 	// Stop on a line or EOF on stdin.
@@ -588,7 +605,8 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 	res.HasNATS = np != nil
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv := exec.CommandContext(ctx, self, append([]string{"-role", kind}, args...)...)
+	h2Arg := "-h2=" + strconv.FormatBool(*h2)
+	srv := exec.CommandContext(ctx, self, append([]string{"-role", kind, h2Arg}, args...)...)
 	srv.Stderr = os.Stderr
 	so, _ := srv.StdoutPipe()
 	if err := srv.Start(); err != nil {
@@ -600,10 +618,14 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 	if err != nil {
 		return res, fmt.Errorf("server: %w", err)
 	}
-	base := "http://" + strings.TrimSpace(addr)
+	base, hc := "http://"+strings.TrimSpace(addr), http.DefaultClient
+	if *h2 {
+		base, hc = "https://"+strings.TrimSpace(addr), &http.Client{Transport: insecureTransport()}
+		res.Kind += " (HTTP/2)"
+	}
 	getStats := func() (stats, error) {
 		var s stats
-		resp, err := http.Get(base + "/stats")
+		resp, err := hc.Get(base + "/stats")
 		if err != nil {
 			return s, err
 		}
@@ -620,7 +642,7 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 		natsBefore = np.rss()
 	}
 
-	cl := exec.CommandContext(ctx, self, "-role", "client", "-url", base+"/s", "-n", strconv.Itoa(subs))
+	cl := exec.CommandContext(ctx, self, "-role", "client", h2Arg, "-url", base+"/s", "-n", strconv.Itoa(subs))
 	cl.Stderr = os.Stderr
 	cin, _ := cl.StdinPipe()
 	cout, _ := cl.StdoutPipe()
@@ -652,7 +674,7 @@ func measure(self, natsBin, kind string, subs, rate, secs int) (result, error) {
 	}
 	if *profileDir != "" {
 		go func() {
-			resp, err := http.Get(base + "/debug/pprof/profile?seconds=" + strconv.Itoa(max(secs-1, 1)))
+			resp, err := hc.Get(base + "/debug/pprof/profile?seconds=" + strconv.Itoa(max(secs-1, 1)))
 			if err == nil {
 				defer resp.Body.Close()
 				f, err := os.Create(fmt.Sprintf("%s/%s-%d.pprof", *profileDir, kind, subs))
@@ -717,13 +739,13 @@ func writeReport(path string, rs []result) error {
 	b.WriteString("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	baseCPU := map[int]float64{}
 	for _, r := range rs {
-		if r.Kind == "baseline" {
+		if strings.HasPrefix(r.Kind, "baseline") {
 			baseCPU[r.Subs] = r.CPUPerEv
 		}
 	}
 	for _, r := range rs {
 		ratio := "—"
-		if bc := baseCPU[r.Subs]; bc > 0 && r.Kind != "baseline" {
+		if bc := baseCPU[r.Subs]; bc > 0 && !strings.HasPrefix(r.Kind, "baseline") {
 			ratio = fmt.Sprintf("%.2fx", r.CPUPerEv/bc)
 		}
 		natsIdle := "—"
