@@ -15,7 +15,8 @@ import (
 // once, and the events that follow it within the gap leave together when
 // it ends, in one write per subscriber. A subscriber's events are only
 // held back, never dropped or reordered, and never more than pacingGap
-// (or pacingHold events) at a time.
+// (or pacingHold events) at a time. A stream with Coalesce set gathers
+// its own way and is not paced.
 
 const (
 	// pacingGap is the least time between two wake-ups of a tail's
@@ -90,6 +91,9 @@ func (t *tail) pacingGapOf() int64 {
 	}
 	for _, s := range t.members {
 		if c := s.cs.Load(); c != nil {
+			if c.st.cfg.Coalesce > 0 {
+				return 0 // the stream gathers its own way
+			}
 			return c.pool.pace.gap.Load()
 		}
 	}

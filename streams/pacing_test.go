@@ -183,3 +183,28 @@ func TestPacedSubscribersGetEveryEvent(t *testing.T) {
 		}
 	}
 }
+
+// A tail paces at its writers' gap, unless its stream gathers its own way
+// (Coalesce), where pacing would only add its gap to the stream's.
+func TestTailPacesAtItsWritersGap(t *testing.T) {
+	for _, coalesce := range []time.Duration{0, 25 * time.Millisecond} {
+		pool := &writerPool{}
+		pool.pace.gap.Store(int64(pacingGap))
+		sub := newSubscriber(0, nil)
+		sub.cs.Store(&connSub{pool: pool, st: &stream{cfg: Config{Coalesce: coalesce}}})
+		tl := newTail(10, 1<<20, 5, 0)
+		if _, err := tl.joinHead(sub); err != nil {
+			t.Fatal(err)
+		}
+		want := int64(pacingGap)
+		if coalesce > 0 {
+			want = 0
+		}
+		tl.mu.Lock()
+		got := tl.pacingGapOf()
+		tl.mu.Unlock()
+		if got != want {
+			t.Errorf("coalesce %v: tail paces at %v, want %v", coalesce, time.Duration(got), time.Duration(want))
+		}
+	}
+}
