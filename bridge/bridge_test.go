@@ -27,6 +27,7 @@ import (
 	"github.com/ssebridge/ssebridge/config"
 	"github.com/ssebridge/ssebridge/internal/demo"
 	"github.com/ssebridge/ssebridge/internal/natsserver"
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/sinks"
 	kafkasink "github.com/ssebridge/ssebridge/sinks/kafka"
@@ -518,30 +519,13 @@ func checkConsecutive(t *testing.T, dir, stream string) {
 // testLogger collects the bridge's log and prints it only when the test
 // failed; writing to t.Log directly could outlive the test.
 func testLogger(t *testing.T) *slog.Logger {
-	lw := &lockedBuf{}
+	lw := &syncbuf.Buffer{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("bridge log:\n%s", lw.String())
 		}
 	})
 	return slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestUpstream204StopsPipeline: a feed that answers 204 asks clients to

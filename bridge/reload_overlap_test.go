@@ -12,6 +12,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge"
 	"github.com/ssebridge/ssebridge/config"
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 )
 
 // slowReleaseLeaser grants every Acquire but blocks the first release until
@@ -69,7 +70,7 @@ func TestReloadNeverRunsAPipelineTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuf{}
+	logs := &syncbuf.Buffer{}
 	b, err := bridge.New(cfg, bridge.Options{Listener: ln, Leaser: l, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ssebridge/ssebridge/bridge"
 	"github.com/ssebridge/ssebridge/config"
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 )
 
 // TestReloadWarnsAboutShutdownTimeout: a running worker took its share of
@@ -24,7 +25,7 @@ func TestReloadWarnsAboutShutdownTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuf{}
+	logs := &syncbuf.Buffer{}
 	b, err := bridge.New(cfg, bridge.Options{Listener: ln, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,18 +1,17 @@
 package sources
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ssebridge/ssebridge/internal/metrics"
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 	"github.com/ssebridge/ssebridge/sinks"
 )
 
@@ -29,24 +28,6 @@ func (s *brokenStore) Save(ctx context.Context, p, id string) error {
 		return errors.New("open checkpoints/p.tmp: read-only file system")
 	}
 	return s.memStore.Save(ctx, p, id)
-}
-
-// syncBuffer is a log destination the worker's goroutines may share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.b.String(), s)
 }
 
 // shortSleep waits a millisecond whatever the delay asked: the test
@@ -71,7 +52,7 @@ func TestFailingCheckpointStorePausesForwarding(t *testing.T) {
 	store := &brokenStore{}
 	store.down.Store(true)
 	sink := newTestSink()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	name := tname(t)
 	w, err := New(Config{
 		Name: name, URL: srv.URL, MaxUnsaved: maxUnsaved, BatchSize: 7, CheckpointEvery: 1, CheckpointInterval: time.Millisecond,
@@ -99,7 +80,7 @@ func TestFailingCheckpointStorePausesForwarding(t *testing.T) {
 	if got := value(metrics.CheckpointFailures.WithLabelValues(name)); got < 20 {
 		t.Errorf("checkpoint failures metric = %v, want every failed save counted (>= 20)", got)
 	}
-	if n := logs.count("checkpoint not saved"); n > 2 {
+	if n := strings.Count(logs.String(), "checkpoint not saved"); n > 2 {
 		t.Errorf("%d 'checkpoint not saved' lines for %d failures, want them rate-limited", n, store.attempts.Load())
 	}
 

@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ssebridge/ssebridge/internal/demo"
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 	"github.com/ssebridge/ssebridge/internal/testbin"
 )
 
@@ -142,7 +142,7 @@ func testRunSignals(t *testing.T, bin string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "run", "-config", cfgPath)
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -217,25 +217,6 @@ func testRunSignals(t *testing.T, bin string) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer the child's stderr copier and the test can
-// use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // testDemoBinary: the demo prints its URLs, the printed curl URL streams
 // ticks, SIGTERM exits 0 and the default data dir is removed.
 func testDemoBinary(t *testing.T, bin string) {
@@ -246,7 +227,7 @@ func testDemoBinary(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stderr := &syncBuffer{}
+	stderr := &syncbuf.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

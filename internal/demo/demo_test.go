@@ -13,10 +13,10 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 	"go.uber.org/goleak"
 )
 
@@ -170,7 +170,7 @@ func metricValue(t *testing.T, text, series string) float64 {
 // TestDemoEndToEnd is the README's first command: feed → pipeline →
 // embedded JetStream → reverse stream, read by a plain HTTP client.
 func TestDemoEndToEnd(t *testing.T) {
-	logBuf := &lockedBuffer{}
+	logBuf := &syncbuf.Buffer{}
 	// Bursts of 10: enough events that a line per event would show.
 	d, stop := startDemoWith(t, Options{Burst: 10, Logger: slog.New(slog.NewTextHandler(logBuf, nil))})
 
@@ -285,23 +285,6 @@ func TestDemoEndToEnd(t *testing.T) {
 	if lines > 25 {
 		t.Fatalf("%d log lines for %v events:\n%s", lines, eventsSeen, logBuf.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestTwoDemosSideBySide: different -addr and -data-dir must be enough.

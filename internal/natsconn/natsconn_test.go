@@ -1,14 +1,12 @@
 package natsconn
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,30 +15,13 @@ import (
 	"github.com/nats-io/nkeys"
 	"go.uber.org/goleak"
 
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 	"github.com/ssebridge/ssebridge/internal/testtls"
 	"github.com/ssebridge/ssebridge/internal/tlsconf"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuf is a log sink that handlers may write to from nats.go's goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // noRetry makes a refused first connection an error, so authentication
 // failures are visible synchronously.
@@ -143,7 +124,7 @@ func TestConfigErrors(t *testing.T) {
 // connection to come back each time, with the drop and the return logged.
 func TestReconnectsAndLogs(t *testing.T) {
 	b := testbroker.StartNATS(t)
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	nc, err := Connect(Config{URL: b.URL()}, "test", log, nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 	"github.com/ssebridge/ssebridge/internal/testbroker"
 )
 
@@ -115,7 +116,7 @@ func publishFlush(t *testing.T, nc *nats.Conn, subjects ...string) {
 // still runs; Watch is idempotent per connection.
 func TestWatchRecordsBySubject(t *testing.T) {
 	b := permBroker(t)
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	nc, err := Connect(Config{URL: b.URL(), User: "bridge", Password: "pw"}, "test",
 		slog.New(slog.NewTextHandler(&logs, nil)), noRetry)
 	if err != nil {

@@ -4,14 +4,14 @@
 package testbrowser
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ssebridge/ssebridge/internal/syncbuf"
 )
 
 // Path is Debian's chromium package; .ci/run installs it.
@@ -19,24 +19,12 @@ const Path = "/usr/bin/chromium"
 
 // Browser is a headless Chromium showing one page.
 type Browser struct {
-	mu     sync.Mutex
-	stderr bytes.Buffer
-}
-
-// Write collects Chromium's stderr, written by exec's copying goroutine.
-func (b *Browser) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stderr.Write(p)
+	stderr syncbuf.Buffer // written by exec's copying goroutine
 }
 
 // Said is what Chromium wrote to stderr so far, for a failing test's
 // message.
-func (b *Browser) Said() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.stderr.String()
-}
+func (b *Browser) Said() string { return b.stderr.String() }
 
 // Open starts Chromium on url with a fresh profile, plus flags, until ctx
 // is done or the test ends; a missing Chromium fails the test.
@@ -53,7 +41,7 @@ func Open(t testing.TB, ctx context.Context, url string, flags ...string) *Brows
 	}, flags...)
 	cmd := exec.CommandContext(ctx, Path, append(args, url)...)
 	b := &Browser{}
-	cmd.Stderr = b
+	cmd.Stderr = &b.stderr
 	// Chromium forks renderers: kill its whole process group, not only
 	// the process started here.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
