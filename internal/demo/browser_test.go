@@ -413,7 +413,7 @@ func (c *chromium) waitFor(what string, cond func() bool) {
 	deadline := time.Now().Add(45 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
-			c.t.Fatal(fmt.Sprintf("timed out waiting for %s", what))
+			c.t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
