@@ -138,8 +138,15 @@ type kafkaBackend struct {
 	mu     sync.Mutex
 	cur    *kafkaTail
 	closed bool
+	// linger is how long the tail outlives its last subscriber (as
+	// JetStream's, defaultTailLinger); stops waits for lingering tails
+	// being stopped.
+	linger time.Duration
+	stops  sync.WaitGroup
 	// catchUps counts the catch-ups started, for tests.
 	catchUps atomic.Int64
+	// tailsStarted counts the tails started, for tests.
+	tailsStarted atomic.Int64
 }
 
 // kafkaSub is what the watch knows of one reader of the topic: a tail or
@@ -155,6 +162,7 @@ func newKafkaBackend(k *kafkaShared, c Config, log *slog.Logger) *kafkaBackend {
 	b := &kafkaBackend{
 		k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log,
 		maxPending: c.MaxPending, winEvents: c.WindowEvents, winBytes: c.WindowBytes,
+		linger: defaultTailLinger,
 	}
 	if b.maxPending <= 0 {
 		b.maxPending = DefaultMaxPending
@@ -178,7 +186,21 @@ func (b *kafkaBackend) sharesTail() {}
 func (b *kafkaBackend) close() {
 	b.mu.Lock()
 	b.closed = true
+	// A lingering tail has no feed left to stop it.
+	var idle *kafkaTail
+	if t := b.cur; t != nil && t.users == 0 {
+		idle = t
+		if t.linger != nil {
+			t.linger.Stop()
+			t.linger = nil
+		}
+		b.cur = nil
+	}
 	b.mu.Unlock()
+	if idle != nil {
+		idle.stop()
+	}
+	b.stops.Wait()
 	b.watch.close()
 }
 

@@ -336,16 +336,18 @@ func TestKafkaWatchEndsSubscribersBeyondTheEnd(t *testing.T) {
 	}
 }
 
-// The watch runs only while the stream has subscribers: it starts with the
-// first and its goroutine is gone once the last has left.
+// The watch runs only while the stream has subscribers (or its tail
+// lingers after them): it starts with the first and its goroutine is gone
+// once the last has left and the tail stopped.
 func TestKafkaWatchRunsOnlyWithSubscribers(t *testing.T) {
 	const (
 		topic = "quiet"
 		path  = "/kafka/quiet"
 	)
 	k := testbroker.StartKafka(t, map[string]int32{topic: 1})
-	_, hs := startServer(t, []Config{kafkaCfg(path, topic, "")},
+	srv, hs := startServer(t, []Config{kafkaCfg(path, topic, "")},
 		Deps{Kafka: KafkaCluster{Brokers: []string{k.Addr()}}})
+	srv.streams[path].backend.(*kafkaBackend).setLinger(0)
 	const watchFn = "streams.(*memberWatch[" // only Kafka streams here
 	if n := goroutinesIn(watchFn); n != 0 {
 		t.Fatalf("%d watch goroutines before any subscriber", n)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -41,7 +42,8 @@ type kafkaTail struct {
 	watched *kafkaSub
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	users   int // guarded by the backend's mu
+	users   int         // guarded by the backend's mu
+	linger  *time.Timer // set while it lingers; guarded by the backend's mu
 	once    sync.Once
 }
 
@@ -75,6 +77,7 @@ func (b *kafkaBackend) startTail(parts []int, start position) (*kafkaTail, error
 	}
 	t.watched = &kafkaSub{cur: t.pos, end: t.breakWith}
 	b.watch.add(t.watched)
+	b.tailsStarted.Add(1)
 	for i, r := range readers {
 		t.wg.Add(1)
 		go t.read(ctx, parts[i], r)
@@ -257,40 +260,85 @@ func kafkaMessage(km kafka.Message) message {
 
 // acquireTail returns the running tail, starting it at start for the
 // first subscriber (or after the last one broke, or when the topic's
-// partitions are no longer parts); releaseTail must follow.
+// partitions are no longer parts); releaseTail must follow. A tail that
+// lingers without subscribers is taken back: a client reconnecting soon
+// after it left resumes from the window, with no reader to start. The
+// watch kept looking at the topic meanwhile, so a lingering tail that no
+// longer follows it (recreated, truncated) is broken, never taken back.
 func (b *kafkaBackend) acquireTail(parts []int, start position) (*kafkaTail, error) {
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if b.closed {
+		b.mu.Unlock()
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 	}
 	if t := b.cur; t != nil && !t.isBroken() && slices.Equal(t.parts, parts) {
 		t.users++
+		if t.linger != nil {
+			t.linger.Stop()
+			t.linger = nil
+		}
+		b.mu.Unlock()
 		return t, nil
 	}
-	// A broken or outdated tail is stopped by its last user.
+	// A broken or outdated tail is stopped by its last user, or here if
+	// it has none left (it lingered).
+	var stale *kafkaTail
+	if t := b.cur; t != nil && t.users == 0 {
+		stale = t
+		if t.linger != nil {
+			t.linger.Stop()
+			t.linger = nil
+		}
+	}
 	b.cur = nil
 	t, err := b.startTail(parts, start)
-	if err != nil {
-		return nil, err
+	if err == nil {
+		t.users = 1
+		b.cur = t
 	}
-	t.users = 1
-	b.cur = t
-	return t, nil
+	b.mu.Unlock()
+	if stale != nil {
+		stale.stop()
+	}
+	return t, err
 }
 
-// releaseTail drops one user of t, stopping it with the last.
+// releaseTail drops one user of t. The last one leaves it running for
+// linger, unless it broke or the stream is closing.
 func (b *kafkaBackend) releaseTail(t *kafkaTail) {
 	b.mu.Lock()
 	t.users--
-	last := t.users == 0
-	if last && b.cur == t {
+	if t.users > 0 {
+		b.mu.Unlock()
+		return
+	}
+	if b.cur != t || b.closed || b.linger <= 0 || t.isBroken() {
+		if b.cur == t {
+			b.cur = nil
+		}
+		b.mu.Unlock()
+		t.stop()
+		return
+	}
+	t.linger = time.AfterFunc(b.linger, func() { b.stopIdle(t) })
+	b.mu.Unlock()
+}
+
+// stopIdle stops t once it has lingered without subscribers.
+func (b *kafkaBackend) stopIdle(t *kafkaTail) {
+	b.mu.Lock()
+	if t.users > 0 || t.linger == nil {
+		b.mu.Unlock()
+		return // taken back meanwhile
+	}
+	t.linger = nil
+	if b.cur == t {
 		b.cur = nil
 	}
+	b.stops.Add(1)
 	b.mu.Unlock()
-	if last {
-		t.stop()
-	}
+	defer b.stops.Done()
+	t.stop()
 }
 
 // catchUpKafka reads every partition for one subscriber from start with

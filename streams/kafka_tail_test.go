@@ -39,6 +39,23 @@ func startKafkaStream(t *testing.T, topic string, parts int32, cfg func(*Config)
 
 func (e *kafkaEnv) backend() *kafkaBackend { return e.srv.streams[e.path].backend.(*kafkaBackend) }
 
+// setLinger sets how long the tail outlives its last subscriber.
+func (b *kafkaBackend) setLinger(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.linger = d
+}
+
+// idleTail is the tail lingering without subscribers, or nil.
+func (b *kafkaBackend) idleTail() *kafkaTail {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cur != nil && b.cur.users == 0 {
+		return b.cur
+	}
+	return nil
+}
+
 // produce writes data to partitions, round robin from partition 0.
 func (e *kafkaEnv) produce(t *testing.T, parts int, datas ...string) {
 	t.Helper()
@@ -62,6 +79,7 @@ func ids(evs []sse.Event) []string {
 // for each.
 func TestKafkaSubscribersShareOneTail(t *testing.T) {
 	e := startKafkaStream(t, "shared", 2, nil)
+	e.backend().setLinger(0) // the readers stop with the last subscriber
 	var cs []*sseClient
 	for range 3 {
 		cs = append(cs, subscribe(t, e.url, nil))
@@ -80,6 +98,36 @@ func TestKafkaSubscribersShareOneTail(t *testing.T) {
 	for _, c := range cs {
 		c.close()
 	}
+	testbroker.WaitGoroutinesGone(t, "streams.(*kafkaTail).read")
+}
+
+// The tail outlives its last subscriber for a while, reading on: a
+// client that reconnects meanwhile resumes from the window, with no reader
+// to start and no catch-up, and gets what was published while it was away.
+// Once the linger is over the readers are gone.
+func TestKafkaTailLingersForReconnects(t *testing.T) {
+	e := startKafkaStream(t, "linger", 1, nil) // one partition: one order
+	b := e.backend()
+	b.setLinger(time.Hour)
+	a := subscribe(t, e.url, nil)
+	e.produce(t, 1, seqDatas(1, 6)...)
+	seen := a.take(t, 6)
+	a.close()
+	waitFor(t, "the tail lingering without subscribers", func() bool { return b.idleTail() != nil })
+	e.produce(t, 1, seqDatas(7, 10)...) // while nobody is subscribed
+
+	c := subscribe(t, e.url, map[string]string{"Last-Event-ID": seen[5].ID})
+	if got := datas(c.take(t, 4)); !slices.Equal(got, seqDatas(7, 10)) {
+		t.Fatalf("reconnected after e6 got %v, want e7..e10", got)
+	}
+	if n := b.tailsStarted.Load(); n != 1 {
+		t.Errorf("%d tails started, want the first taken back", n)
+	}
+	if n := b.catchUps.Load(); n != 0 {
+		t.Errorf("%d catch-ups, want the resume served from the window", n)
+	}
+	b.setLinger(time.Millisecond)
+	c.close()
 	testbroker.WaitGoroutinesGone(t, "streams.(*kafkaTail).read")
 }
 
