@@ -284,9 +284,7 @@ func New(cfgs []Config, deps Deps) (*Server, error) {
 		s.hbTick = min(s.hbTick, max(st.heartbeat/4, 5*time.Millisecond))
 	}
 	if len(errs) > 0 {
-		for _, c := range s.closers {
-			c()
-		}
+		s.runClosers()
 		return nil, errors.Join(errs...)
 	}
 	return s, nil
@@ -328,9 +326,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() {
 		s.wg.Wait()
 		s.loops.Wait()
-		for _, c := range s.closers {
-			c()
-		}
+		s.runClosers()
 		close(done)
 	}()
 	select {
@@ -350,6 +346,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-time.After(writeTimeout):
 	}
 	return fmt.Errorf("streams shutdown: %w", ctx.Err())
+}
+
+// runClosers runs the closers last first, as defers run: a stream's
+// backend stops (its lingering tail, its watch) before the shared client
+// it looks up the broker through is closed, or its last look-up could
+// open a connection pool after the client was closed.
+func (s *Server) runClosers() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
 }
 
 // ServeHTTP routes a request to its stream.
