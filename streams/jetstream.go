@@ -30,14 +30,9 @@ type jsBackend struct {
 
 	maxPending, winEvents, winBytes int
 
-	// linger is how long the tail outlives its last subscriber.
-	linger time.Duration
-
-	mu       sync.Mutex
-	cur      *jsTail
+	// sharedTail's mu also guards starting.
+	sharedTail[*jsTail]
 	starting chan struct{} // closed when a tail being started is ready
-	closed   bool
-	stops    sync.WaitGroup // lingering tails being stopped
 }
 
 func newJetStreamBackend(nc *nats.Conn, c Config, log *slog.Logger) (*jsBackend, error) {
@@ -48,8 +43,8 @@ func newJetStreamBackend(nc *nats.Conn, c Config, log *slog.Logger) (*jsBackend,
 	b := &jsBackend{
 		js: js, stream: c.NATS.JetStream, subject: c.NATS.Subject, path: c.Path, log: log,
 		maxPending: c.MaxPending, winEvents: c.WindowEvents, winBytes: c.WindowBytes,
-		linger: defaultTailLinger,
 	}
+	b.linger = defaultTailLinger
 	if b.maxPending <= 0 {
 		b.maxPending = DefaultMaxPending
 	}
@@ -77,16 +72,9 @@ type jsTail struct {
 	it       jetstream.MessagesContext
 	cons     jetstream.Consumer
 	done     chan struct{} // closed when the reader has returned
-	users    int           // guarded by b.mu
-	linger   *time.Timer   // set while it lingers; guarded by b.mu
+	tailUse
 	stopOnce sync.Once
 }
-
-// defaultTailLinger is how long a stream's tail outlives its last
-// subscriber: clients cut off all at once (a broker hiccup, a burst) come
-// back within seconds and resume from memory, instead of each making a
-// consumer of its own at the same moment.
-const defaultTailLinger = 30 * time.Second
 
 // acquire returns the running tail, starting it for the first subscriber
 // (or after the last one broke); release must follow. Starting it does not
@@ -101,12 +89,7 @@ func (b *jsBackend) acquire(ctx context.Context) (t *jsTail, revived bool, err e
 			return nil, false, fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 		}
 		if t := b.cur; t != nil && !t.isBroken() {
-			t.users++
-			if t.linger != nil {
-				t.linger.Stop()
-				t.linger = nil
-				revived = true
-			}
+			revived = b.takeLocked(t)
 			b.mu.Unlock()
 			return t, revived, nil
 		}
@@ -119,19 +102,12 @@ func (b *jsBackend) acquire(ctx context.Context) (t *jsTail, revived bool, err e
 				return nil, false, fmt.Errorf("%w: JetStream stream %q: %v", ErrUnavailable, b.stream, ctx.Err())
 			}
 		}
-		var stale *jsTail
-		if t := b.cur; t != nil && t.users == 0 {
-			stale = t // broken while lingering
-			if t.linger != nil {
-				t.linger.Stop()
-				t.linger = nil
-			}
-		}
+		stale, isStale := b.dropIdleLocked() // broken while lingering
 		b.cur = nil
 		ch := make(chan struct{})
 		b.starting = ch
 		b.mu.Unlock()
-		if stale != nil {
+		if isStale {
 			stale.stop()
 		}
 		t, err := b.start(ctx)
@@ -193,44 +169,6 @@ func (b *jsBackend) start(ctx context.Context) (*jsTail, error) {
 	b.watch.add(t.guard)
 	go t.run()
 	return t, nil
-}
-
-// release drops one user of t. The last one leaves it running for linger,
-// unless it broke.
-func (b *jsBackend) release(t *jsTail) {
-	b.mu.Lock()
-	t.users--
-	if t.users > 0 {
-		b.mu.Unlock()
-		return
-	}
-	if b.cur != t || b.closed || b.linger <= 0 || t.isBroken() {
-		if b.cur == t {
-			b.cur = nil
-		}
-		b.mu.Unlock()
-		t.stop()
-		return
-	}
-	t.linger = time.AfterFunc(b.linger, func() { b.stopIdle(t) })
-	b.mu.Unlock()
-}
-
-// stopIdle stops t once it has lingered without subscribers.
-func (b *jsBackend) stopIdle(t *jsTail) {
-	b.mu.Lock()
-	if t.users > 0 || t.linger == nil {
-		b.mu.Unlock()
-		return // taken again meanwhile
-	}
-	t.linger = nil
-	if b.cur == t {
-		b.cur = nil
-	}
-	b.stops.Add(1)
-	b.mu.Unlock()
-	defer b.stops.Done()
-	t.stop()
 }
 
 // consumerConfig is an ordered consumer of the stream's subjects starting
@@ -323,19 +261,7 @@ func deleteConsumer(b *jsBackend, cons jetstream.Consumer) {
 // close stops a lingering tail (every feed has stopped by now) and the
 // watch.
 func (b *jsBackend) close() {
-	b.mu.Lock()
-	b.closed = true
-	t := b.cur
-	b.cur = nil
-	if t != nil && t.linger != nil {
-		t.linger.Stop()
-		t.linger = nil
-	}
-	b.mu.Unlock()
-	if t != nil {
-		t.stop()
-	}
-	b.stops.Wait()
+	b.closeTails()
 	b.watch.close()
 }
 

@@ -135,14 +135,7 @@ type kafkaBackend struct {
 
 	maxPending, winEvents, winBytes int
 
-	mu     sync.Mutex
-	cur    *kafkaTail
-	closed bool
-	// linger is how long the tail outlives its last subscriber (as
-	// JetStream's, defaultTailLinger); stops waits for lingering tails
-	// being stopped.
-	linger time.Duration
-	stops  sync.WaitGroup
+	sharedTail[*kafkaTail]
 	// catchUps counts the catch-ups started, for tests.
 	catchUps atomic.Int64
 	// tailsStarted counts the tails started, for tests.
@@ -162,8 +155,8 @@ func newKafkaBackend(k *kafkaShared, c Config, log *slog.Logger) *kafkaBackend {
 	b := &kafkaBackend{
 		k: k, topic: c.Kafka.Topic, tag: topicTag(c.Kafka.Topic), start: c.Kafka.Start, path: c.Path, log: log,
 		maxPending: c.MaxPending, winEvents: c.WindowEvents, winBytes: c.WindowBytes,
-		linger: defaultTailLinger,
 	}
+	b.linger = defaultTailLinger
 	if b.maxPending <= 0 {
 		b.maxPending = DefaultMaxPending
 	}
@@ -184,23 +177,7 @@ func (b *kafkaBackend) sharesTail() {}
 // close stops the watch and waits for it; every feed has stopped, so the
 // tail and the catch-ups have too, and the client is shared.
 func (b *kafkaBackend) close() {
-	b.mu.Lock()
-	b.closed = true
-	// A lingering tail has no feed left to stop it.
-	var idle *kafkaTail
-	if t := b.cur; t != nil && t.users == 0 {
-		idle = t
-		if t.linger != nil {
-			t.linger.Stop()
-			t.linger = nil
-		}
-		b.cur = nil
-	}
-	b.mu.Unlock()
-	if idle != nil {
-		idle.stop()
-	}
-	b.stops.Wait()
+	b.closeTails() // a lingering tail has no feed left to stop it
 	b.watch.close()
 }
 
@@ -339,7 +316,7 @@ func (b *kafkaBackend) subscribe(ctx context.Context, sub *subscriber, req *requ
 	f, err := b.place(t, sub, req, cur, start)
 	if err != nil {
 		t.leave(sub)
-		b.releaseTail(t)
+		b.release(t)
 		return feed{}, err
 	}
 	return f, nil
@@ -398,7 +375,7 @@ func (b *kafkaBackend) place(t *kafkaTail, sub *subscriber, req *request, cur *o
 		once.Do(func() {
 			stopCatchUp()
 			t.leave(sub)
-			b.releaseTail(t)
+			b.release(t)
 		})
 	}
 	return f, nil

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -42,9 +41,8 @@ type kafkaTail struct {
 	watched *kafkaSub
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
-	users   int         // guarded by the backend's mu
-	linger  *time.Timer // set while it lingers; guarded by the backend's mu
-	once    sync.Once
+	tailUse
+	once sync.Once
 }
 
 // startTail starts readers of every partition of parts at start.
@@ -260,7 +258,7 @@ func kafkaMessage(km kafka.Message) message {
 
 // acquireTail returns the running tail, starting it at start for the
 // first subscriber (or after the last one broke, or when the topic's
-// partitions are no longer parts); releaseTail must follow. A tail that
+// partitions are no longer parts); release must follow. A tail that
 // lingers without subscribers is taken back: a client reconnecting soon
 // after it left resumes from the window, with no reader to start. The
 // watch kept looking at the topic meanwhile, so a lingering tail that no
@@ -272,24 +270,13 @@ func (b *kafkaBackend) acquireTail(parts []int, start position) (*kafkaTail, err
 		return nil, fmt.Errorf("%w: %w", ErrUnavailable, ErrClosed)
 	}
 	if t := b.cur; t != nil && !t.isBroken() && slices.Equal(t.parts, parts) {
-		t.users++
-		if t.linger != nil {
-			t.linger.Stop()
-			t.linger = nil
-		}
+		b.takeLocked(t)
 		b.mu.Unlock()
 		return t, nil
 	}
 	// A broken or outdated tail is stopped by its last user, or here if
 	// it has none left (it lingered).
-	var stale *kafkaTail
-	if t := b.cur; t != nil && t.users == 0 {
-		stale = t
-		if t.linger != nil {
-			t.linger.Stop()
-			t.linger = nil
-		}
-	}
+	stale, isStale := b.dropIdleLocked()
 	b.cur = nil
 	t, err := b.startTail(parts, start)
 	if err == nil {
@@ -297,48 +284,10 @@ func (b *kafkaBackend) acquireTail(parts []int, start position) (*kafkaTail, err
 		b.cur = t
 	}
 	b.mu.Unlock()
-	if stale != nil {
+	if isStale {
 		stale.stop()
 	}
 	return t, err
-}
-
-// releaseTail drops one user of t. The last one leaves it running for
-// linger, unless it broke or the stream is closing.
-func (b *kafkaBackend) releaseTail(t *kafkaTail) {
-	b.mu.Lock()
-	t.users--
-	if t.users > 0 {
-		b.mu.Unlock()
-		return
-	}
-	if b.cur != t || b.closed || b.linger <= 0 || t.isBroken() {
-		if b.cur == t {
-			b.cur = nil
-		}
-		b.mu.Unlock()
-		t.stop()
-		return
-	}
-	t.linger = time.AfterFunc(b.linger, func() { b.stopIdle(t) })
-	b.mu.Unlock()
-}
-
-// stopIdle stops t once it has lingered without subscribers.
-func (b *kafkaBackend) stopIdle(t *kafkaTail) {
-	b.mu.Lock()
-	if t.users > 0 || t.linger == nil {
-		b.mu.Unlock()
-		return // taken back meanwhile
-	}
-	t.linger = nil
-	if b.cur == t {
-		b.cur = nil
-	}
-	b.stops.Add(1)
-	b.mu.Unlock()
-	defer b.stops.Done()
-	t.stop()
 }
 
 // catchUpKafka reads every partition for one subscriber from start with
