@@ -1,11 +1,9 @@
 package streams
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -218,18 +216,7 @@ func TestBurstKeepsTheReaderOnItsRequestsGoroutine(t *testing.T) {
 // of the test; it returns the base URL.
 func startHTTPTest(t *testing.T, srv *Server) string {
 	t.Helper()
-	hs := httptest.NewUnstartedServer(srv)
-	hs.Listener = smallBufferListener{hs.Listener}
-	hs.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
-		hs.Close()
-	})
-	return hs.URL
+	return serveForTest(t, srv, true).URL
 }
 
 // The rule itself, on a tail with an injected clock: more than max_pending

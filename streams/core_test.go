@@ -144,18 +144,7 @@ func startSmallBufferServer(t *testing.T, cfgs []Config, deps Deps) (*Server, *h
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(srv)
-	hs.Listener = smallBufferListener{hs.Listener}
-	hs.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil && !errors.Is(err, ErrClosed) {
-			t.Errorf("Shutdown: %v", err)
-		}
-		hs.Close()
-	})
-	return srv, hs
+	return srv, serveForTest(t, srv, true)
 }
 
 // slowGet opens a stream through a small receive buffer and never reads

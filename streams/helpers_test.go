@@ -37,7 +37,18 @@ func startServer(t *testing.T, cfgs []Config, deps Deps) (*Server, *httptest.Ser
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	hs := httptest.NewServer(srv)
+	return srv, serveForTest(t, srv, false)
+}
+
+// serveForTest serves srv behind an httptest server, with small socket
+// send buffers if asked; both are shut down when the test ends.
+func serveForTest(t *testing.T, srv *Server, smallBuffers bool) *httptest.Server {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(srv)
+	if smallBuffers {
+		hs.Listener = smallBufferListener{hs.Listener}
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitLong)
 		defer cancel()
@@ -46,7 +57,7 @@ func startServer(t *testing.T, cfgs []Config, deps Deps) (*Server, *httptest.Ser
 		}
 		hs.Close()
 	})
-	return srv, hs
+	return hs
 }
 
 // natsEnv is a real nats-server with JetStream and a client connection.
